@@ -1,0 +1,89 @@
+// flux-pam: the entry point. Subcommands only; each loads its own code when it runs.
+
+import { cac } from "cac";
+import { basename } from "node:path";
+import { pamWordsToFlags, UsageError } from "./commands/pam-args";
+import { parseFsd } from "./flux/fsd";
+import pkg from "../package.json" with { type: "json" };
+
+const EXIT_USAGE = 2;
+
+/** Hook entries installed in prolog.d / housekeeping.d are links to this binary, known by name. */
+const BY_NAME: Record<string, string> = {
+  "flux-pam-prolog": "prolog",
+  "flux-pam-housekeeping": "housekeeping",
+};
+
+function seconds(v: unknown, what: string): number {
+  try {
+    return parseFsd(String(v));
+  } catch (e) {
+    throw new UsageError(`${what}: ${(e as Error).message}`);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const env = process.env as Record<string, string | undefined>;
+  const byName = BY_NAME[basename(process.argv0 ?? "")];
+  let args = argv.slice(2);
+  if (byName) args = [byName, ...args];
+
+  const cli = cac("flux-pam");
+  let run: (() => Promise<number>) | undefined;
+
+  cli
+    .command("account [...words]", "decide whether PAM_USER may log in (pam_exec-compatible)")
+    .option("--allow-guest-user", "admit guests of a multi-user instance the owner runs here")
+    .option("--debug", "log every decision")
+    .option("--uri <uri>", "broker URI (default: FLUX_URI for a root caller, else local:///run/flux/local)")
+    .option("--timeout <fsd>", "time budget for the decision", { default: "5s" })
+    .action((words: string[], o) => {
+      if (words.length) throw new UsageError(`account: unknown option ${words.map((w) => JSON.stringify(w)).join(" ")}`);
+      run = async () =>
+        (await import("./commands/account")).account(
+          { allowGuestUser: !!o.allowGuestUser, debug: !!o.debug, uri: o.uri, timeout: seconds(o.timeout, "--timeout") },
+          env,
+        );
+    });
+
+  cli
+    .command("check-user <user>", "say whether USER would be admitted on this node, and why")
+    .option("--json", "machine-readable report")
+    .option("--allow-guest-user", "consider the guest path too")
+    .option("--uri <uri>", "broker URI")
+    .option("--timeout <fsd>", "time budget", { default: "5s" })
+    .action((user: string, o) => {
+      run = async () =>
+        (await import("./commands/check-user")).checkUser(
+          { user, json: !!o.json, allowGuestUser: !!o.allowGuestUser, uri: o.uri, timeout: seconds(o.timeout, "--timeout") },
+          env,
+        );
+    });
+
+  cli.help();
+  cli.version(pkg.version);
+  const accountWords = ["allow-guest-user", "debug", "uri", "timeout"];
+  const parsed = cli.parse(["node", "flux-pam", ...(args[0] === "account" ? pamWordsToFlags(args, accountWords) : args)], { run: false });
+  if (parsed.options.help || parsed.options.version) return 0;
+  if (!cli.matchedCommand) {
+    if (args.length === 0) {
+      cli.outputHelp();
+      return EXIT_USAGE;
+    }
+    throw new UsageError(`unknown command "${args[0]}" (see flux-pam --help)`);
+  }
+  cli.runMatchedCommand();
+  if (!run) return EXIT_USAGE;
+  return run();
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: Error) => {
+    const usage = e instanceof UsageError || e.name === "CACError";
+    process.stderr.write(`flux-pam: ${e.message}\n`);
+    process.exitCode = usage ? EXIT_USAGE : 1;
+  },
+);

@@ -1,0 +1,82 @@
+// flux-pam account: may PAM_USER log in here? pam_exec-compatible; pam_flux.so reads the reply.
+
+import { decideAdmission } from "../decide/admission";
+import { FluxClient } from "../flux/client";
+import { Deadline } from "../flux/deadline";
+import { brokerUri, childLocalUri } from "../flux/uri";
+import { childAllowsGuests, userJobs } from "../flux/user-jobs";
+import { formatF58 } from "../flux/jobid";
+import { getuid } from "../node/libc";
+import { getpwnam } from "../node/passwd";
+import { Reply } from "../wrapper/reply";
+
+export interface AccountOptions {
+  allowGuestUser: boolean;
+  debug: boolean;
+  uri?: string;
+  /** seconds for the whole decision */
+  timeout: number;
+}
+
+export const EXIT_ADMIT = 0;
+export const EXIT_DENY = 1;
+
+export function denialMessage(user: string): string {
+  return `Access denied: user ${user} has no active jobs on this node`;
+}
+
+export async function account(opts: AccountOptions, env: Record<string, string | undefined>): Promise<number> {
+  const reply = Reply.fromEnv(env, "flux-pam account", opts.debug);
+  const user = env.PAM_USER;
+  if (user === undefined || user === "") {
+    reply.log("err", "PAM_USER is not set: run under pam_exec or pam_flux.so, or set PAM_USER");
+    reply.result("deny");
+    return EXIT_DENY;
+  }
+  const pw = getpwnam(user);
+  if (!pw) {
+    reply.log("err", `unknown user ${JSON.stringify(user)}`);
+    reply.result("user-unknown");
+    return EXIT_DENY;
+  }
+  const deny = (why: string | undefined): number => {
+    reply.log(why === undefined ? "notice" : "err", `access denied for user ${pw.name} (uid=${pw.uid})${why ? `: ${why}` : ""}`);
+    reply.say("error", denialMessage(pw.name));
+    reply.result("deny");
+    return EXIT_DENY;
+  };
+
+  const uri = brokerUri(opts.uri, env.FLUX_URI, getuid());
+  const deadline = new Deadline(opts.timeout * 1000);
+  reply.log(
+    "debug",
+    `user=${pw.name} uid=${pw.uid} service=${env.PAM_SERVICE ?? ""} rhost=${env.PAM_RHOST ?? ""} uri=${uri} allow-guest-user=${opts.allowGuestUser}`,
+  );
+  let client: FluxClient | undefined;
+  try {
+    client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect"), 2000) });
+    const node = await userJobs(client, pw.uid, opts.allowGuestUser, deadline);
+    const { admission } = await decideAdmission(
+      { uid: pw.uid, owner: node.owner, rank: node.rank, jobs: node.jobs, allowGuestUser: opts.allowGuestUser },
+      childLocalUri,
+      (child) => childAllowsGuests(child, deadline),
+    );
+    switch (admission.kind) {
+      case "owner":
+        reply.log("debug", `access granted for user ${pw.name} (uid=${pw.uid}) as job owner: ${admission.jobs.map((j) => formatF58(j.id)).join(" ")}`);
+        reply.result("owner");
+        return EXIT_ADMIT;
+      case "guest":
+        reply.log("debug", `access granted for user ${pw.name} (uid=${pw.uid}) as guest of ${formatF58(admission.job.id)} at ${admission.childUri}`);
+        reply.result("guest");
+        return EXIT_ADMIT;
+      case "deny":
+        return deny(undefined);
+    }
+  } catch (e) {
+    // Any failure to reach or understand Flux denies: a login is never let through on an error.
+    return deny((e as Error).message);
+  } finally {
+    client?.close();
+  }
+}

@@ -1,0 +1,211 @@
+// A Flux client on a local:// unix socket: handshake, pipelined RPCs matched by matchtag, deadlines.
+
+import type { Socket } from "bun";
+import { BadReplyError, BrokerUnavailableError, FluxRpcError, FluxTimeoutError, HandshakeRefusedError } from "./errors";
+import { type Json, parseJson, stringifyJson } from "./json";
+import { type Message, MsgType, ProtocolError, decodeStream, encodeRequest, payloadText } from "./message";
+import { socketPath } from "./uri";
+
+export interface ConnectOptions {
+  /** Total time for connect (with retries) and handshake. */
+  timeoutMs?: number;
+}
+
+interface Pending {
+  topic: string;
+  resolve(m: Message): void;
+  reject(e: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const DEFAULT_CONNECT_MS = 2000;
+export const DEFAULT_RPC_MS = 5000;
+
+export class FluxClient {
+  private buf = new Uint8Array(0);
+  private readonly pending = new Map<number, Pending>();
+  private nextTag = 1;
+  private outq: Uint8Array[] = [];
+  private failure: Error | undefined;
+  private handshake: ((byte: number) => void) | undefined;
+  private socket!: Socket<undefined>;
+
+  private constructor(readonly uri: string, readonly path: string) {}
+
+  /**
+   * Connects to the broker at `uri`. A missing socket is retried with backoff (as libflux does)
+   * until the deadline; then the broker's one handshake byte decides.
+   */
+  static async connect(uri: string, opts: ConnectOptions = {}): Promise<FluxClient> {
+    const path = socketPath(uri);
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_MS;
+    const deadline = Date.now() + timeoutMs;
+    const client = new FluxClient(uri, path);
+    let delay = 16;
+    for (;;) {
+      try {
+        await client.open();
+        break;
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        const retry = code === "ENOENT" || code === "ECONNREFUSED" || code === "EAGAIN";
+        const left = deadline - Date.now();
+        if (!retry || left <= 0) {
+          const detail =
+            code === "ENOENT" ? `broker socket ${path} was not found` : ((e as Error).message ?? String(e));
+          throw new BrokerUnavailableError(path, detail);
+        }
+        await Bun.sleep(Math.min(delay, left));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+    await client.awaitHandshake(Math.max(deadline - Date.now(), 1));
+    return client;
+  }
+
+  private async open(): Promise<void> {
+    this.socket = await Bun.connect<undefined>({
+      unix: this.path,
+      socket: {
+        data: (_s, data) => this.onData(data),
+        drain: () => this.flush(),
+        close: () => this.fail(new BrokerUnavailableError(this.path, "the broker closed the connection")),
+        error: (_s, err) => this.fail(new BrokerUnavailableError(this.path, err.message)),
+        end: () => this.fail(new BrokerUnavailableError(this.path, "the broker closed the connection")),
+      },
+    });
+  }
+
+  private awaitHandshake(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.handshake = undefined;
+        this.close();
+        reject(new FluxTimeoutError(`handshake with ${this.path}`, ms));
+      }, ms);
+      this.handshake = (byte) => {
+        clearTimeout(timer);
+        this.handshake = undefined;
+        if (byte === 0) resolve();
+        else {
+          this.close();
+          reject(new HandshakeRefusedError(this.path, byte));
+        }
+      };
+      // A failure before the byte arrives (the broker closed on us) rejects too.
+      this.onFailure = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+    });
+  }
+
+  private onFailure: ((e: Error) => void) | undefined;
+
+  private onData(data: Uint8Array): void {
+    if (this.failure) return;
+    let chunk = data;
+    if (this.handshake) {
+      const byte = chunk[0]!;
+      const h = this.handshake;
+      this.onFailure = undefined;
+      h(byte);
+      chunk = chunk.subarray(1);
+      if (byte !== 0) return;
+    }
+    if (chunk.length === 0) return;
+    const merged = new Uint8Array(this.buf.length + chunk.length);
+    merged.set(this.buf);
+    merged.set(chunk, this.buf.length);
+    let messages: Message[];
+    try {
+      const r = decodeStream(merged);
+      messages = r.messages;
+      this.buf = merged.slice(r.used);
+    } catch (e) {
+      this.fail(e as Error);
+      this.close();
+      return;
+    }
+    for (const m of messages) {
+      if (m.type !== MsgType.response) continue; // events and controls are not ours
+      const p = this.pending.get(m.aux2);
+      if (!p) continue; // a late answer to a request that already timed out
+      this.pending.delete(m.aux2);
+      clearTimeout(p.timer);
+      p.resolve(m);
+    }
+  }
+
+  private fail(e: Error): void {
+    if (this.failure) return;
+    this.failure = e;
+    const f = this.onFailure;
+    this.onFailure = undefined;
+    f?.(e);
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    this.pending.clear();
+  }
+
+  private flush(): void {
+    while (this.outq.length > 0) {
+      const b = this.outq[0]!;
+      const n = this.socket.write(b);
+      if (n < b.length) {
+        this.outq[0] = b.subarray(Math.max(n, 0));
+        return; // the drain callback resumes
+      }
+      this.outq.shift();
+    }
+  }
+
+  /**
+   * Sends a request and resolves with its JSON payload (undefined if none).
+   * Many calls may be in flight at once; answers are matched by tag, in any order.
+   */
+  async rpc(topic: string, payload?: Json, timeoutMs = DEFAULT_RPC_MS): Promise<Json | undefined> {
+    const m = await this.request(topic, payload, timeoutMs);
+    if (m.aux1 !== 0) {
+      const text = m.payload && m.payload.length > 0 ? payloadText(m.payload) : undefined;
+      throw new FluxRpcError(topic, m.aux1, text || undefined);
+    }
+    if (!m.payload) return undefined;
+    try {
+      return parseJson(payloadText(m.payload));
+    } catch (e) {
+      throw new BadReplyError(topic, (e as Error).message);
+    }
+  }
+
+  private request(topic: string, payload: Json | undefined, timeoutMs: number): Promise<Message> {
+    if (this.failure) return Promise.reject(this.failure);
+    const tag = this.allocTag();
+    const bytes = encodeRequest(topic, tag, payload === undefined ? undefined : stringifyJson(payload));
+    return new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(tag);
+        reject(new FluxTimeoutError(topic, timeoutMs));
+      }, timeoutMs);
+      this.pending.set(tag, { topic, resolve, reject, timer });
+      this.outq.push(bytes);
+      if (this.outq.length === 1) this.flush();
+    });
+  }
+
+  private allocTag(): number {
+    // Tags are u32, 0 means "no response"; skip any still in flight.
+    for (;;) {
+      const tag = this.nextTag;
+      this.nextTag = this.nextTag >= 0xfffffffe ? 1 : this.nextTag + 1;
+      if (!this.pending.has(tag)) return tag;
+    }
+  }
+
+  close(): void {
+    this.fail(new ProtocolError("connection closed"));
+    this.socket?.end();
+  }
+}

@@ -1,0 +1,93 @@
+// RFC 20 R version 1: a job's resources. flux-pam needs this rank's cores and gpus.
+
+import { BadReplyError } from "./errors";
+import { type Idset, formatIdset, idsetUnion, parseIdset } from "./idset";
+import { type Json, isObject, parseJson } from "./json";
+import { expandHostlist } from "./hostlist";
+
+export interface RLite {
+  rank: string;
+  children: { core?: string; gpu?: string; [other: string]: string | undefined };
+}
+
+export interface R {
+  version: 1;
+  execution: {
+    R_lite: RLite[];
+    nodelist?: string[];
+    starttime?: number;
+    expiration?: number;
+    [other: string]: Json | undefined;
+  };
+}
+
+/** What one rank holds of a job. */
+export interface RankShare {
+  cores: Idset;
+  gpus: Idset;
+  /** the host name of that rank, when R's nodelist says */
+  host?: string;
+}
+
+export function parseR(text: string | Json, topic = "R"): R {
+  let v: Json;
+  try {
+    v = typeof text === "string" ? parseJson(text) : text;
+  } catch (e) {
+    throw new BadReplyError(topic, `R is not JSON: ${(e as Error).message}`);
+  }
+  if (!isObject(v) || v.version !== 1) throw new BadReplyError(topic, "R is not version 1");
+  const ex = v.execution;
+  if (!isObject(ex) || !Array.isArray(ex.R_lite)) throw new BadReplyError(topic, "R has no execution.R_lite");
+  for (const e of ex.R_lite) {
+    if (!isObject(e) || typeof e.rank !== "string" || !isObject(e.children))
+      throw new BadReplyError(topic, "an R_lite entry has no rank or children");
+    for (const c of Object.values(e.children))
+      if (typeof c !== "string") throw new BadReplyError(topic, "an R_lite child is not an idset");
+  }
+  if (ex.nodelist !== undefined && (!Array.isArray(ex.nodelist) || ex.nodelist.some((h) => typeof h !== "string")))
+    throw new BadReplyError(topic, "R nodelist is not a list of hostlists");
+  return v as unknown as R;
+}
+
+/** The cores and gpus that R gives `rank`. */
+export function rankShare(r: R, rank: number): RankShare {
+  const cores: Idset[] = [];
+  const gpus: Idset[] = [];
+  const allRanks: Idset[] = [];
+  for (const e of r.execution.R_lite) {
+    const ranks = parseIdset(e.rank);
+    allRanks.push(ranks);
+    if (!ranks.includes(rank)) continue;
+    if (e.children.core) cores.push(parseIdset(e.children.core));
+    if (e.children.gpu) gpus.push(parseIdset(e.children.gpu));
+  }
+  const share: RankShare = { cores: idsetUnion(...cores), gpus: idsetUnion(...gpus) };
+  // nodelist names the hosts of R's ranks in ascending rank order.
+  const nodelist = r.execution.nodelist;
+  if (nodelist) {
+    const idx = idsetUnion(...allRanks).indexOf(rank);
+    const hosts = nodelist.flatMap(expandHostlist);
+    if (idx >= 0 && idx < hosts.length) share.host = hosts[idx];
+  }
+  return share;
+}
+
+/** An R holding the union of shares on one rank: what the mapper turns into slice properties. */
+export function unionR(rank: number, shares: RankShare[]): R {
+  const core = formatIdset(shares.flatMap((s) => s.cores));
+  const gpu = formatIdset(shares.flatMap((s) => s.gpus));
+  const children: RLite["children"] = {};
+  if (core) children.core = core;
+  if (gpu) children.gpu = gpu;
+  const host = shares.find((s) => s.host)?.host;
+  return {
+    version: 1,
+    execution: {
+      R_lite: [{ rank: String(rank), children }],
+      starttime: 0,
+      expiration: 0,
+      ...(host ? { nodelist: [host] } : {}),
+    },
+  };
+}

@@ -1,0 +1,121 @@
+// The broker RPCs flux-pam uses, with their replies checked and typed.
+
+import type { FluxClient } from "./client";
+import { BadReplyError } from "./errors";
+import { type Idset, parseIdset } from "./idset";
+import { type JobId, jobId } from "./jobid";
+import { type Json, isObject, toBigInt } from "./json";
+import { type R, parseR } from "./r";
+
+/** Job states (RFC 21 bits as job-list reports them). Only RUN counts as active on a node. */
+export const JobState = { NEW: 1, DEPEND: 2, PRIORITY: 4, SCHED: 8, RUN: 16, CLEANUP: 32, INACTIVE: 64 } as const;
+export type JobStateName = keyof typeof JobState;
+
+export function jobStateName(bit: number): JobStateName | `state ${number}` {
+  const e = Object.entries(JobState).find(([, v]) => v === bit);
+  return e ? (e[0] as JobStateName) : `state ${bit}`;
+}
+
+export interface Job {
+  id: JobId;
+  userid: number;
+  ranks: Idset;
+  state: number;
+  /** annotations.user.uri: set when the job is a Flux instance */
+  uri?: string;
+}
+
+async function attrGet(client: FluxClient, name: string, timeoutMs?: number): Promise<string> {
+  const r = await client.rpc("attr.get", { name }, timeoutMs);
+  if (!isObject(r) || typeof r.value !== "string") throw new BadReplyError("attr.get", `no string value for ${name}`);
+  return r.value;
+}
+
+function uintFrom(topic: string, what: string, text: string): number {
+  if (!/^\d{1,10}$/.test(text) || Number(text) > 0xffffffff) throw new BadReplyError(topic, `${what} "${text}" is not an unsigned integer`);
+  return Number(text);
+}
+
+export async function getRank(client: FluxClient, timeoutMs?: number): Promise<number> {
+  return uintFrom("attr.get", "rank", await attrGet(client, "rank", timeoutMs));
+}
+
+/** The uid of the instance owner (security.owner). */
+export async function getOwner(client: FluxClient, timeoutMs?: number): Promise<number> {
+  return uintFrom("attr.get", "security.owner", await attrGet(client, "security.owner", timeoutMs));
+}
+
+/** The broker's whole effective config, as JSON tables. */
+export async function getConfig(client: FluxClient, timeoutMs?: number): Promise<{ [key: string]: Json }> {
+  const r = await client.rpc("config.get", undefined, timeoutMs);
+  if (!isObject(r)) throw new BadReplyError("config.get", "the config is not an object");
+  return r;
+}
+
+export interface JobListQuery {
+  userids: number[];
+  rank: number;
+  /** job states to match; default [RUN] */
+  states?: number[];
+}
+
+/** The jobs in RUN (or `states`) of these users that have this rank, in one job-list.list. */
+export async function listJobs(client: FluxClient, q: JobListQuery, timeoutMs?: number): Promise<Job[]> {
+  const topic = "job-list.list";
+  const r = await client.rpc(
+    topic,
+    {
+      max_entries: 0,
+      attrs: ["userid", "ranks", "state", "annotations"],
+      constraint: {
+        and: [{ userid: [...new Set(q.userids)] }, { ranks: [String(q.rank)] }, { states: q.states ?? [JobState.RUN] }],
+      },
+    },
+    timeoutMs,
+  );
+  if (!isObject(r) || !Array.isArray(r.jobs)) throw new BadReplyError(topic, "no jobs array");
+  return r.jobs.map((j) => parseJob(topic, j));
+}
+
+function parseJob(topic: string, j: Json): Job {
+  if (!isObject(j)) throw new BadReplyError(topic, "a job is not an object");
+  const id = toBigInt(j.id);
+  if (id === undefined || id < 0n || id >= 1n << 64n) throw new BadReplyError(topic, "a job has no valid id");
+  if (typeof j.userid !== "number" || !Number.isInteger(j.userid) || j.userid < 0)
+    throw new BadReplyError(topic, `job ${id} has no valid userid`);
+  if (typeof j.state !== "number") throw new BadReplyError(topic, `job ${id} has no state`);
+  let ranks: Idset = [];
+  if (j.ranks !== undefined) {
+    if (typeof j.ranks !== "string") throw new BadReplyError(topic, `job ${id} has ranks that are not an idset`);
+    try {
+      ranks = parseIdset(j.ranks);
+    } catch (e) {
+      throw new BadReplyError(topic, (e as Error).message);
+    }
+  }
+  const job: Job = { id: jobId(id), userid: j.userid, ranks, state: j.state };
+  const ann = j.annotations;
+  if (isObject(ann) && isObject(ann.user) && typeof ann.user.uri === "string") job.uri = ann.user.uri;
+  return job;
+}
+
+/** The R of a job (job-info.lookup, R decoded by the broker). */
+export async function lookupR(client: FluxClient, id: JobId, timeoutMs?: number): Promise<R> {
+  const topic = "job-info.lookup";
+  const r = await client.rpc(topic, { id, keys: ["R"], flags: 0 }, timeoutMs);
+  if (!isObject(r) || typeof r.R !== "string") throw new BadReplyError(topic, `no R for job ${id}`);
+  return parseR(r.R, topic);
+}
+
+/** systemd unit properties for an R, from the sdexec-mapper module: property -> string value. */
+export async function mapperLookup(client: FluxClient, R: R, timeoutMs?: number): Promise<Record<string, string>> {
+  const topic = "sdexec-mapper.lookup";
+  const r = await client.rpc(topic, { R: R as unknown as Json }, timeoutMs);
+  if (!isObject(r)) throw new BadReplyError(topic, "the answer is not an object");
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(r)) {
+    if (typeof v !== "string") throw new BadReplyError(topic, `property ${k} is not a string`);
+    out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,40 @@
+// The few libc calls Bun does not offer: NSS user lookup, flock, real uid. Loaded on first use.
+
+import { dlopen, FFIType, ptr, read } from "bun:ffi";
+
+function load() {
+  return dlopen("libc.so.6", {
+    getpwnam_r: { args: [FFIType.cstring, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+    getpwuid_r: { args: [FFIType.u32, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+    flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    getuid: { args: [], returns: FFIType.u32 },
+    __errno_location: { args: [], returns: FFIType.ptr },
+  }).symbols;
+}
+
+let libc: ReturnType<typeof load> | undefined;
+export function sym(): ReturnType<typeof load> {
+  libc ??= load();
+  return libc;
+}
+
+export function errno(): number {
+  return read.i32(sym().__errno_location()!, 0);
+}
+
+export function getuid(): number {
+  return sym().getuid();
+}
+
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+export const EWOULDBLOCK = 11;
+export const EINTR = 4;
+
+/** flock(2); returns 0 or the errno. */
+export function flock(fd: number, op: number): number {
+  return sym().flock(fd, op) === 0 ? 0 : errno();
+}
+
+export { ptr };

@@ -1,0 +1,70 @@
+// The reply protocol between flux-pam and pam_flux.so (documented in pam/PROTOCOL.md).
+//
+// pam_flux.so opens a pipe and names its write end in FLUX_PAM_REPLY_FD. The helper writes
+// lines "KEYWORD ARGS\n"; the wrapper reads them after the helper exits:
+//   result owner|guest|deny|user-unknown|success|ignore|session-error
+//   say error|info TEXT          a message for the user (PAM conversation)
+//   log err|warning|notice|info|debug TEXT   a line for pam_syslog
+//   env NAME=VALUE               a PAM environment variable (session only)
+// Without FLUX_PAM_REPLY_FD (pam_exec, a shell), messages go to stdout and logs to stderr.
+
+import { writeSync } from "node:fs";
+
+export type AccountResult = "owner" | "guest" | "deny" | "user-unknown";
+export type SessionResult = "success" | "ignore" | "session-error";
+export type LogPriority = "err" | "warning" | "notice" | "info" | "debug";
+
+export const REPLY_FD_ENV = "FLUX_PAM_REPLY_FD";
+const MAX_LINE = 1000;
+
+/** Text safe for one protocol line: no control characters, bounded length. */
+export function oneLine(text: string): string {
+  // biome-ignore lint: control characters are exactly what we strip
+  const s = text.replace(/[\x00-\x1f\x7f]/g, "?");
+  return s.length > MAX_LINE ? `${s.slice(0, MAX_LINE - 3)}...` : s;
+}
+
+export class Reply {
+  private constructor(
+    private readonly fd: number | undefined,
+    readonly debug: boolean,
+    private readonly tag: string,
+  ) {}
+
+  /** The reply channel named by the environment, if any. A malformed fd name is an error. */
+  static fromEnv(env: Record<string, string | undefined>, tag: string, debug: boolean): Reply {
+    const raw = env[REPLY_FD_ENV];
+    if (raw === undefined) return new Reply(undefined, debug, tag);
+    if (!/^\d{1,4}$/.test(raw) || Number(raw) < 3) throw new Error(`${REPLY_FD_ENV}="${oneLine(raw)}" is not a file descriptor number >= 3`);
+    return new Reply(Number(raw), debug, tag);
+  }
+
+  get toWrapper(): boolean {
+    return this.fd !== undefined;
+  }
+
+  private write(line: string): void {
+    if (this.fd === undefined) return;
+    writeSync(this.fd, `${line}\n`);
+  }
+
+  result(r: AccountResult | SessionResult): void {
+    this.write(`result ${r}`);
+  }
+
+  /** A message for the person logging in. */
+  say(style: "error" | "info", text: string): void {
+    if (this.fd !== undefined) this.write(`say ${style} ${oneLine(text)}`);
+    else process.stdout.write(`${oneLine(text)}\n`);
+  }
+
+  log(priority: LogPriority, text: string): void {
+    if (priority === "debug" && !this.debug) return;
+    if (this.fd !== undefined) this.write(`log ${priority} ${oneLine(text)}`);
+    else process.stderr.write(`${this.tag}: ${oneLine(text)}\n`);
+  }
+
+  env(name: string, value: string): void {
+    this.write(`env ${name}=${oneLine(value)}`);
+  }
+}
