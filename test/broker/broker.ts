@@ -1,0 +1,237 @@
+// A test broker: speaks Flux's local:// protocol on a unix socket and answers from a Scenario.
+// Replies are built the way flux-core's broker builds them (checked against ../shared/flux-wire).
+
+import type { Socket, UnixSocketListener } from "bun";
+import { formatIdset, parseIdset } from "../../src/flux/idset";
+import { type Json, isObject, parseJson, stringifyJson } from "../../src/flux/json";
+import { type Message, MsgFlag, MsgType, cString, decodeStream, encodeMessage, payloadText } from "../../src/flux/message";
+import { type R, parseR } from "../../src/flux/r";
+import { RUN, type Scenario, type ScenarioJob } from "./scenario";
+
+export interface RequestLog {
+  topic: string;
+  payload?: Json;
+}
+
+export interface Broker {
+  path: string;
+  requests: RequestLog[];
+  /** replaces the scenario for the next requests */
+  set(s: Scenario): void;
+  stop(): void;
+}
+
+const ENOENT = 2;
+const EPROTO = 71;
+const ENOSYS = 38;
+const EINVAL = 22;
+
+export function rOf(j: ScenarioJob): R {
+  const ranks = parseIdset(j.ranks ?? "0");
+  const children: Record<string, string> = { core: j.cores ?? "0" };
+  if (j.gpus) children.gpu = j.gpus;
+  return {
+    version: 1,
+    execution: {
+      R_lite: [{ rank: formatIdset(ranks), children }],
+      starttime: 1795660432.2232015,
+      expiration: 0,
+      nodelist: ranks.length === 1 ? [`node${ranks[0]}`] : [`node[${formatIdset(ranks)}]`],
+    },
+  };
+}
+
+/** What sdexec-mapper would say for an R on `rank`: only that rank's share counts. */
+export function autoMapper(r: R, rank: number): Record<string, string> {
+  const cores: number[] = [];
+  const gpus: number[] = [];
+  for (const e of r.execution.R_lite) {
+    if (!parseIdset(e.rank).includes(rank)) continue;
+    if (e.children.core) cores.push(...parseIdset(e.children.core));
+    if (e.children.gpu) gpus.push(...parseIdset(e.children.gpu));
+  }
+  if (cores.length === 0 && gpus.length === 0) return {};
+  const out: Record<string, string> = { AllowedCPUs: formatIdset(cores), AllowedMemoryNodes: "0", DevicePolicy: "closed" };
+  if (gpus.length) out.DeviceAllow = [...new Set(gpus)].sort((a, b) => a - b).map((g) => `/dev/nvidia${g} rw`).concat("/dev/nvidiactl rw").join(",");
+  return out;
+}
+
+function matches(job: ScenarioJob, constraint: Json | undefined): boolean {
+  if (constraint === undefined) return true;
+  if (!isObject(constraint)) throw new Error("constraint object invalid: not an object");
+  for (const [op, arg] of Object.entries(constraint)) {
+    if (!Array.isArray(arg)) throw new Error(`constraint object invalid: ${op} takes a list`);
+    switch (op) {
+      case "and":
+        if (!arg.every((c) => matches(job, c))) return false;
+        break;
+      case "or":
+        if (!arg.some((c) => matches(job, c))) return false;
+        break;
+      case "not":
+        if (arg.some((c) => matches(job, c))) return false;
+        break;
+      case "userid":
+        if (!arg.includes(job.userid)) return false;
+        break;
+      case "states": {
+        const mask = arg.reduce<number>((m, s) => m | (typeof s === "number" ? s : s === "running" ? 48 : 0), 0);
+        if (((job.state ?? RUN) & mask) === 0) return false;
+        break;
+      }
+      case "ranks": {
+        const mine = parseIdset(job.ranks ?? "0");
+        if (!arg.some((r) => typeof r === "string" && parseIdset(r).some((x) => mine.includes(x)))) return false;
+        break;
+      }
+      default:
+        throw new Error(`constraint object invalid: unknown operator ${op}`);
+    }
+  }
+  return true;
+}
+
+type Answer = { errnum: number; text?: string } | { json: Json } | { empty: true };
+
+function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
+  const err = s.errors?.[topic];
+  if (err) return err;
+  switch (topic) {
+    case "attr.get": {
+      const name = isObject(payload) ? payload.name : undefined;
+      if (name === "rank") return { json: { value: String(s.rank ?? 0), flags: 1 } };
+      if (name === "security.owner") return { json: { value: String(s.owner ?? 0), flags: 1 } };
+      return { errnum: ENOENT };
+    }
+    case "config.get":
+      return { json: (s.config ?? {}) as Json };
+    case "job-list.list": {
+      if (!isObject(payload)) return { errnum: EPROTO, text: "invalid payload" };
+      let jobs: ScenarioJob[];
+      try {
+        jobs = (s.jobs ?? []).filter((j) => matches(j, payload.constraint));
+      } catch (e) {
+        return { errnum: EPROTO, text: `invalid payload: ${(e as Error).message}` };
+      }
+      const attrs = Array.isArray(payload.attrs) ? payload.attrs : [];
+      return {
+        json: {
+          jobs: jobs.map((j) => {
+            const o: { [k: string]: Json } = { id: BigInt(j.id) };
+            if (attrs.includes("userid")) o.userid = j.userid;
+            if (attrs.includes("state")) o.state = j.state ?? RUN;
+            if (attrs.includes("ranks")) o.ranks = formatIdset(parseIdset(j.ranks ?? "0"));
+            if (attrs.includes("annotations") && j.uri) o.annotations = { user: { uri: j.uri } };
+            return o;
+          }),
+        },
+      };
+    }
+    case "job-info.lookup": {
+      if (!isObject(payload) || payload.id === undefined) return { errnum: EPROTO, text: "invalid payload" };
+      const id = String(payload.id);
+      const job = (s.jobs ?? []).find((j) => j.id === id);
+      if (!job) return { errnum: ENOENT, text: "invalid job id" };
+      const r = rOf(job);
+      return { json: { id: BigInt(id), R: payload.flags === 1 ? (r as unknown as Json) : stringifyJson(r as unknown as Json) } };
+    }
+    case "sdexec-mapper.lookup": {
+      const m = s.mapper ?? "auto";
+      if (m === "absent") return { errnum: ENOSYS, text: `No service matching ${topic} is registered` };
+      if (!isObject(payload) || payload.R === undefined) return { errnum: EINVAL, text: "R is missing" };
+      if (m !== "auto") return { json: m as Json };
+      try {
+        return { json: autoMapper(parseR(payload.R), s.rank ?? 0) };
+      } catch (e) {
+        return { errnum: EINVAL, text: (e as Error).message };
+      }
+    }
+    default:
+      return { errnum: ENOSYS, text: `No service matching ${topic} is registered` };
+  }
+}
+
+/** A response as the broker sends it: ROUTE set with no routes, the broker's own creds. */
+export function encodeResponse(req: Message, a: Answer): Uint8Array {
+  const isErr = "errnum" in a;
+  const payload = isErr ? (a.text ? cString(a.text) : undefined) : "json" in a ? cString(stringifyJson(a.json)) : undefined;
+  return encodeMessage({
+    type: MsgType.response,
+    flags: MsgFlag.route | MsgFlag.topic | (payload ? MsgFlag.payload : 0),
+    userid: 0,
+    rolemask: 5,
+    aux1: isErr ? a.errnum : 0,
+    aux2: req.aux2,
+    routes: [],
+    topic: req.topic,
+    payload,
+  });
+}
+
+export function startBroker(path: string, initial: Scenario, load?: () => Scenario): Broker {
+  let scenario = initial;
+  const current = () => (load ? load() : scenario);
+  const requests: RequestLog[] = [];
+  const bufs = new WeakMap<Socket<undefined>, Uint8Array>();
+
+  const onRequest = async (sock: Socket<undefined>, m: Message) => {
+    const s = current();
+    const topic = m.topic ?? "";
+    let payload: Json | undefined;
+    try {
+      payload = m.payload ? parseJson(payloadText(m.payload)) : undefined;
+    } catch {
+      payload = undefined;
+    }
+    requests.push({ topic, payload });
+    if (s.hangup?.includes(topic)) {
+      sock.end();
+      return;
+    }
+    if (s.silent?.includes(topic)) return;
+    const delay = s.delayMs?.[topic];
+    if (delay) await Bun.sleep(delay);
+    if (s.garbage?.includes(topic)) {
+      sock.write(new Uint8Array([0x12, 0x00, 0xee, 0xff, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]));
+      return;
+    }
+    sock.write(encodeResponse(m, answer(s, topic, payload)));
+  };
+
+  const server: UnixSocketListener<undefined> = Bun.listen<undefined>({
+    unix: path,
+    socket: {
+      open(sock) {
+        const h = current().handshake ?? 0;
+        sock.write(new Uint8Array([h]));
+        if (h !== 0) sock.end();
+      },
+      data(sock, data) {
+        const prev = bufs.get(sock) ?? new Uint8Array(0);
+        const merged = new Uint8Array(prev.length + data.length);
+        merged.set(prev);
+        merged.set(data, prev.length);
+        let r: { messages: Message[]; used: number };
+        try {
+          r = decodeStream(merged);
+        } catch {
+          sock.end();
+          return;
+        }
+        bufs.set(sock, merged.slice(r.used));
+        for (const m of r.messages) if (m.type === MsgType.request) void onRequest(sock, m);
+      },
+    },
+  });
+
+  return {
+    path,
+    requests,
+    set(s) {
+      scenario = s;
+    },
+    stop() {
+      server.stop(true);
+    },
+  };
+}

@@ -1,0 +1,32 @@
+// The test broker as a process: `bun test/broker/main.ts SOCKET SCENARIO.json`.
+// The scenario file is re-read when it changes, so a test can add and end jobs while it runs.
+// Prints "ready" on stdout once listening. Used by the end-to-end tests, the benchmarks and the demo.
+
+import { readFileSync, rmSync, statSync } from "node:fs";
+import { startBroker } from "./broker";
+import type { Scenario } from "./scenario";
+
+const [socket, file] = process.argv.slice(2);
+if (!socket || !file) {
+  process.stderr.write("usage: main.ts SOCKET SCENARIO.json\n");
+  process.exit(2);
+}
+
+let cached: { mtime: number; size: number; s: Scenario } | undefined;
+function load(): Scenario {
+  const st = statSync(file!);
+  if (!cached || cached.mtime !== st.mtimeMs || cached.size !== st.size)
+    cached = { mtime: st.mtimeMs, size: st.size, s: JSON.parse(readFileSync(file!, "utf8")) as Scenario };
+  return cached.s;
+}
+
+rmSync(socket, { force: true });
+const broker = startBroker(socket, load(), load);
+const stop = () => {
+  broker.stop();
+  rmSync(socket, { force: true });
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+process.stdout.write("ready\n");

@@ -1,0 +1,73 @@
+// Shared by the end-to-end tests: the test broker as a process, temp dirs, running the compiled binary.
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import type { Scenario } from "../broker/scenario";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BUN = join(ROOT, "node_modules/.bin/bun");
+export const BINARY = join(ROOT, "build/flux-pam");
+
+export function tempDir(prefix = "flux-pam-test-"): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export interface BrokerProcess {
+  uri: string;
+  socket: string;
+  /** rewrites the scenario; the broker reads it again on its next request */
+  setScenario(s: Scenario): void;
+  stop(): Promise<void>;
+}
+
+/** Starts test/broker/main.ts on a socket in `dir` and waits until it listens. */
+export async function startBrokerProcess(scenario: Scenario, dir: string, name = "broker"): Promise<BrokerProcess> {
+  const socket = join(dir, `${name}.sock`);
+  const file = join(dir, `${name}.json`);
+  let gen = 0;
+  const write = (s: Scenario) => {
+    // The size changes with gen, so the broker's mtime+size cache sees every rewrite.
+    writeFileSync(`${file}.tmp`, JSON.stringify({ ...s, _gen: ++gen }) + " ".repeat(gen % 2));
+    require("node:fs").renameSync(`${file}.tmp`, file);
+  };
+  write(scenario);
+  const proc: Subprocess<"ignore", "pipe", "inherit"> = Bun.spawn([BUN, join(ROOT, "test/broker/main.ts"), socket, file], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = proc.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  if (!value || !new TextDecoder().decode(value).includes("ready")) throw new Error("test broker did not start");
+  return {
+    uri: `local://${socket}`,
+    socket,
+    setScenario: write,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the compiled flux-pam with exactly `env` (plus PATH), as PAM or Flux would. */
+export async function runBinary(args: string[], env: Record<string, string>, binary = BINARY): Promise<RunResult> {
+  const proc = Bun.spawn([binary, ...args], {
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
