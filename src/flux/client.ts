@@ -5,6 +5,7 @@ import { BadReplyError, BrokerUnavailableError, FluxRpcError, FluxTimeoutError, 
 import { type Json, parseJson, stringifyJson } from "./json";
 import { type Message, MsgType, ProtocolError, decodeStream, encodeRequest, payloadText } from "./message";
 import { socketPath } from "./uri";
+import { QueuedWriter } from "./writer";
 
 export interface ConnectOptions {
   /** Total time for connect (with retries) and handshake. */
@@ -25,7 +26,7 @@ export class FluxClient {
   private buf = new Uint8Array(0);
   private readonly pending = new Map<number, Pending>();
   private nextTag = 1;
-  private outq: Uint8Array[] = [];
+  private writer!: QueuedWriter;
   private failure: Error | undefined;
   private handshake: ((byte: number) => void) | undefined;
   private socket!: Socket<undefined>;
@@ -68,12 +69,13 @@ export class FluxClient {
       unix: this.path,
       socket: {
         data: (_s, data) => this.onData(data),
-        drain: () => this.flush(),
+        drain: () => this.writer.drain(),
         close: () => this.fail(new BrokerUnavailableError(this.path, "the broker closed the connection")),
         error: (_s, err) => this.fail(new BrokerUnavailableError(this.path, err.message)),
         end: () => this.fail(new BrokerUnavailableError(this.path, "the broker closed the connection")),
       },
     });
+    this.writer = new QueuedWriter(this.socket);
   }
 
   private awaitHandshake(ms: number): Promise<void> {
@@ -150,18 +152,6 @@ export class FluxClient {
     this.pending.clear();
   }
 
-  private flush(): void {
-    while (this.outq.length > 0) {
-      const b = this.outq[0]!;
-      const n = this.socket.write(b);
-      if (n < b.length) {
-        this.outq[0] = b.subarray(Math.max(n, 0));
-        return; // the drain callback resumes
-      }
-      this.outq.shift();
-    }
-  }
-
   /**
    * Sends a request and resolves with its JSON payload (undefined if none).
    * Many calls may be in flight at once; answers are matched by tag, in any order.
@@ -190,8 +180,7 @@ export class FluxClient {
         reject(new FluxTimeoutError(topic, timeoutMs));
       }, timeoutMs);
       this.pending.set(tag, { topic, resolve, reject, timer });
-      this.outq.push(bytes);
-      if (this.outq.length === 1) this.flush();
+      this.writer.write(bytes);
     });
   }
 

@@ -33,7 +33,7 @@ export function parseJobId(text: string): JobId {
   for (const prefix of F58_PREFIXES) {
     if (s.startsWith(prefix) && s.length > prefix.length) return checked(decodeF58(s.slice(prefix.length), text), text);
   }
-  if (/^[a-z]+(?:-[a-z]+)+$/.test(s))
+  if (/^[a-z]+(?:--?[a-z]+)+$/.test(s))
     throw new JobIdError(`job id "${text}" looks like mnemonic words, which flux-pam does not decode; use the F58 or decimal id`);
   throw new JobIdError(`"${text}" is not a job id in any encoding Flux uses`);
 }

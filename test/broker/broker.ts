@@ -6,6 +6,7 @@ import { formatIdset, parseIdset } from "../../src/flux/idset";
 import { type Json, isObject, parseJson, stringifyJson } from "../../src/flux/json";
 import { type Message, MsgFlag, MsgType, cString, decodeStream, encodeMessage, payloadText } from "../../src/flux/message";
 import { type R, parseR } from "../../src/flux/r";
+import { QueuedWriter } from "../../src/flux/writer";
 import { RUN, type Scenario, type ScenarioJob } from "./scenario";
 
 export interface RequestLog {
@@ -173,6 +174,12 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
   const current = () => (load ? load() : scenario);
   const requests: RequestLog[] = [];
   const bufs = new WeakMap<Socket<undefined>, Uint8Array>();
+  const writers = new WeakMap<Socket<undefined>, QueuedWriter>();
+  const writer = (sock: Socket<undefined>) => {
+    let w = writers.get(sock);
+    if (!w) writers.set(sock, (w = new QueuedWriter(sock)));
+    return w;
+  };
 
   const onRequest = async (sock: Socket<undefined>, m: Message) => {
     const s = current();
@@ -192,10 +199,10 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
     const delay = s.delayMs?.[topic];
     if (delay) await Bun.sleep(delay);
     if (s.garbage?.includes(topic)) {
-      sock.write(new Uint8Array([0x12, 0x00, 0xee, 0xff, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]));
+      writer(sock).write(new Uint8Array([0x12, 0x00, 0xee, 0xff, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]));
       return;
     }
-    sock.write(encodeResponse(m, answer(s, topic, payload)));
+    writer(sock).write(encodeResponse(m, answer(s, topic, payload)));
   };
 
   const server: UnixSocketListener<undefined> = Bun.listen<undefined>({
@@ -205,6 +212,9 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
         const h = current().handshake ?? 0;
         sock.write(new Uint8Array([h]));
         if (h !== 0) sock.end();
+      },
+      drain(sock) {
+        writer(sock).drain();
       },
       data(sock, data) {
         const prev = bufs.get(sock) ?? new Uint8Array(0);
