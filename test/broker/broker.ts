@@ -97,6 +97,8 @@ type Answer = { errnum: number; text?: string } | { json: Json } | { empty: true
 function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
   const err = s.errors?.[topic];
   if (err) return err;
+  const raw = s.rawReplies?.[topic];
+  if (raw !== undefined) return { json: raw as Json };
   switch (topic) {
     case "attr.get": {
       const name = isObject(payload) ? payload.name : undefined;

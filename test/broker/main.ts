@@ -3,6 +3,7 @@
 // Prints "ready" on stdout once listening. Used by the end-to-end tests, the benchmarks and the demo.
 
 import { readFileSync, rmSync, statSync } from "node:fs";
+import { parseJson } from "../../src/flux/json";
 import { startBroker } from "./broker";
 import type { Scenario } from "./scenario";
 
@@ -16,7 +17,7 @@ let cached: { mtime: number; size: number; s: Scenario } | undefined;
 function load(): Scenario {
   const st = statSync(file!);
   if (!cached || cached.mtime !== st.mtimeMs || cached.size !== st.size)
-    cached = { mtime: st.mtimeMs, size: st.size, s: JSON.parse(readFileSync(file!, "utf8")) as Scenario };
+    cached = { mtime: st.mtimeMs, size: st.size, s: parseJson(readFileSync(file!, "utf8")) as unknown as Scenario };
   return cached.s;
 }
 

@@ -29,6 +29,8 @@ export interface Scenario {
   silent?: string[];
   garbage?: string[];
   errors?: Record<string, { errnum: number; text?: string }>;
+  /** per-topic JSON sent verbatim instead of the computed answer (for replies that lie) */
+  rawReplies?: Record<string, unknown>;
   /** close the connection as soon as a request for one of these topics arrives */
   hangup?: string[];
 }

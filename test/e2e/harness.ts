@@ -1,10 +1,11 @@
 // Shared by the end-to-end tests: the test broker as a process, temp dirs, running the compiled binary.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type { Scenario } from "../broker/scenario";
+import { type Json, stringifyJson } from "../../src/flux/json";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -30,8 +31,8 @@ export async function startBrokerProcess(scenario: Scenario, dir: string, name =
   let gen = 0;
   const write = (s: Scenario) => {
     // The size changes with gen, so the broker's mtime+size cache sees every rewrite.
-    writeFileSync(`${file}.tmp`, JSON.stringify({ ...s, _gen: ++gen }) + " ".repeat(gen % 2));
-    require("node:fs").renameSync(`${file}.tmp`, file);
+    writeFileSync(`${file}.tmp`, stringifyJson({ ...(s as Json as object), _gen: ++gen } as Json) + " ".repeat(gen % 2));
+    renameSync(`${file}.tmp`, file);
   };
   write(scenario);
   const proc: Subprocess<"ignore", "pipe", "inherit"> = Bun.spawn([BUN, join(ROOT, "test/broker/main.ts"), socket, file], {
