@@ -1,0 +1,40 @@
+// The directory holding the per-uid locks and markers (default /run/flux-pam, FLUX_PAM_LOCK_DIR).
+
+import { lstatSync, mkdirSync, chmodSync } from "node:fs";
+import { NodeStateError } from "./errors";
+
+export const DEFAULT_LOCK_DIR = "/run/flux-pam";
+
+export function lockDirFromEnv(env: Record<string, string | undefined>): string {
+  const d = env.FLUX_PAM_LOCK_DIR;
+  return d !== undefined && d !== "" ? d : DEFAULT_LOCK_DIR;
+}
+
+/**
+ * Checks that `dir` is a real directory owned by root and not group/other writable:
+ * anyone who can write there could plant a marker and let logins through.
+ * With `create`, a missing directory is made 0700 (the prolog does; a login never does).
+ */
+export function checkLockDir(dir: string, create: boolean): void {
+  if (!dir.startsWith("/")) throw new NodeStateError(dir, "lock directory must be an absolute path");
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new NodeStateError(dir, (e as Error).message);
+    if (!create) throw new NodeStateError(dir, "lock directory does not exist (is tmpfiles.d/flux-pam.conf installed?)");
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (e2) {
+      // Another prolog may have made it first: this can be racy, so accept EEXIST and re-check.
+      if ((e2 as NodeJS.ErrnoException).code !== "EEXIST") throw new NodeStateError(dir, (e2 as Error).message);
+    }
+    chmodSync(dir, 0o700); // mkdir's mode is masked by the umask
+    st = lstatSync(dir);
+  }
+  if (st.isSymbolicLink()) throw new NodeStateError(dir, "lock directory is a symbolic link");
+  if (!st.isDirectory()) throw new NodeStateError(dir, "lock directory is not a directory");
+  if (st.uid !== 0) throw new NodeStateError(dir, `lock directory is owned by uid ${st.uid}, not root`);
+  if (st.mode & 0o022)
+    throw new NodeStateError(dir, `lock directory is group/other writable (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`);
+}

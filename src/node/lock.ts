@@ -1,0 +1,59 @@
+// The per-uid lock: serialises prolog, housekeeping and session setup of one user on this node.
+
+import { closeSync, constants, fstatSync, openSync } from "node:fs";
+import { join } from "node:path";
+import { LockTimeoutError, NodeStateError } from "./errors";
+import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock } from "./libc";
+
+export function lockPath(dir: string, uid: number): string {
+  return join(dir, `uid.${uid}.lock`);
+}
+
+export interface UidLock {
+  readonly path: string;
+  release(): void;
+}
+
+/**
+ * Takes the exclusive flock on DIR/uid.UID.lock (O_NOFOLLOW: a planted symlink is refused),
+ * polling until `timeoutMs`. The lock dies with the process, so a crash never leaves it held.
+ */
+export async function acquireUidLock(dir: string, uid: number, timeoutMs: number): Promise<UidLock> {
+  const path = lockPath(dir, uid);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_CLOEXEC, 0o600);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new NodeStateError(path, code === "ELOOP" ? "lock file is a symbolic link" : (e as Error).message);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new NodeStateError(path, "lock file is not a regular file");
+    if (st.uid !== 0) throw new NodeStateError(path, `lock file is owned by uid ${st.uid}, not root`);
+    const deadline = Date.now() + timeoutMs;
+    let wait = 2;
+    for (;;) {
+      const err = flock(fd, LOCK_EX | LOCK_NB);
+      if (err === 0) break;
+      if (err !== EWOULDBLOCK && err !== EINTR) throw new NodeStateError(path, `flock failed (errno ${err})`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new LockTimeoutError(path, `lock not acquired within ${Math.round(timeoutMs / 1000)} s`);
+      await Bun.sleep(Math.min(wait, left));
+      wait = Math.min(wait * 2, 50);
+    }
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  let held = true;
+  return {
+    path,
+    release() {
+      if (!held) return;
+      held = false;
+      flock(fd, LOCK_UN);
+      closeSync(fd);
+    },
+  };
+}

@@ -1,0 +1,126 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { chmodSync, chownSync, mkdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { LockTimeoutError, NodeStateError } from "../../src/node/errors";
+import { acquireUidLock, lockPath } from "../../src/node/lock";
+import { checkLockDir } from "../../src/node/lock-dir";
+import { createMarker, markerExists, markerPath, removeMarker } from "../../src/node/marker";
+import { tempDir } from "../e2e/harness";
+
+let tmp: ReturnType<typeof tempDir>;
+let dir: string;
+beforeEach(() => {
+  tmp = tempDir();
+  dir = join(tmp.path, "locks");
+});
+afterEach(() => tmp.remove());
+
+describe("checkLockDir()", () => {
+  test("creates a missing directory 0700 when asked", () => {
+    checkLockDir(dir, true);
+    expect(statSync(dir).mode & 0o7777).toBe(0o700);
+  });
+
+  test("refuses a missing directory for a login", () => {
+    expect(() => checkLockDir(dir, false)).toThrow(/does not exist/);
+  });
+
+  for (const mode of [0o770, 0o707, 0o720, 0o702]) {
+    test(`refuses a directory of mode ${mode.toString(8)} as group/other writable`, () => {
+      mkdirSync(dir);
+      chmodSync(dir, mode);
+      expect(() => checkLockDir(dir, true)).toThrow(/group\/other writable/);
+    });
+  }
+
+  test("refuses a directory not owned by root", () => {
+    mkdirSync(dir, { mode: 0o700 });
+    chownSync(dir, 1, 1);
+    expect(() => checkLockDir(dir, true)).toThrow(/owned by uid 1, not root/);
+  });
+
+  test("refuses a symlink to a good directory", () => {
+    mkdirSync(join(tmp.path, "real"), { mode: 0o700 });
+    symlinkSync(join(tmp.path, "real"), dir);
+    expect(() => checkLockDir(dir, true)).toThrow(/symbolic link/);
+  });
+});
+
+describe("acquireUidLock()", () => {
+  beforeEach(() => checkLockDir(dir, true));
+
+  test("creates the lock file 0600 and takes it", async () => {
+    const l = await acquireUidLock(dir, 1000, 1000);
+    expect(statSync(lockPath(dir, 1000)).mode & 0o7777).toBe(0o600);
+    l.release();
+  });
+
+  test("a second holder waits until the first releases", async () => {
+    const first = await acquireUidLock(dir, 1000, 1000);
+    let got = false;
+    const second = acquireUidLock(dir, 1000, 5000).then((l) => ((got = true), l));
+    await Bun.sleep(100);
+    expect(got).toBe(false);
+    first.release();
+    (await second).release();
+    expect(got).toBe(true);
+  });
+
+  test("another process holding the lock makes us give up at the timeout", async () => {
+    writeFileSync(lockPath(dir, 7), "");
+    chmodSync(lockPath(dir, 7), 0o600);
+    const holder = Bun.spawn(["flock", lockPath(dir, 7), "sleep", "5"], { stdout: "ignore" });
+    try {
+      await Bun.sleep(200);
+      const e = await acquireUidLock(dir, 7, 300).catch((e) => e);
+      expect(e).toBeInstanceOf(LockTimeoutError);
+    } finally {
+      holder.kill();
+      await holder.exited;
+    }
+  });
+
+  test("locks of different users are independent", async () => {
+    const a = await acquireUidLock(dir, 1, 100);
+    const b = await acquireUidLock(dir, 2, 100);
+    a.release();
+    b.release();
+  });
+
+  test("refuses a symlinked lock file", async () => {
+    writeFileSync(join(tmp.path, "target"), "");
+    symlinkSync(join(tmp.path, "target"), lockPath(dir, 1000));
+    const e = await acquireUidLock(dir, 1000, 100).catch((e) => e);
+    expect(e).toBeInstanceOf(NodeStateError);
+    expect(e.message).toContain("symbolic link");
+  });
+});
+
+describe("marker", () => {
+  beforeEach(() => checkLockDir(dir, true));
+
+  test("create is idempotent and makes a 0600 file; remove is idempotent", () => {
+    expect(markerExists(dir, 1000)).toBe(false);
+    createMarker(dir, 1000);
+    createMarker(dir, 1000);
+    expect(statSync(markerPath(dir, 1000)).mode & 0o7777).toBe(0o600);
+    expect(markerExists(dir, 1000)).toBe(true);
+    removeMarker(dir, 1000);
+    removeMarker(dir, 1000);
+    expect(markerExists(dir, 1000)).toBe(false);
+  });
+
+  test("a symlinked marker is refused by create, exists and remove, and left in place", () => {
+    writeFileSync(join(tmp.path, "target"), "");
+    symlinkSync(join(tmp.path, "target"), markerPath(dir, 1000));
+    expect(() => createMarker(dir, 1000)).toThrow(/symbolic link/);
+    expect(() => markerExists(dir, 1000)).toThrow(/symbolic link/);
+    expect(() => removeMarker(dir, 1000)).toThrow(/symbolic link/);
+  });
+
+  test("a dangling symlink is not followed to create a file", () => {
+    symlinkSync(join(tmp.path, "created-through-link"), markerPath(dir, 1000));
+    expect(() => createMarker(dir, 1000)).toThrow(/symbolic link/);
+    expect(() => statSync(join(tmp.path, "created-through-link"))).toThrow();
+  });
+});
