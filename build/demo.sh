@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# make demo: flux-pam on a simulated Flux node. Starts the project's test broker with one running
+# job for the user running the demo, then shows what an admin would see. No root, no real Flux.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=build/flux-pam
+BUN=node_modules/.bin/bun
+
+me=$(id -un); my_uid=$(id -u)
+other=nobody; [ "$me" = nobody ] && other=daemon
+tmp=$(mktemp -d)
+broker_pid=
+cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+# The simulated node: rank 0 of a system instance owned by uid 64999 ("flux"), constraints on,
+# and one running job of $me holding cores 0-3 and gpu 0 of this node.
+cat > "$tmp/node.json" <<JSON
+{
+  "rank": 0,
+  "owner": 64999,
+  "config": {
+    "access": { "allow-guest-user": true },
+    "pam": { "manage-user-slice": true, "kill-user-slice": true, "kill-slice-grace-time": "30s" },
+    "exec": { "service": "sdexec", "sdexec-constrain-resources": true }
+  },
+  "jobs": [ { "id": "1227286904832", "userid": $my_uid, "ranks": "0-1", "cores": "0-3", "gpus": "0" } ],
+  "mapper": "auto"
+}
+JSON
+"$BUN" test/broker/main.ts "$tmp/flux.sock" "$tmp/node.json" > "$tmp/broker.out" &
+broker_pid=$!
+for _ in $(seq 100); do grep -q ready "$tmp/broker.out" 2>/dev/null && break; sleep 0.05; done
+uri="local://$tmp/flux.sock"
+
+section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@" && rc=0 || rc=$?; printf '(exit %s)\n' "$rc"; }
+
+section "An SSH login by $me, who has a job here (what pam_flux.so asks)"
+show env PAM_USER="$me" PAM_SERVICE=sshd PAM_TYPE=account "$BIN" account "uri=$uri"
+
+section "An SSH login by $other, who has none"
+show env PAM_USER="$other" PAM_SERVICE=sshd PAM_TYPE=account "$BIN" account "uri=$uri"
+
+section "The admin asks why"
+show "$BIN" check-user "$me" --uri "$uri"
+show "$BIN" check-user "$other" --uri "$uri"
+
+section "What the prolog of $me's next job would set on user-$my_uid.slice (dry run)"
+show env FLUX_URI="$uri" FLUX_JOB_USERID="$my_uid" FLUX_JOB_ID=ƒ2Jbc7Zg5y "$BIN" prolog --dry-run
