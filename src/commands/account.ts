@@ -70,7 +70,7 @@ export async function account(opts: AccountOptions, env: Record<string, string |
         reply.log("debug", `access granted for user ${pw.name} (uid=${pw.uid}) as guest of ${formatF58(admission.job.id)} at ${admission.childUri}`);
         reply.result("guest");
         return EXIT_ADMIT;
-      case "deny":
+      default:
         return deny(undefined);
     }
   } catch (e) {

@@ -17,7 +17,6 @@ export interface R {
     nodelist?: string[];
     starttime?: number;
     expiration?: number;
-    [other: string]: Json | undefined;
   };
 }
 

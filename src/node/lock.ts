@@ -21,8 +21,9 @@ export interface UidLock {
 export async function acquireUidLock(dir: string, uid: number, timeoutMs: number): Promise<UidLock> {
   const path = lockPath(dir, uid);
   let fd: number;
+  // Bun opens every file O_CLOEXEC: the lock never leaks into a child such as a hook's subprocess.
   try {
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_CLOEXEC, 0o600);
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new NodeStateError(path, code === "ELOOP" ? "lock file is a symbolic link" : (e as Error).message);

@@ -25,7 +25,7 @@ export function markerExists(dir: string, uid: number): boolean {
 export function createMarker(dir: string, uid: number): void {
   const path = markerPath(dir, uid);
   try {
-    closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_CLOEXEC, 0o600));
+    closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new NodeStateError(path, code === "ELOOP" ? "marker is a symbolic link" : (e as Error).message);
