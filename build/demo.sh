@@ -14,7 +14,8 @@ cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; wait 2>/dev/
 trap cleanup EXIT
 
 # The simulated node: rank 0 of a system instance owned by uid 64999 ("flux"), constraints on,
-# and one running job of $me holding cores 0-3 and gpu 0 of this node.
+# and a running job of $me holding cores 0-3 and gpu 0 of this node; a second job (cores 4-5)
+# is starting: its prolog is shown as a dry run.
 cat > "$tmp/node.json" <<JSON
 {
   "rank": 0,
@@ -24,7 +25,10 @@ cat > "$tmp/node.json" <<JSON
     "pam": { "manage-user-slice": true, "kill-user-slice": true, "kill-slice-grace-time": "30s" },
     "exec": { "service": "sdexec", "sdexec-constrain-resources": true }
   },
-  "jobs": [ { "id": "1227286904832", "userid": $my_uid, "ranks": "0-1", "cores": "0-3", "gpus": "0" } ],
+  "jobs": [
+    { "id": "1227286904832", "userid": $my_uid, "ranks": "0-1", "cores": "0-3", "gpus": "0" },
+    { "id": "2454573809664", "userid": $my_uid, "ranks": "0", "cores": "4-5" }
+  ],
   "mapper": "auto"
 }
 JSON
@@ -47,4 +51,4 @@ show "$BIN" check-user "$me" --uri "$uri"
 show "$BIN" check-user "$other" --uri "$uri"
 
 section "What the prolog of $me's next job would set on user-$my_uid.slice (dry run)"
-show env FLUX_URI="$uri" FLUX_JOB_USERID="$my_uid" FLUX_JOB_ID=ƒ2Jbc7Zg5y "$BIN" prolog --dry-run
+show env FLUX_URI="$uri" FLUX_JOB_USERID="$my_uid" FLUX_JOB_ID=2454573809664 "$BIN" prolog --dry-run

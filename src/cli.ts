@@ -60,10 +60,55 @@ async function main(argv: string[]): Promise<number> {
         );
     });
 
+  const hook = (name: "prolog" | "housekeeping", what: string) =>
+    cli
+      .command(name, what)
+      .option("--dry-run", "print the systemd calls and marker changes instead of making them")
+      .action((o) => {
+        run = async () =>
+          name === "prolog"
+            ? (await import("./commands/prolog")).prolog({ dryRun: !!o.dryRun }, env)
+            : (await import("./commands/housekeeping")).housekeeping({ dryRun: !!o.dryRun }, env);
+      });
+  hook("prolog", "job prolog (run by flux-run-prolog): constrain user-UID.slice, open it to logins");
+  hook("housekeeping", "job housekeeping (run by flux-run-housekeeping): shrink or tear down user-UID.slice");
+
+  cli
+    .command("session-open [...words]", "PAM session: put the login into a scope of user-UID.slice")
+    .option("--scope-prefix <p>", "scope name prefix", { default: "flux-pam" })
+    .option("--lock-dir <dir>", "lock and marker directory (default /run/flux-pam)")
+    .option("--debug", "log every step")
+    .option("--uri <uri>", "broker URI")
+    .option("--timeout <fsd>", "time budget", { default: "10s" })
+    .action((words: string[], o) => {
+      if (words.length) throw new UsageError(`session-open: unknown option ${words.map((w) => JSON.stringify(w)).join(" ")}`);
+      run = async () => {
+        const m = await import("./commands/session-open");
+        return m.sessionOpen(
+          {
+            scopePrefix: m.checkScopePrefix(String(o.scopePrefix)),
+            lockDir: o.lockDir,
+            uri: o.uri,
+            debug: !!o.debug,
+            timeout: seconds(o.timeout, "--timeout"),
+          },
+          env,
+        );
+      };
+    });
+
+  cli.command("session-close [...words]", "PAM session close: nothing to do (systemd removes the scope)").action(() => {
+    run = async () => 0;
+  });
+
   cli.help();
   cli.version(pkg.version);
-  const accountWords = ["allow-guest-user", "debug", "uri", "timeout"];
-  const parsed = cli.parse(["node", "flux-pam", ...(args[0] === "account" ? pamWordsToFlags(args, accountWords) : args)], { run: false });
+  const pamWords: Record<string, string[]> = {
+    account: ["allow-guest-user", "debug", "uri", "timeout"],
+    "session-open": ["scope-prefix", "lock-dir", "debug", "uri", "timeout"],
+  };
+  const words = pamWords[args[0] ?? ""];
+  const parsed = cli.parse(["node", "flux-pam", ...(words ? pamWordsToFlags(args, words) : args)], { run: false });
   if (parsed.options.help || parsed.options.version) return 0;
   if (!cli.matchedCommand) {
     if (args.length === 0) {

@@ -1,0 +1,26 @@
+// flux-pam prolog: before a job starts on this rank, constrain the user's slice and open it to logins.
+
+import { createMarker } from "../node/marker";
+import { applyUnion, HookError, type HookOptions, otherJobs, runHook, userServiceName } from "./containment";
+import { openSystemd } from "../systemd/systemd";
+
+export async function prolog(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
+  return runHook("prolog", env, opts, openSystemd, async (ctx) => {
+    const linger = await ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid });
+    if (linger.enabled)
+      throw new HookError(
+        `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${linger.source === "file" ? "/var/lib/systemd/linger/" + ctx.user.name + "; " : ""}loginctl disable-linger ${ctx.user.name})`,
+      );
+    const others = await otherJobs(ctx);
+    ctx.debug(`${others.length} other running job(s) of ${ctx.user.name} on rank ${ctx.rank}`);
+    if (ctx.config.constrainResources) await applyUnion(ctx, [...others, ctx.input.jobid]);
+    if (ctx.dryRun) process.stdout.write(`marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);
+    else createMarker(ctx.lockDir, ctx.user.uid);
+    // Best effort: containment is the slice; user@ may fail (e.g. /proc mounted hidepid=2).
+    try {
+      await ctx.sd.startUnit(userServiceName(ctx.user.uid));
+    } catch (e) {
+      ctx.warn(`warning: could not start ${userServiceName(ctx.user.uid)} (slice containment still applies): ${(e as Error).message}`);
+    }
+  });
+}

@@ -1,0 +1,99 @@
+// flux-pam session-open: put the login into PREFIX-PID.scope under user-UID.slice, if containment is up.
+
+import { denialMessage } from "./account";
+import { FluxClient } from "../flux/client";
+import { pamConfig } from "../flux/config";
+import { Deadline } from "../flux/deadline";
+import { getConfig } from "../flux/rpc";
+import { brokerUri } from "../flux/uri";
+import { getuid } from "../node/libc";
+import { acquireUidLock, type UidLock } from "../node/lock";
+import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
+import { markerExists } from "../node/marker";
+import { getpwnam } from "../node/passwd";
+import { openSystemd } from "../systemd/systemd";
+import { Reply } from "../wrapper/reply";
+import { UsageError } from "./pam-args";
+
+export interface SessionOptions {
+  scopePrefix: string;
+  lockDir?: string;
+  uri?: string;
+  debug: boolean;
+  /** seconds for the whole setup */
+  timeout: number;
+}
+
+export const EXIT_SESSION_OK = 0;
+export const EXIT_SESSION_ERR = 1;
+
+export function checkScopePrefix(p: string): string {
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(p)) throw new UsageError(`scope-prefix="${p}" is not usable in a unit name`);
+  return p;
+}
+
+/** The process the scope must hold: the PAM caller (the wrapper names it; under pam_exec it is our parent). */
+function pamPid(env: Record<string, string | undefined>): number {
+  const p = env.FLUX_PAM_PID;
+  if (p === undefined) return process.ppid;
+  if (!/^\d{1,10}$/.test(p) || Number(p) < 2) throw new Error(`FLUX_PAM_PID="${p}" is not a process id`);
+  return Number(p);
+}
+
+export async function sessionOpen(opts: SessionOptions, env: Record<string, string | undefined>): Promise<number> {
+  const reply = Reply.fromEnv(env, "flux-pam session-open", opts.debug);
+  if (env.PAM_SERVICE === "systemd-user") {
+    // user@UID.service's own PAM stack: scoping it would recurse.
+    reply.result("success");
+    return EXIT_SESSION_OK;
+  }
+  const user = env.PAM_USER ?? "";
+  const fail = (why: string): number => {
+    reply.log("err", `session denied for user ${user}: ${why}`);
+    reply.say("error", denialMessage(user));
+    reply.result("session-error");
+    return EXIT_SESSION_ERR;
+  };
+  const pw = getpwnam(user);
+  if (!pw) return fail("unknown user");
+  const deadline = new Deadline(opts.timeout * 1000);
+  let client: FluxClient | undefined;
+  let lock: UidLock | undefined;
+  try {
+    const pid = pamPid(env);
+    const uri = brokerUri(opts.uri, env.FLUX_URI, getuid());
+    const lockDir = opts.lockDir ?? (getuid() === 0 ? lockDirFromEnv(env) : lockDirFromEnv({}));
+    client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect"), 2000) });
+    // Read live, never cached: an admin turning it off takes effect at the next login.
+    const config = pamConfig(await getConfig(client, deadline.left("config.get")));
+    client.close();
+    client = undefined;
+    reply.log("debug", `user=${pw.name} uid=${pw.uid} pid=${pid} uri=${uri} lock-dir=${lockDir} manage-user-slice=${config.manageUserSlice}`);
+    if (!config.manageUserSlice) {
+      reply.result("success");
+      return EXIT_SESSION_OK;
+    }
+    checkLockDir(lockDir, false);
+    lock = await acquireUidLock(lockDir, pw.uid, deadline.left("lock"));
+    if (!markerExists(lockDir, pw.uid)) return fail("no active marker: containment is not set up (no prolog ran, or the last job ended)");
+    const scope = `${opts.scopePrefix}-${pid}.scope`;
+    const sd = await openSystemd(false);
+    try {
+      await sd.startScope({ name: scope, slice: `user-${pw.uid}.slice`, pids: [pid], description: `flux-pam session of ${pw.name}` });
+    } finally {
+      await sd.close();
+    }
+    lock.release();
+    lock = undefined;
+    reply.log("debug", `pid ${pid} is in ${scope} under user-${pw.uid}.slice`);
+    reply.env("XDG_RUNTIME_DIR", `/run/user/${pw.uid}`);
+    reply.env("DBUS_SESSION_BUS_ADDRESS", `unix:path=/run/user/${pw.uid}/bus`);
+    reply.result("success");
+    return EXIT_SESSION_OK;
+  } catch (e) {
+    return fail((e as Error).message);
+  } finally {
+    lock?.release();
+    client?.close();
+  }
+}
