@@ -1,0 +1,168 @@
+// A connection to the system bus through dbus-native: connect and call with a deadline, typed errors, signals.
+
+import type { Message, MessageBus } from "dbus-native";
+import { BusClosedError, BusUnavailableError, DBusCallError, DBusTimeoutError } from "./errors";
+
+export const DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket";
+export const DEFAULT_CALL_MS = 10_000;
+const DEFAULT_CONNECT_MS = 5_000;
+
+const SIGNAL = 4;
+
+/** The system bus address: DBUS_SYSTEM_BUS_ADDRESS when set, as libdbus and sd-bus read it. */
+export function systemBusAddress(env: Record<string, string | undefined> = process.env): string {
+  const a = env.DBUS_SYSTEM_BUS_ADDRESS;
+  return a && a.trim() !== "" ? a : DEFAULT_SYSTEM_BUS;
+}
+
+export interface MethodCall {
+  destination: string;
+  path: string;
+  interface: string;
+  member: string;
+  signature?: string;
+  body?: unknown[];
+  /** the unit the call is about, named in errors */
+  unit?: string;
+}
+
+export interface Signal {
+  path: string;
+  interface: string;
+  member: string;
+  body: unknown[];
+}
+
+export interface ConnectOptions {
+  /** default: systemBusAddress() */
+  address?: string;
+  /** time for connect, authentication and Hello; default 5 s */
+  timeoutMs?: number;
+}
+
+interface RawError {
+  name?: string;
+  code?: string;
+  dbusName?: string;
+  message?: string;
+}
+
+export class SystemBus {
+  private readonly signalHandlers = new Set<(s: Signal) => void>();
+  private closed: Error | undefined;
+
+  private constructor(
+    private readonly bus: MessageBus,
+    readonly address: string,
+    /** our unique name on the bus, from Hello */
+    readonly uniqueName: string,
+  ) {
+    bus.connection.on("message", (m: Message) => {
+      if (m.type !== SIGNAL || !m.path || !m.interface || !m.member) return;
+      const s: Signal = { path: m.path, interface: m.interface, member: m.member, body: m.body ?? [] };
+      for (const h of this.signalHandlers) h(s);
+    });
+    bus.connection.on("close", (cause?: Error) => {
+      this.closed ??= cause ?? new Error("closed by the peer");
+    });
+  }
+
+  /**
+   * Connects, authenticates (EXTERNAL, our uid) and says Hello, all within the deadline.
+   * dbus-native is loaded here, on first use, so commands that never reach systemd never pay for it.
+   */
+  static async connect(opts: ConnectOptions = {}): Promise<SystemBus> {
+    const address = opts.address ?? systemBusAddress();
+    const ms = opts.timeoutMs ?? DEFAULT_CONNECT_MS;
+    const dbus = await import("dbus-native");
+    return new Promise<SystemBus>((resolve, reject) => {
+      let bus: MessageBus | undefined;
+      let settled = false;
+      const fail = (e: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        bus?.connection.stream?.destroy();
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(new DBusTimeoutError(`connect to ${address}`, undefined, ms)), ms);
+      try {
+        bus = dbus.createClient({
+          busAddress: address,
+          // Only EXTERNAL: the system bus offers nothing else on a unix socket, and the cookie
+          // mechanism would read ~/.dbus-keyrings of whoever we run as.
+          authMethods: ["EXTERNAL"],
+          // We pass no file descriptors; the fd-capable transport would start a reader thread.
+          fdTransport: false,
+          // We say Hello ourselves, under our deadline: the library's own Hello throws an
+          // uncaught exception if it fails, and waits 25 s for an answer.
+          direct: true,
+          // Every call gets its own deadline from us.
+          timeout: 0,
+        });
+      } catch (e) {
+        fail(new BusUnavailableError(address, (e as Error).message));
+        return;
+      }
+      // Without an 'error' listener a refused connection would crash the process.
+      bus.connection.on("error", (e: Error) => fail(new BusUnavailableError(address, e.message)));
+      bus.connection.on("close", () => fail(new BusUnavailableError(address, "the bus closed the connection")));
+      bus.invokeDbus({ member: "Hello" }, { timeout: 0 }, (err, name: unknown) => {
+        if (err) return fail(new BusUnavailableError(address, `Hello: ${err.message}`));
+        if (typeof name !== "string") return fail(new BusUnavailableError(address, "Hello returned no name"));
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        bus!.name = name;
+        resolve(new SystemBus(bus!, address, name));
+      });
+    });
+  }
+
+  /** Calls a method and resolves with the reply's arguments; rejects with a typed error naming `unit`. */
+  call(c: MethodCall, timeoutMs = DEFAULT_CALL_MS): Promise<unknown[]> {
+    const msg: Message = { destination: c.destination, path: c.path, interface: c.interface, member: c.member };
+    if (c.signature) {
+      msg.signature = c.signature;
+      msg.body = c.body ?? [];
+    }
+    return new Promise<unknown[]>((resolve, reject) => {
+      if (this.closed) return reject(new BusClosedError(c.member, c.unit, this.closed.message));
+      this.bus.invoke(msg, { timeout: timeoutMs }, (err, ...values: unknown[]) => {
+        if (err) reject(toCallError(err as RawError, c, timeoutMs));
+        else resolve(values);
+      });
+    });
+  }
+
+  /** Asks the bus to route signals matching `rule` to us. */
+  async addMatch(rule: string, timeoutMs = DEFAULT_CALL_MS): Promise<void> {
+    await this.call(
+      { destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus", member: "AddMatch", signature: "s", body: [rule] },
+      timeoutMs,
+    );
+  }
+
+  /** Calls `h` for every signal the bus routes to us; returns the unsubscribe. */
+  onSignal(h: (s: Signal) => void): () => void {
+    this.signalHandlers.add(h);
+    return () => this.signalHandlers.delete(h);
+  }
+
+  /** Ends the connection; resolves once the socket is gone (at most ~1 s). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = new Error("closed by flux-pam");
+    const stream = this.bus.connection.stream;
+    await Promise.race([this.bus.close(), Bun.sleep(1000)]);
+    stream?.destroy();
+  }
+}
+
+function toCallError(err: RawError, c: MethodCall, timeoutMs: number): Error {
+  if (err.code === "ETIMEDOUT") return new DBusTimeoutError(c.member, c.unit, timeoutMs);
+  if (err.code === "ECONNCLOSED") return new BusClosedError(c.member, c.unit, err.message ?? "closed");
+  if (err.dbusName) return new DBusCallError(c.member, c.unit, err.dbusName, err.message ?? err.dbusName);
+  // Not an error reply: the message could not even be marshalled (a bug in the caller).
+  return new Error(`${c.member}${c.unit ? ` ${c.unit}` : ""}: cannot send the call: ${err.message ?? String(err)}`);
+}

@@ -1,0 +1,82 @@
+// The Systemd interface for --dry-run: prints each call that would change systemd's state, changes nothing.
+
+import { lingerEnabled } from "./logind";
+import { encodeProperties, formatProperty } from "./properties";
+import type { CallOptions, JobDone, JobOptions, KillWho, Linger, LingerUser, ScopeRequest, Systemd, UnitProperty, UnitState } from "./types";
+import { constants } from "node:os";
+
+const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).map(([name, n]) => [n, name]));
+
+/**
+ * Records every mutating call as one line, `UNIT METHOD [PROPERTIES...]`, and hands it to `print`.
+ * Reads (state, properties, linger) go to `reads`, a real client, when given: a dry run still
+ * looks at the node; without one, state and properties answer as an idle node would and linger
+ * reads the linger file.
+ */
+export class DryRunSystemd implements Systemd {
+  readonly lines: string[] = [];
+
+  constructor(
+    private readonly print: (line: string) => void = () => {},
+    private readonly reads?: Systemd,
+  ) {}
+
+  private record(unit: string, method: string, ...args: string[]): void {
+    const line = [unit, method, ...args].join(" ");
+    this.lines.push(line);
+    this.print(line);
+  }
+
+  private done(unit: string): JobDone {
+    return { job: "(dry-run)", unit, ms: 0 };
+  }
+
+  async startScope(req: ScopeRequest): Promise<JobDone> {
+    const desc = req.description ? [`Description=${JSON.stringify(req.description)}`] : [];
+    this.record(req.name, "StartTransientUnit", "mode=fail", ...desc, `Slice=${req.slice}`, `PIDs=${req.pids.join(",")}`);
+    return this.done(req.name);
+  }
+
+  async setUnitProperties(unit: string, props: readonly UnitProperty[], opts: CallOptions & { runtime?: boolean } = {}): Promise<void> {
+    this.record(unit, "SetUnitProperties", `runtime=${opts.runtime ?? true}`, ...props.map(formatProperty));
+  }
+
+  async setSliceProperties(unit: string, props: Readonly<Record<string, string>>, opts: CallOptions = {}): Promise<void> {
+    return this.setUnitProperties(unit, encodeProperties(props), opts);
+  }
+
+  async startUnit(unit: string, opts: JobOptions = {}): Promise<JobDone> {
+    this.record(unit, "StartUnit", `mode=${opts.mode ?? "replace"}`);
+    return this.done(unit);
+  }
+
+  async stopUnit(unit: string, opts: JobOptions = {}): Promise<JobDone> {
+    this.record(unit, "StopUnit", `mode=${opts.mode ?? "replace"}`);
+    return this.done(unit);
+  }
+
+  async killUnit(unit: string, signal: number, opts: CallOptions & { who?: KillWho } = {}): Promise<void> {
+    this.record(unit, "KillUnit", `who=${opts.who ?? "all"}`, `signal=${SIGNAL_NAMES.get(signal) ?? signal}`);
+  }
+
+  async revertUnit(unit: string): Promise<void> {
+    this.record(unit, "RevertUnitFiles", "reload=yes");
+  }
+
+  unitState(unit: string, opts?: CallOptions): Promise<UnitState> {
+    if (this.reads) return this.reads.unitState(unit, opts);
+    return Promise.resolve({ loadState: "loaded", activeState: "inactive", subState: "dead" });
+  }
+
+  unitProperties(unit: string, opts?: CallOptions): Promise<Record<string, string>> {
+    return this.reads ? this.reads.unitProperties(unit, opts) : Promise.resolve({});
+  }
+
+  linger(user: LingerUser, opts?: CallOptions): Promise<Linger> {
+    return this.reads ? this.reads.linger(user, opts) : lingerEnabled(user, undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.reads?.close();
+  }
+}

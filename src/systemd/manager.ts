@@ -1,0 +1,217 @@
+// The systemd manager over D-Bus: transient scopes, runtime properties, start/stop/kill, state, revert.
+
+import { type MethodCall, SystemBus, type ConnectOptions, DEFAULT_CALL_MS } from "./bus";
+import { BadBusReplyError, DBusTimeoutError, JobFailedError, JobTimeoutError } from "./errors";
+import { lingerEnabled } from "./logind";
+import { decodeProperties, encodeProperties } from "./properties";
+import type { CallOptions, JobDone, JobOptions, KillWho, Linger, LingerUser, ScopeRequest, Systemd, UnitProperty, UnitState } from "./types";
+
+const SYSTEMD = { destination: "org.freedesktop.systemd1", path: "/org/freedesktop/systemd1", interface: "org.freedesktop.systemd1.Manager" };
+const PROPERTIES = "org.freedesktop.DBus.Properties";
+
+// Only systemd's own JobRemoved: the bus filters on the sender, so no other client can fake one.
+const JOB_REMOVED_RULE =
+  "type='signal',sender='org.freedesktop.systemd1',path='/org/freedesktop/systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'";
+
+/** How long a job may take before we give up on it: a scope is instant, user@.service is not. */
+const DEFAULT_SCOPE_MS = 10_000;
+const DEFAULT_UNIT_JOB_MS = 30_000;
+const DEFAULT_RELOAD_MS = 60_000;
+
+const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]{1,255}$/;
+
+function checkUnitName(unit: string, suffix?: string): void {
+  if (!UNIT_NAME.test(unit) || !unit.includes(".") || (suffix !== undefined && !unit.endsWith(suffix)))
+    throw new TypeError(`${JSON.stringify(unit)} is not a valid ${suffix ? `${suffix.slice(1)} ` : ""}unit name`);
+}
+
+/** The interface that holds a unit type's resource properties. */
+function typeInterface(unit: string): string {
+  const type = unit.slice(unit.lastIndexOf(".") + 1);
+  return `org.freedesktop.systemd1.${type.charAt(0).toUpperCase()}${type.slice(1)}`;
+}
+
+/** A budget split across the steps of one operation. */
+class Budget {
+  private readonly end: number;
+  constructor(
+    readonly ms: number,
+    private readonly method: string,
+    private readonly unit: string | undefined,
+  ) {
+    this.end = Date.now() + ms;
+  }
+  left(): number {
+    const left = this.end - Date.now();
+    if (left <= 0) throw new DBusTimeoutError(this.method, this.unit, this.ms);
+    return left;
+  }
+}
+
+export class SystemdClient implements Systemd {
+  private jobWatch: Promise<void> | undefined;
+  /** JobRemoved results that arrived before we learnt the job's path (kept only while jobs are in flight). */
+  private readonly early = new Map<string, string>();
+  private readonly waiters = new Map<string, (result: string) => void>();
+  private jobsInFlight = 0;
+
+  constructor(readonly bus: SystemBus) {}
+
+  /** Connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS or /run/dbus/system_bus_socket). */
+  static async connect(opts: ConnectOptions = {}): Promise<SystemdClient> {
+    return new SystemdClient(await SystemBus.connect(opts));
+  }
+
+  private manager(member: string, unit: string | undefined, signature?: string, body?: unknown[]): MethodCall {
+    return { ...SYSTEMD, member, unit, ...(signature ? { signature, body } : {}) };
+  }
+
+  /**
+   * Subscribe + AddMatch for JobRemoved, once per connection, before the first job is asked for:
+   * a job can finish before its method reply is even read, and a signal we are not yet routed is lost.
+   */
+  private watchJobs(budget: Budget): Promise<void> {
+    this.jobWatch ??= (async () => {
+      this.bus.onSignal((s) => {
+        if (s.path !== SYSTEMD.path || s.interface !== SYSTEMD.interface || s.member !== "JobRemoved") return;
+        const [, job, , result] = s.body;
+        if (typeof job !== "string" || typeof result !== "string") return;
+        const waiter = this.waiters.get(job);
+        if (waiter) {
+          this.waiters.delete(job);
+          waiter(result);
+        } else if (this.jobsInFlight > 0) this.early.set(job, result);
+      });
+      await this.bus.addMatch(JOB_REMOVED_RULE, budget.left());
+      // Without Subscribe systemd sends no job signals to the bus at all when nobody else subscribed.
+      await this.bus.call(this.manager("Subscribe", undefined), budget.left());
+    })().catch((e: unknown) => {
+      this.jobWatch = undefined;
+      throw e;
+    });
+    return this.jobWatch;
+  }
+
+  /** Waits up to `waitMs` for the job's JobRemoved; a timeout reports the operation's whole `budgetMs`. */
+  private waitJob(method: string, unit: string, job: string, waitMs: number, budgetMs: number): Promise<string> {
+    const known = this.early.get(job);
+    if (known !== undefined) return Promise.resolve(known);
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(job);
+        reject(new JobTimeoutError(method, unit, job, budgetMs));
+      }, waitMs);
+      this.waiters.set(job, (result) => {
+        clearTimeout(timer);
+        resolve(result);
+      });
+    });
+  }
+
+  /** Calls a manager method that returns a job, and waits for that job's JobRemoved. */
+  private async runJob(method: string, unit: string, signature: string, body: unknown[], ms: number): Promise<JobDone> {
+    const t0 = performance.now();
+    const budget = new Budget(ms, method, unit);
+    this.jobsInFlight++;
+    try {
+      await this.watchJobs(budget);
+      const [job] = await this.bus.call(this.manager(method, unit, signature, body), budget.left());
+      if (typeof job !== "string") throw new BadBusReplyError(method, unit, "no job path");
+      let left: number;
+      try {
+        left = budget.left();
+      } catch {
+        throw new JobTimeoutError(method, unit, job, ms);
+      }
+      const result = await this.waitJob(method, unit, job, left, ms);
+      if (result !== "done") throw new JobFailedError(method, unit, job, result);
+      return { job, unit, ms: performance.now() - t0 };
+    } finally {
+      if (--this.jobsInFlight === 0) this.early.clear();
+    }
+  }
+
+  async startScope(req: ScopeRequest, opts: CallOptions = {}): Promise<JobDone> {
+    checkUnitName(req.name, ".scope");
+    checkUnitName(req.slice, ".slice");
+    if (req.pids.length === 0 || !req.pids.every((p) => Number.isInteger(p) && p > 0 && p <= 0xffffffff))
+      throw new TypeError(`a scope needs pids, not ${JSON.stringify(req.pids)}`);
+    const props: [string, [string, unknown]][] = [
+      ["Slice", ["s", req.slice]],
+      ["PIDs", ["au", [...req.pids]]],
+    ];
+    if (req.description) props.unshift(["Description", ["s", req.description]]);
+    // mode "fail": never replace a job someone else queued for a unit of the same name.
+    return this.runJob("StartTransientUnit", req.name, "ssa(sv)a(sa(sv))", [req.name, "fail", props, []], opts.timeoutMs ?? DEFAULT_SCOPE_MS);
+  }
+
+  async setUnitProperties(unit: string, props: readonly UnitProperty[], opts: CallOptions & { runtime?: boolean } = {}): Promise<void> {
+    checkUnitName(unit);
+    const body = props.map((p) => [p.name, [p.signature, p.value]]);
+    await this.bus.call(this.manager("SetUnitProperties", unit, "sba(sv)", [unit, opts.runtime ?? true, body]), opts.timeoutMs ?? DEFAULT_CALL_MS);
+  }
+
+  async setSliceProperties(unit: string, props: Readonly<Record<string, string>>, opts: CallOptions = {}): Promise<void> {
+    return this.setUnitProperties(unit, encodeProperties(props), opts);
+  }
+
+  startUnit(unit: string, opts: JobOptions = {}): Promise<JobDone> {
+    checkUnitName(unit);
+    return this.runJob("StartUnit", unit, "ss", [unit, opts.mode ?? "replace"], opts.timeoutMs ?? DEFAULT_UNIT_JOB_MS);
+  }
+
+  stopUnit(unit: string, opts: JobOptions = {}): Promise<JobDone> {
+    checkUnitName(unit);
+    return this.runJob("StopUnit", unit, "ss", [unit, opts.mode ?? "replace"], opts.timeoutMs ?? DEFAULT_UNIT_JOB_MS);
+  }
+
+  async killUnit(unit: string, signal: number, opts: CallOptions & { who?: KillWho } = {}): Promise<void> {
+    checkUnitName(unit);
+    if (!Number.isInteger(signal) || signal < 1 || signal > 64) throw new TypeError(`${signal} is not a signal number`);
+    await this.bus.call(this.manager("KillUnit", unit, "ssi", [unit, opts.who ?? "all", signal]), opts.timeoutMs ?? DEFAULT_CALL_MS);
+  }
+
+  /** LoadUnit (never starts anything) then GetAll on one interface of the unit's object. */
+  private async getAll(unit: string, iface: string, budget: Budget): Promise<Record<string, unknown>> {
+    const [path] = await this.bus.call(this.manager("LoadUnit", unit, "s", [unit]), budget.left());
+    if (typeof path !== "string") throw new BadBusReplyError("LoadUnit", unit, "no object path");
+    const [all] = await this.bus.call(
+      { destination: SYSTEMD.destination, path, interface: PROPERTIES, member: "GetAll", signature: "s", body: [iface], unit },
+      budget.left(),
+    );
+    if (typeof all !== "object" || all === null || Array.isArray(all)) throw new BadBusReplyError("GetAll", unit, "not a property dictionary");
+    return all as Record<string, unknown>;
+  }
+
+  async unitState(unit: string, opts: CallOptions = {}): Promise<UnitState> {
+    checkUnitName(unit);
+    const all = await this.getAll(unit, "org.freedesktop.systemd1.Unit", new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetAll", unit));
+    const str = (k: string): string => {
+      const v = all[k];
+      if (typeof v !== "string") throw new BadBusReplyError("GetAll", unit, `${k} is not a string`);
+      return v;
+    };
+    return { loadState: str("LoadState"), activeState: str("ActiveState"), subState: str("SubState") };
+  }
+
+  async unitProperties(unit: string, opts: CallOptions = {}): Promise<Record<string, string>> {
+    checkUnitName(unit);
+    return decodeProperties(await this.getAll(unit, typeInterface(unit), new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetAll", unit)));
+  }
+
+  async revertUnit(unit: string, opts: CallOptions = {}): Promise<void> {
+    checkUnitName(unit);
+    const budget = new Budget(opts.timeoutMs ?? DEFAULT_RELOAD_MS, "RevertUnitFiles", unit);
+    await this.bus.call(this.manager("RevertUnitFiles", unit, "as", [[unit]]), budget.left());
+    // The drop-ins are gone from disk; systemd forgets the properties only when it reloads.
+    await this.bus.call(this.manager("Reload", unit), budget.left());
+  }
+
+  linger(user: LingerUser, opts: CallOptions = {}): Promise<Linger> {
+    return lingerEnabled(user, this.bus, opts);
+  }
+
+  close(): Promise<void> {
+    return this.bus.close();
+  }
+}

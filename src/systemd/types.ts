@@ -1,0 +1,97 @@
+// The systemd client's interface and value types, kept apart from bus.ts so that importing them
+// (commands, the dry-run client) never loads dbus-native.
+
+/** A unit property as sent in SetUnitProperties / StartTransientUnit: a name and a typed variant. */
+export type UnitProperty = { name: string; /** as systemctl set-property would spell it */ text: string } & (
+  | { signature: "ay"; value: Uint8Array }
+  | { signature: "s"; value: string }
+  | { signature: "a(ss)"; value: [string, string][] }
+  | { signature: "t"; value: bigint }
+  | { signature: "u"; value: number }
+  | { signature: "b"; value: boolean }
+  | { signature: "au"; value: number[] }
+);
+
+export interface CallOptions {
+  /** Deadline for this call, ms. */
+  timeoutMs?: number;
+}
+
+export interface JobOptions extends CallOptions {
+  /** StartUnit/StopUnit mode; default "replace" */
+  mode?: "replace" | "fail" | "isolate" | "ignore-dependencies" | "ignore-requirements";
+}
+
+/** A job systemd reported finished with result "done". */
+export interface JobDone {
+  job: string;
+  unit: string;
+  /** milliseconds from the call to the JobRemoved signal */
+  ms: number;
+}
+
+export interface ScopeRequest {
+  /** e.g. flux-pam-61.scope */
+  name: string;
+  /** e.g. user-1000.slice */
+  slice: string;
+  pids: readonly number[];
+  description?: string;
+}
+
+export interface UnitState {
+  /** loaded, not-found, masked, ... */
+  loadState: string;
+  /** active, inactive, failed, activating, deactivating, ... */
+  activeState: string;
+  subState: string;
+}
+
+export type KillWho = "all" | "main" | "control";
+
+export interface LingerUser {
+  name: string;
+  uid: number;
+}
+
+export interface Linger {
+  enabled: boolean;
+  /** who answered: logind's User.Linger, or the file under /var/lib/systemd/linger */
+  source: "logind" | "file";
+  /** why the file was read instead of logind, when it was */
+  detail?: string;
+}
+
+/**
+ * What prolog, housekeeping, session-open and check-user need from systemd. The real client
+ * (manager.ts) talks D-Bus; the dry-run client (dry-run.ts) prints the mutating calls instead.
+ */
+export interface Systemd {
+  /**
+   * StartTransientUnit of a scope holding `pids` in `slice`, mode "fail". Resolves only once
+   * systemd reports the start job done, so the pids are in the scope when it returns.
+   */
+  startScope(req: ScopeRequest, opts?: CallOptions): Promise<JobDone>;
+  /** SetUnitProperties, runtime (under /run/systemd/system.control) unless runtime is false. */
+  setUnitProperties(unit: string, props: readonly UnitProperty[], opts?: CallOptions & { runtime?: boolean }): Promise<void>;
+  /**
+   * The mapper's {property: string} encoded (properties.ts: typed, DeviceAllow reset first,
+   * unknown names refused with PropertyError), then SetUnitProperties runtime=true.
+   */
+  setSliceProperties(unit: string, props: Readonly<Record<string, string>>, opts?: CallOptions): Promise<void>;
+  /** StartUnit, waiting for the job to finish. */
+  startUnit(unit: string, opts?: JobOptions): Promise<JobDone>;
+  /** StopUnit, waiting for the job to finish. */
+  stopUnit(unit: string, opts?: JobOptions): Promise<JobDone>;
+  /** KillUnit: send `signal` to the unit's processes (who: default "all"). */
+  killUnit(unit: string, signal: number, opts?: CallOptions & { who?: KillWho }): Promise<void>;
+  /** LoadState / ActiveState / SubState of a unit (loading it if needed; never starts it). */
+  unitState(unit: string, opts?: CallOptions): Promise<UnitState>;
+  /** The resource properties now in force on a unit, spelled as the mapper spells them. */
+  unitProperties(unit: string, opts?: CallOptions): Promise<Record<string, string>>;
+  /** What `systemctl revert UNIT` does: RevertUnitFiles, then Reload. */
+  revertUnit(unit: string, opts?: CallOptions): Promise<void>;
+  /** Is linger on for this user? logind's User.Linger, else the linger file. */
+  linger(user: LingerUser, opts?: CallOptions): Promise<Linger>;
+  close(): Promise<void>;
+}

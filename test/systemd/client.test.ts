@@ -1,0 +1,225 @@
+// The systemd client against a stand-in systemd on an in-process bus: deadlines, job waits, typed errors.
+
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Variant } from "dbus-native";
+import { SystemBus } from "../../src/systemd/bus";
+import {
+  BusUnavailableError,
+  DBusCallError,
+  DBusTimeoutError,
+  JobFailedError,
+  JobTimeoutError,
+  PropertyError,
+} from "../../src/systemd/errors";
+import { lingerEnabled } from "../../src/systemd/logind";
+import { SystemdClient } from "../../src/systemd/manager";
+import { encodeProperties } from "../../src/systemd/properties";
+import { tempDir } from "../e2e/harness";
+import { type FakeSystemd, startFakeSystemd } from "./fake-systemd";
+
+const dir = tempDir("flux-pam-systemd-");
+let fake: FakeSystemd;
+let sd: SystemdClient;
+
+beforeAll(async () => {
+  fake = await startFakeSystemd(dir.path);
+  sd = await SystemdClient.connect({ address: fake.address });
+});
+afterAll(async () => {
+  await sd.close();
+  await fake.close();
+  dir.remove();
+});
+afterEach(() => {
+  fake.calls.length = 0;
+  fake.plans.clear();
+});
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("connecting to the system bus", () => {
+  test("a socket that accepts and never answers fails at the connect deadline", async () => {
+    const path = join(dir.path, "silent.sock");
+    const server = Bun.listen({ unix: path, socket: { data() {} } });
+    try {
+      const t0 = performance.now();
+      const e = await rejection(SystemBus.connect({ address: `unix:path=${path}`, timeoutMs: 300 }));
+      const ms = performance.now() - t0;
+      expect(e).toBeInstanceOf(DBusTimeoutError);
+      expect(e.message).toBe(`connect to unix:path=${path}: no answer from the system bus within 300 ms`);
+      expect(ms).toBeGreaterThanOrEqual(290);
+      expect(ms).toBeLessThan(1500);
+    } finally {
+      server.stop(true);
+    }
+  });
+
+  test("no socket at the address is BusUnavailableError naming it", async () => {
+    const address = `unix:path=${join(dir.path, "nothing-here")}`;
+    const e = await rejection(SystemBus.connect({ address, timeoutMs: 1000 }));
+    expect(e).toBeInstanceOf(BusUnavailableError);
+    expect(e.message).toStartWith(`cannot reach the system bus at ${address}:`);
+  });
+
+  test("DBUS_SYSTEM_BUS_ADDRESS is honoured, else /run/dbus/system_bus_socket", async () => {
+    const { systemBusAddress } = await import("../../src/systemd/bus");
+    expect(systemBusAddress({ DBUS_SYSTEM_BUS_ADDRESS: "unix:path=/x" })).toBe("unix:path=/x");
+    expect(systemBusAddress({})).toBe("unix:path=/run/dbus/system_bus_socket");
+  });
+});
+
+describe("startScope: StartTransientUnit, then wait for the job", () => {
+  test("subscribes to JobRemoved before asking for the scope, and sends Slice (s) and PIDs (au)", async () => {
+    const done = await sd.startScope({ name: "flux-pam-61.scope", slice: "user-1000.slice", pids: [61] });
+    expect(done.unit).toBe("flux-pam-61.scope");
+    expect(done.job).toMatch(/^\/org\/freedesktop\/systemd1\/job\/\d+$/);
+    const members = fake.calls.map((c) => c.member);
+    expect(members.indexOf("Subscribe")).toBeLessThan(members.indexOf("StartTransientUnit"));
+    const start = fake.calls.find((c) => c.member === "StartTransientUnit")!;
+    expect(start.body.slice(0, 2)).toEqual(["flux-pam-61.scope", "fail"]);
+    const props = start.body[2] as [string, Variant][];
+    expect(props.map(([n, v]) => [n, v.signature, v.value])).toEqual([
+      ["Slice", "s", "user-1000.slice"],
+      ["PIDs", "au", [61]],
+    ]);
+  });
+
+  test("does not answer before systemd reports the job done", async () => {
+    const done = await sd.startScope({ name: "flux-pam-62.scope", slice: "user-1000.slice", pids: [62] });
+    // The fake sends JobRemoved 50 ms after its reply.
+    expect(done.ms).toBeGreaterThanOrEqual(45);
+  });
+
+  test("a JobRemoved that arrives before the method reply is not missed", async () => {
+    fake.plans.set("flux-pam-63.scope", "signal-first");
+    const done = await sd.startScope({ name: "flux-pam-63.scope", slice: "user-1000.slice", pids: [63] }, { timeoutMs: 1000 });
+    expect(done.unit).toBe("flux-pam-63.scope");
+  });
+
+  test("a job that ends in failure is JobFailedError with the unit and systemd's result", async () => {
+    fake.plans.set("flux-pam-64.scope", "failed");
+    const e = await rejection(sd.startScope({ name: "flux-pam-64.scope", slice: "user-1000.slice", pids: [64] }));
+    expect(e).toBeInstanceOf(JobFailedError);
+    expect((e as JobFailedError).result).toBe("failed");
+    expect(e.message).toStartWith('StartTransientUnit flux-pam-64.scope: job /org/freedesktop/systemd1/job/');
+    expect(e.message).toContain('finished with result "failed"');
+  });
+
+  test("a job that never finishes is JobTimeoutError at the deadline", async () => {
+    fake.plans.set("flux-pam-65.scope", "never");
+    const t0 = performance.now();
+    const e = await rejection(sd.startScope({ name: "flux-pam-65.scope", slice: "user-1000.slice", pids: [65] }, { timeoutMs: 200 }));
+    expect(e).toBeInstanceOf(JobTimeoutError);
+    expect(e.message).toMatch(/^StartTransientUnit flux-pam-65\.scope: job \/org\/freedesktop\/systemd1\/job\/\d+ did not finish within 200 ms$/);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  test("names that are not a scope and a slice are refused before any call", async () => {
+    await expect(sd.startScope({ name: "x.service", slice: "user-1000.slice", pids: [1] })).rejects.toThrow(TypeError);
+    await expect(sd.startScope({ name: "a.scope", slice: "user-1000.slice", pids: [] })).rejects.toThrow(TypeError);
+    expect(fake.calls).toEqual([]);
+  });
+});
+
+describe("every call has a deadline and typed errors", () => {
+  test("a D-Bus error reply is DBusCallError naming the unit and systemd's error", async () => {
+    fake.plans.set("user-1999.slice", "no-such-unit");
+    const e = await rejection(sd.setUnitProperties("user-1999.slice", encodeProperties({ AllowedCPUs: "0" })));
+    expect(e).toBeInstanceOf(DBusCallError);
+    expect((e as DBusCallError).dbusName).toBe("org.freedesktop.systemd1.NoSuchUnit");
+    expect(e.message).toBe("SetUnitProperties user-1999.slice: Unit user-1999.slice not found. (org.freedesktop.systemd1.NoSuchUnit)");
+  });
+
+  test("a call systemd never answers is DBusTimeoutError at the deadline", async () => {
+    fake.plans.set("user-1998.slice", "no-reply");
+    const t0 = performance.now();
+    const e = await rejection(sd.killUnit("user-1998.slice", 15, { timeoutMs: 250 }));
+    expect(e).toBeInstanceOf(DBusTimeoutError);
+    expect(e.message).toBe("KillUnit user-1998.slice: no answer from the system bus within 250 ms");
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  test("startUnit that is never answered times out as a whole, not per step", async () => {
+    fake.plans.set("user@1997.service", "no-reply");
+    const e = await rejection(sd.startUnit("user@1997.service", { timeoutMs: 200 }));
+    expect(e).toBeInstanceOf(DBusTimeoutError);
+    expect(e.message).toContain("StartUnit user@1997.service");
+  });
+
+  test("the connection stays usable after a timeout", async () => {
+    await sd.killUnit("user-1000.slice", 15);
+    expect(fake.calls.at(-1)).toEqual({ member: "KillUnit", body: ["user-1000.slice", "all", 15] });
+  });
+});
+
+describe("SetUnitProperties carries typed variants", () => {
+  test("ay, s and a(ss) with the reset first, runtime=true", async () => {
+    await sd.setSliceProperties("user-1000.slice", { AllowedCPUs: "0-1", DevicePolicy: "closed", DeviceAllow: "/dev/null rw,/dev/zero r" });
+    const call = fake.calls.find((c) => c.member === "SetUnitProperties")!;
+    expect(call.body[0]).toBe("user-1000.slice");
+    expect(call.body[1]).toBe(true);
+    const props = (call.body[2] as [string, Variant][]).map(([n, v]) => [n, v.signature, v.value instanceof Uint8Array ? [...v.value] : v.value]);
+    expect(props).toEqual([
+      ["DeviceAllow", "a(ss)", []],
+      ["AllowedCPUs", "ay", [0x03]],
+      ["DevicePolicy", "s", "closed"],
+      ["DeviceAllow", "a(ss)", [["/dev/null", "rw"], ["/dev/zero", "r"]]],
+    ]);
+  });
+
+  test("a bogus property is refused before anything is sent", async () => {
+    await expect(sd.setSliceProperties("user-1000.slice", { Bogus: "1" })).rejects.toThrow(PropertyError);
+    expect(fake.calls).toEqual([]);
+  });
+});
+
+describe("linger", () => {
+  const lingerDir = join(dir.path, "linger");
+  mkdirSync(lingerDir, { recursive: true });
+
+  test("logind's User.Linger answers when logind knows the user", async () => {
+    fake.lingering.set(1000, true);
+    fake.lingering.set(1001, false);
+    expect(await sd.linger({ name: "alice", uid: 1000 })).toEqual({ enabled: true, source: "logind" });
+    expect(await sd.linger({ name: "bob", uid: 1001 })).toEqual({ enabled: false, source: "logind" });
+  });
+
+  test("NoSuchUser means no linger (the linger file agrees)", async () => {
+    expect(await lingerEnabled({ name: "carol", uid: 1002 }, sd.bus, { lingerDir })).toEqual({
+      enabled: false,
+      source: "file",
+      detail: "logind has no such user",
+    });
+  });
+
+  test("without a bus the linger file decides", async () => {
+    writeFileSync(join(lingerDir, "carol"), "");
+    expect(await lingerEnabled({ name: "carol", uid: 1002 }, undefined, { lingerDir })).toMatchObject({ enabled: true, source: "file" });
+    expect(await lingerEnabled({ name: "dave", uid: 1003 }, undefined, { lingerDir })).toMatchObject({ enabled: false, source: "file" });
+  });
+
+  test("when logind is absent from the bus the linger file decides", async () => {
+    const d2 = tempDir("flux-pam-nologind-");
+    const bare = await startFakeSystemd(d2.path, { logind: false });
+    const bus = await SystemBus.connect({ address: bare.address });
+    try {
+      const l = await lingerEnabled({ name: "carol", uid: 1002 }, bus, { lingerDir, timeoutMs: 1000 });
+      expect(l.enabled).toBe(true);
+      expect(l.source).toBe("file");
+      expect(l.detail).toStartWith("logind did not answer:");
+    } finally {
+      await bus.close();
+      await bare.close();
+      d2.remove();
+    }
+  });
+});
