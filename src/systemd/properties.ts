@@ -228,7 +228,10 @@ const asBool: Decoder = (v) => (typeof v === "boolean" ? (v ? "yes" : "no") : un
 const asOptional: Decoder = (v) => (typeof v === "bigint" ? (v === UINT64_MAX ? "" : v.toString()) : undefined);
 const asDevices: Decoder = (v) =>
   Array.isArray(v) && v.every((e) => Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && typeof e[1] === "string")
-    ? (v as [string, string][]).map(([p, r]) => `${p} ${r}`).join(",")
+    ? (v as [string, string][])
+        .map(([p, r]) => `${p} ${r}`)
+        .sort() // systemd lists them in its own order, which carries no meaning
+        .join(",")
     : undefined;
 // CPUQuotaPerSecUSec: 10000 us of CPU per second is 1%.
 const asQuota: Decoder = (v) => (typeof v === "bigint" ? (v === UINT64_MAX ? "" : `${Number(v) / 10000}%`) : undefined);
