@@ -49,6 +49,7 @@ interface RawError {
 
 export class SystemBus {
   private readonly signalHandlers = new Set<(s: Signal) => void>();
+  private readonly closeHandlers = new Set<(cause: Error) => void>();
   private closed: Error | undefined;
 
   private constructor(
@@ -64,6 +65,7 @@ export class SystemBus {
     });
     bus.connection.on("close", (cause?: Error) => {
       this.closed ??= cause ?? new Error("closed by the peer");
+      for (const h of this.closeHandlers) h(this.closed);
     });
   }
 
@@ -75,46 +77,47 @@ export class SystemBus {
     const address = opts.address ?? systemBusAddress();
     const ms = opts.timeoutMs ?? DEFAULT_CONNECT_MS;
     const dbus = await import("dbus-native");
+    let bus: MessageBus;
+    try {
+      bus = dbus.createClient({
+        busAddress: address,
+        // Only EXTERNAL: the system bus offers nothing else on a unix socket, and the cookie
+        // mechanism would read ~/.dbus-keyrings of whoever we run as.
+        authMethods: ["EXTERNAL"],
+        // We pass no file descriptors; the fd-capable transport would start a reader thread.
+        fdTransport: false,
+        // We say Hello ourselves, under our deadline: the library's own Hello throws an
+        // uncaught exception if it fails, and waits 25 s for an answer.
+        direct: true,
+        // Every call gets its own deadline from us.
+        timeout: 0,
+      });
+    } catch (e) {
+      throw new BusUnavailableError(address, (e as Error).message);
+    }
     return new Promise<SystemBus>((resolve, reject) => {
-      let bus: MessageBus | undefined;
       let settled = false;
-      const fail = (e: Error) => {
+      const settle = (e: Error | undefined, name?: string) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        bus?.connection.stream?.destroy();
-        reject(e);
+        if (e || name === undefined) {
+          bus.connection.stream?.destroy();
+          reject(e);
+          return;
+        }
+        bus.name = name;
+        resolve(new SystemBus(bus, address, name));
       };
-      const timer = setTimeout(() => fail(new DBusTimeoutError(`connect to ${address}`, undefined, ms)), ms);
-      try {
-        bus = dbus.createClient({
-          busAddress: address,
-          // Only EXTERNAL: the system bus offers nothing else on a unix socket, and the cookie
-          // mechanism would read ~/.dbus-keyrings of whoever we run as.
-          authMethods: ["EXTERNAL"],
-          // We pass no file descriptors; the fd-capable transport would start a reader thread.
-          fdTransport: false,
-          // We say Hello ourselves, under our deadline: the library's own Hello throws an
-          // uncaught exception if it fails, and waits 25 s for an answer.
-          direct: true,
-          // Every call gets its own deadline from us.
-          timeout: 0,
-        });
-      } catch (e) {
-        fail(new BusUnavailableError(address, (e as Error).message));
-        return;
-      }
+      // A socket that accepts and never speaks would otherwise hold us in the handshake forever.
+      const timer = setTimeout(() => settle(new DBusTimeoutError(`connect to ${address}`, undefined, ms)), ms);
       // Without an 'error' listener a refused connection would crash the process.
-      bus.connection.on("error", (e: Error) => fail(new BusUnavailableError(address, e.message)));
-      bus.connection.on("close", () => fail(new BusUnavailableError(address, "the bus closed the connection")));
+      bus.connection.on("error", (e: Error) => settle(new BusUnavailableError(address, e.message)));
+      bus.connection.on("close", () => settle(new BusUnavailableError(address, "the bus closed the connection")));
       bus.invokeDbus({ member: "Hello" }, { timeout: 0 }, (err, name: unknown) => {
-        if (err) return fail(new BusUnavailableError(address, `Hello: ${err.message}`));
-        if (typeof name !== "string") return fail(new BusUnavailableError(address, "Hello returned no name"));
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        bus!.name = name;
-        resolve(new SystemBus(bus!, address, name));
+        if (err) settle(new BusUnavailableError(address, `Hello: ${err.message}`));
+        else if (typeof name !== "string") settle(new BusUnavailableError(address, "Hello returned no name"));
+        else settle(undefined, name);
       });
     });
   }
@@ -147,6 +150,12 @@ export class SystemBus {
   onSignal(h: (s: Signal) => void): () => void {
     this.signalHandlers.add(h);
     return () => this.signalHandlers.delete(h);
+  }
+
+  /** Calls `h` once if the connection goes away (pending calls fail on their own); returns the unsubscribe. */
+  onClose(h: (cause: Error) => void): () => void {
+    this.closeHandlers.add(h);
+    return () => this.closeHandlers.delete(h);
   }
 
   /** Ends the connection; resolves once the socket is gone (at most ~1 s). */

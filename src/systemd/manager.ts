@@ -1,7 +1,7 @@
 // The systemd manager over D-Bus: transient scopes, runtime properties, start/stop/kill, state, revert.
 
 import { type MethodCall, SystemBus, type ConnectOptions, DEFAULT_CALL_MS } from "./bus";
-import { BadBusReplyError, DBusTimeoutError, JobFailedError, JobTimeoutError } from "./errors";
+import { BadBusReplyError, BusClosedError, DBusTimeoutError, JobFailedError, JobTimeoutError } from "./errors";
 import { lingerEnabled } from "./logind";
 import { decodeProperties, encodeProperties } from "./properties";
 import type { CallOptions, JobDone, JobOptions, KillWho, Linger, LingerUser, ScopeRequest, Systemd, UnitProperty, UnitState } from "./types";
@@ -97,12 +97,22 @@ export class SystemdClient implements Systemd {
     const known = this.early.get(job);
     if (known !== undefined) return Promise.resolve(known);
     return new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const done = () => {
+        clearTimeout(timer);
         this.waiters.delete(job);
+        offClose();
+      };
+      const timer = setTimeout(() => {
+        done();
         reject(new JobTimeoutError(method, unit, job, budgetMs));
       }, waitMs);
+      // A bus that goes away will never deliver the JobRemoved: say so now, not at the deadline.
+      const offClose = this.bus.onClose((cause) => {
+        done();
+        reject(new BusClosedError(method, unit, `waiting for job ${job}: ${cause.message}`));
+      });
       this.waiters.set(job, (result) => {
-        clearTimeout(timer);
+        done();
         resolve(result);
       });
     });

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { Variant } from "dbus-native";
 import { SystemBus } from "../../src/systemd/bus";
 import {
+  BusClosedError,
   BusUnavailableError,
   DBusCallError,
   DBusTimeoutError,
@@ -121,6 +122,27 @@ describe("startScope: StartTransientUnit, then wait for the job", () => {
     expect(e).toBeInstanceOf(JobTimeoutError);
     expect(e.message).toMatch(/^StartTransientUnit flux-pam-65\.scope: job \/org\/freedesktop\/systemd1\/job\/\d+ did not finish within 200 ms$/);
     expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  test("a bus that goes away while a job is pending fails at once, not at the deadline", async () => {
+    const d2 = tempDir("flux-pam-dying-");
+    const dying = await startFakeSystemd(d2.path);
+    const client = await SystemdClient.connect({ address: dying.address });
+    try {
+      dying.plans.set("flux-pam-66.scope", "never");
+      const t0 = performance.now();
+      const pending = rejection(client.startScope({ name: "flux-pam-66.scope", slice: "user-1000.slice", pids: [66] }, { timeoutMs: 5000 }));
+      while (!dying.calls.some((c) => c.member === "StartTransientUnit")) await Bun.sleep(5);
+      await Bun.sleep(20); // let the reply with the job path arrive
+      await dying.close();
+      const e = await pending;
+      expect(e).toBeInstanceOf(BusClosedError);
+      expect(e.message).toStartWith("StartTransientUnit flux-pam-66.scope: the system bus connection closed (waiting for job /org/freedesktop/systemd1/job/");
+      expect(performance.now() - t0).toBeLessThan(2000);
+    } finally {
+      await client.close();
+      d2.remove();
+    }
   });
 
   test("names that are not a scope and a slice are refused before any call", async () => {

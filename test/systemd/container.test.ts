@@ -135,6 +135,11 @@ describe.skipIf(skip !== undefined)("systemd client in a container (real systemd
       expect(await show("user-1000.slice", "AllowedCPUs", "DevicePolicy", "DeviceAllow")).toBe("AllowedCPUs=\nDevicePolicy=auto");
     });
 
+    test("revert of a slice that has no runtime properties is harmless (housekeeping always reverts)", async () => {
+      await ok("revert", "user-1001.slice");
+      expect(await show("user-1001.slice", "DevicePolicy")).toBe("DevicePolicy=auto");
+    });
+
     test("every known property lands exactly as systemctl set-property puts it", async () => {
       const props: Record<string, string> = {
         AllowedCPUs: "1,3",
