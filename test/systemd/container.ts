@@ -66,17 +66,26 @@ export function containerSkipReason(): string | undefined {
   return undefined;
 }
 
-/** Builds the rootfs once (cached under /var/cache/flux-pam) and returns its path. */
+/**
+ * Builds the rootfs once (cached under /var/cache/flux-pam, or FLUX_PAM_CACHE) and returns its
+ * path. Under a lock, so test runs that start together on a fresh machine debootstrap only once.
+ */
 export async function rootfsPath(): Promise<string> {
-  const p = Bun.spawn(["bash", MAKE_ROOTFS], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  if (code !== 0) throw new Error(`make-rootfs.sh failed (exit ${code}): ${err.trim()}`);
-  return out.trim().split("\n").at(-1)!;
+  const cache = process.env.FLUX_PAM_CACHE || "/var/cache/flux-pam";
+  mkdirSync(cache, { recursive: true });
+  const unlock = await lockFile(join(cache, "make-rootfs.lock"), 30 * 60_000, "another run is building the rootfs");
+  try {
+    const p = Bun.spawn(["bash", MAKE_ROOTFS], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    if (code !== 0) throw new Error(`make-rootfs.sh failed (exit ${code}): ${err.trim()}`);
+    return out.trim().split("\n").at(-1)!;
+  } finally {
+    unlock();
+  }
 }
 
-/** An exclusive flock on ROOTFS.lock, waited for: nspawn itself refuses a second boot of a busy tree. */
-async function lockRootfs(rootfs: string, timeoutMs: number): Promise<() => void> {
-  const path = `${rootfs}.lock`;
+/** An exclusive flock on `path`, waited for; returns the release. */
+async function lockFile(path: string, timeoutMs: number, holder: string): Promise<() => void> {
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -88,7 +97,7 @@ async function lockRootfs(rootfs: string, timeoutMs: number): Promise<() => void
     }
     if (Date.now() > end) {
       closeSync(fd);
-      throw new Error(`${path} is still held after ${timeoutMs} ms: another container runs on this rootfs`);
+      throw new Error(`${path} is still held after ${timeoutMs} ms: ${holder}`);
     }
     await Bun.sleep(200);
   }
@@ -132,7 +141,8 @@ export async function bootContainer(opts: BootOptions = {}): Promise<Container> 
   const skip = containerSkipReason();
   if (skip) throw new Error(`cannot boot a container: ${skip}`);
   const rootfs = await rootfsPath();
-  const unlock = await lockRootfs(rootfs, opts.lockTimeoutMs ?? 600_000);
+  // nspawn itself refuses a second boot of a busy tree; waiting our turn is kinder.
+  const unlock = await lockFile(`${rootfs}.lock`, opts.lockTimeoutMs ?? 600_000, "another container runs on this rootfs");
   const logDir = mkdtempSync(join(tmpdir(), "flux-pam-nspawn-"));
   const consoleLog = join(logDir, "console.log");
   mkdirSync(BUILD, { recursive: true });
