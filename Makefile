@@ -21,9 +21,15 @@ node_modules/.bin/bun: package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-build/flux-pam: $(SRC) node_modules/.bin/bun
+# The binary runs as root from PAM with the caller's working directory (su from a user's
+# directory, pam_exec does not chdir): it must never read bunfig.toml (a preload script!) or
+# .env from there.
+NO_AUTOLOAD = --no-compile-autoload-bunfig --no-compile-autoload-dotenv \
+              --no-compile-autoload-tsconfig --no-compile-autoload-package-json
+
+build/flux-pam: $(SRC) Makefile node_modules/.bin/bun
 	@mkdir -p build
-	$(BUN) build --compile --bytecode --minify --sourcemap=none src/cli.ts --outfile $@
+	$(BUN) build --compile --bytecode --minify --sourcemap=none $(NO_AUTOLOAD) src/cli.ts --outfile $@
 
 build/pam_flux.so: pam/pam_flux.c
 	@mkdir -p build
