@@ -35,7 +35,12 @@ build/pam_flux.so: pam/pam_flux.c
 	@mkdir -p build
 	$(CC) $(PAM_CFLAGS) -shared -DFLUX_PAM_HELPER='"$(HELPER)"' -o $@ $< -lpam
 
-check: build
+# the test driver for pam_flux.so: real libpam, a private config dir (test/pam/driver.c)
+build/test/pam-driver: test/pam/driver.c
+	@mkdir -p build/test
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(CFLAGS) -rdynamic -o $@ $< -lpam
+
+check: build build/test/pam-driver
 	$(BUN) test
 
 test: check
