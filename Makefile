@@ -12,7 +12,7 @@ HELPER     ?= $(LIBEXECDIR)/flux-pam/flux-pam
 
 SRC := $(shell find src -name '*.ts') package.json
 
-.PHONY: all build check test clean
+.PHONY: all build check test bench clean
 
 all: build
 build: build/flux-pam build/pam_flux.so
@@ -42,6 +42,9 @@ build/test/pam-driver: test/pam/driver.c
 
 check: build build/test/pam-driver
 	$(BUN) test
+
+bench: build build/test/pam-driver
+	$(BUN) bench/account.ts
 
 test: check
 

@@ -1,0 +1,67 @@
+// How long the account decision takes through real libpam: pam_acct_mgmt timed inside the
+// driver (test/pam/driver.c), N runs on one PAM handle, against the test broker process.
+// Usage: bun bench/account.ts [N]   (make bench builds what it needs first)
+
+import type { Scenario } from "../test/broker/scenario";
+import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
+import { MODULE, driverArgs, ensureBuilt, pamConfDir, realHelper, standIn } from "../test/pam/harness";
+
+const N = Number(process.argv[2] ?? 200);
+const JOB: Scenario = { rank: 0, jobs: [{ id: "1227286904832", userid: 1, ranks: "0" }] };
+
+function quantile(sorted: number[], q: number): number {
+  // nearest rank
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+async function timeAccount(confdir: string, service: string, user: string, n: number): Promise<{ ms: number[]; codes: Set<string> }> {
+  const proc = Bun.spawn(driverArgs({ confdir, service, user, actions: ["acct"], repeat: n, timing: true }), {
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`pam-driver failed:\n${out}`);
+  const ms: number[] = [];
+  const codes = new Set<string>();
+  for (const line of out.split("\n")) {
+    const [head, a, b] = line.split(" ");
+    if (head === "time") ms.push(Number(b) / 1000);
+    else if (head === "acct") codes.add(a!);
+  }
+  if (ms.length !== n) throw new Error(`expected ${n} timings, got ${ms.length}`);
+  return { ms, codes };
+}
+
+async function main() {
+  await ensureBuilt();
+  const dir = tempDir("flux-pam-bench-");
+  const broker = await startBrokerProcess(JOB, dir.path);
+  try {
+    const pam = pamConfDir(dir.path);
+    const helper = realHelper(dir.path);
+    const stub = standIn(dir.path, "echo 'result owner' >&3");
+    const rows: [string, string, string][] = [
+      ["pam_flux.so + flux-pam, owner admitted", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "daemon"],
+      ["pam_flux.so + flux-pam, denied", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "bin"],
+      ["pam_exec.so + flux-pam, owner admitted", `account required pam_exec.so quiet stdout ${BINARY} account uri=${broker.uri}`, "daemon"],
+      ["pam_flux.so + /bin/sh stand-in (wrapper floor)", `account required ${MODULE} helper=${stub}`, "daemon"],
+    ];
+    console.log(`account decision through libpam, ${N} runs each (ms)`);
+    console.log(`${"".padEnd(48)} ${"median".padStart(7)} ${"p95".padStart(7)} ${"min".padStart(7)} ${"max".padStart(7)}  result`);
+    for (const [name, line, user] of rows) {
+      const service = `bench-${rows.findIndex((r) => r[0] === name)}`;
+      pam.service(service, [line]);
+      await timeAccount(pam.path, service, user, 5); // warm the page cache
+      const { ms, codes } = await timeAccount(pam.path, service, user, N);
+      const s = [...ms].sort((a, b) => a - b);
+      const f = (x: number) => x.toFixed(2).padStart(7);
+      console.log(`${name.padEnd(48)} ${f(quantile(s, 0.5))} ${f(quantile(s, 0.95))} ${f(s[0]!)} ${f(s.at(-1)!)}  ${[...codes].join(",")}`);
+    }
+  } finally {
+    await broker.stop();
+    dir.remove();
+  }
+}
+
+await main();
