@@ -1,7 +1,7 @@
 // A connection to the system bus through dbus-native: connect and call with a deadline, typed errors, signals.
 
 import type { Message, MessageBus } from "dbus-native";
-import { BusClosedError, BusUnavailableError, DBusCallError, DBusTimeoutError } from "./errors";
+import { BadBusReplyError, BusClosedError, BusUnavailableError, DBusCallError, DBusTimeoutError } from "./errors";
 
 export const DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket";
 export const DEFAULT_CALL_MS = 10_000;
@@ -27,6 +27,8 @@ export interface MethodCall {
 }
 
 export interface Signal {
+  /** the unique name of the connection that sent it, stamped by the bus */
+  sender: string;
   path: string;
   interface: string;
   member: string;
@@ -59,8 +61,8 @@ export class SystemBus {
     readonly uniqueName: string,
   ) {
     bus.connection.on("message", (m: Message) => {
-      if (m.type !== SIGNAL || !m.path || !m.interface || !m.member) return;
-      const s: Signal = { path: m.path, interface: m.interface, member: m.member, body: m.body ?? [] };
+      if (m.type !== SIGNAL || !m.sender || !m.path || !m.interface || !m.member) return;
+      const s: Signal = { sender: m.sender, path: m.path, interface: m.interface, member: m.member, body: m.body ?? [] };
       for (const h of this.signalHandlers) h(s);
     });
     bus.connection.on("close", (cause?: Error) => {
@@ -146,7 +148,20 @@ export class SystemBus {
     );
   }
 
-  /** Calls `h` for every signal the bus routes to us; returns the unsubscribe. */
+  /** The unique name that owns a well-known name now (GetNameOwner). */
+  async nameOwner(name: string, timeoutMs = DEFAULT_CALL_MS): Promise<string> {
+    const [owner] = await this.call(
+      { destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus", member: "GetNameOwner", signature: "s", body: [name] },
+      timeoutMs,
+    );
+    if (typeof owner !== "string") throw new BadBusReplyError("GetNameOwner", name, "no owner name");
+    return owner;
+  }
+
+  /**
+   * Calls `h` for every signal the bus routes to us; returns the unsubscribe. Besides the signals
+   * our match rules ask for, any peer may address a signal to us directly: check `sender`.
+   */
   onSignal(h: (s: Signal) => void): () => void {
     this.signalHandlers.add(h);
     return () => this.signalHandlers.delete(h);

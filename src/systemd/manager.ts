@@ -1,6 +1,6 @@
 // The systemd manager over D-Bus: transient scopes, runtime properties, start/stop/kill, state, revert.
 
-import { type MethodCall, SystemBus, type ConnectOptions, DEFAULT_CALL_MS } from "./bus";
+import { type ConnectOptions, DEFAULT_CALL_MS, type MethodCall, type Signal, SystemBus } from "./bus";
 import { BadBusReplyError, BusClosedError, DBusTimeoutError, JobFailedError, JobTimeoutError } from "./errors";
 import { lingerEnabled } from "./logind";
 import { decodeProperties, encodeProperties } from "./properties";
@@ -55,7 +55,9 @@ export class SystemdClient implements Systemd {
   private readonly waiters = new Map<string, (result: string) => void>();
   private jobsInFlight = 0;
 
-  constructor(readonly bus: SystemBus) {}
+  constructor(readonly bus: SystemBus) {
+    bus.onSignal((s) => this.onJobRemoved(s));
+  }
 
   /** Connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS or /run/dbus/system_bus_socket). */
   static async connect(opts: ConnectOptions = {}): Promise<SystemdClient> {
@@ -66,22 +68,16 @@ export class SystemdClient implements Systemd {
     return { ...SYSTEMD, member, unit, ...(signature ? { signature, body } : {}) };
   }
 
+  /** systemd's unique name on the bus: only its JobRemoved signals count. */
+  private systemdName: string | undefined;
+
   /**
    * Subscribe + AddMatch for JobRemoved, once per connection, before the first job is asked for:
    * a job can finish before its method reply is even read, and a signal we are not yet routed is lost.
    */
   private watchJobs(budget: Budget): Promise<void> {
     this.jobWatch ??= (async () => {
-      this.bus.onSignal((s) => {
-        if (s.path !== SYSTEMD.path || s.interface !== SYSTEMD.interface || s.member !== "JobRemoved") return;
-        const [, job, , result] = s.body;
-        if (typeof job !== "string" || typeof result !== "string") return;
-        const waiter = this.waiters.get(job);
-        if (waiter) {
-          this.waiters.delete(job);
-          waiter(result);
-        } else if (this.jobsInFlight > 0) this.early.set(job, result);
-      });
+      this.systemdName = await this.bus.nameOwner(SYSTEMD.destination, budget.left());
       await this.bus.addMatch(JOB_REMOVED_RULE, budget.left());
       // Without Subscribe systemd sends no job signals to the bus at all when nobody else subscribed.
       await this.bus.call(this.manager("Subscribe", undefined), budget.left());
@@ -90,6 +86,20 @@ export class SystemdClient implements Systemd {
       throw e;
     });
     return this.jobWatch;
+  }
+
+  private onJobRemoved(s: Signal): void {
+    if (s.path !== SYSTEMD.path || s.interface !== SYSTEMD.interface || s.member !== "JobRemoved") return;
+    // Any local user may send a signal straight to our unique name; a forged "done" would let a
+    // session's shell start before its scope exists. Only systemd's own word counts.
+    if (s.sender !== this.systemdName) return;
+    const [, job, , result] = s.body;
+    if (typeof job !== "string" || typeof result !== "string") return;
+    const waiter = this.waiters.get(job);
+    if (waiter) {
+      this.waiters.delete(job);
+      waiter(result);
+    } else if (this.jobsInFlight > 0) this.early.set(job, result);
   }
 
   /** Waits up to `waitMs` for the job's JobRemoved; a timeout reports the operation's whole `budgetMs`. */

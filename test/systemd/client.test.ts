@@ -124,6 +124,12 @@ describe("startScope: StartTransientUnit, then wait for the job", () => {
     expect(performance.now() - t0).toBeLessThan(1000);
   });
 
+  test("a JobRemoved sent to us by anyone but systemd is ignored (a forged one would free the shell early)", async () => {
+    fake.plans.set("flux-pam-67.scope", "forged");
+    const e = await rejection(sd.startScope({ name: "flux-pam-67.scope", slice: "user-1000.slice", pids: [67] }, { timeoutMs: 300 }));
+    expect(e).toBeInstanceOf(JobTimeoutError);
+  });
+
   test("a bus that goes away while a job is pending fails at once, not at the deadline", async () => {
     const d2 = tempDir("flux-pam-dying-");
     const dying = await startFakeSystemd(d2.path);

@@ -14,6 +14,7 @@ export type JobPlan =
   | "signal-first" // JobRemoved "done" is sent before the method reply
   | "failed" // JobRemoved with result "failed"
   | "never" // reply with a job, never finish it
+  | "forged" // never finish it, but another client sends the caller a JobRemoved "done" for it
   | "no-reply" // never answer the call
   | "no-such-unit"; // error reply
 
@@ -57,7 +58,24 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
   const jobRemoved = (id: number, job: string, unit: string, result: string) =>
     svc.sendSignal(PATH, MANAGER, "JobRemoved", "uoss", [id, job, unit, result]);
 
+  // Any local user can address a signal to a connection's unique name, bypassing match rules.
+  const attacker: MessageBus = dbus.createClient({ busAddress: address, fdTransport: false });
+  await attacker.getId();
+  let forgedSerial = 1000;
+  const forge = (to: string, id: number, job: string, unit: string) =>
+    attacker.connection.message({
+      type: dbus.messageType.signal,
+      serial: forgedSerial++,
+      destination: to,
+      path: PATH,
+      interface: MANAGER,
+      member: "JobRemoved",
+      signature: "uoss",
+      body: [id, job, unit, "done"],
+    });
+
   const job = (member: string) => (unit: string, ...rest: unknown[]) => {
+    const msg = rest.at(-1) as { sender: string };
     calls.push({ member, body: [unit, ...rest.slice(0, -1)] });
     const plan = plans.get(unit) ?? "done";
     const id = nextJob++;
@@ -71,6 +89,9 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
         jobRemoved(id, path, unit, "done");
         return path;
       case "never":
+        return path;
+      case "forged":
+        setTimeout(() => forge(msg.sender, id, path, unit), 20);
         return path;
       default:
         setTimeout(() => jobRemoved(id, path, unit, plan), 50);
@@ -118,6 +139,7 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
     plans,
     lingering,
     async close() {
+      await attacker.close();
       await svc.close();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
     },
