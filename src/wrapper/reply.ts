@@ -15,13 +15,24 @@ export type SessionResult = "success" | "ignore" | "session-error";
 export type LogPriority = "err" | "warning" | "notice" | "info" | "debug";
 
 export const REPLY_FD_ENV = "FLUX_PAM_REPLY_FD";
-const MAX_LINE = 1000;
+/** UTF-8 bytes of TEXT: the wrapper takes lines of at most 1024 bytes, keyword and LF included. */
+export const MAX_TEXT_BYTES = 1000;
 
-/** Text safe for one protocol line: no control characters, bounded length. */
+/** Text safe for one protocol line: no control characters, at most MAX_TEXT_BYTES of UTF-8. */
 export function oneLine(text: string): string {
   // biome-ignore lint: control characters are exactly what we strip
   const s = text.replace(/[\x00-\x1f\x7f]/g, "?");
-  return s.length > MAX_LINE ? `${s.slice(0, MAX_LINE - 3)}...` : s;
+  if (Buffer.byteLength(s) <= MAX_TEXT_BYTES) return s;
+  // cut on a code point, so the line stays valid UTF-8
+  let out = "";
+  let bytes = 0;
+  for (const ch of s) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > MAX_TEXT_BYTES - 3) break;
+    out += ch;
+    bytes += n;
+  }
+  return `${out}...`;
 }
 
 export class Reply {
