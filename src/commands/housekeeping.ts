@@ -5,9 +5,8 @@ import { removeMarker } from "../node/marker";
 import { openSystemd } from "../systemd/systemd";
 import { applyUnion, HookError, type HookContext, type HookOptions, otherJobs, runHook, sliceName, userServiceName } from "./containment";
 import { pidsInCgroup, userSliceCgroup } from "../node/cgroup";
+import { SIGTERM, teardownSlice } from "../decide/slice-teardown";
 
-const SIGTERM = 15;
-const SIGKILL = 9;
 /** How long SIGKILLed processes get to disappear before the node is drained. */
 const AFTER_KILL_MS = 10_000;
 
@@ -46,22 +45,25 @@ async function killSlice(ctx: HookContext): Promise<void> {
   const uid = ctx.user.uid;
   const slice = sliceName(uid);
   const dir = userSliceCgroup(uid);
-  const left = () => pidsInCgroup(dir, [userServiceName(uid)]);
-  if (left().length === 0) return;
-  ctx.debug(`${slice}: sending SIGTERM to ${left().join(" ")}`);
-  await ctx.sd.killUnit(slice, SIGTERM);
-  if (ctx.dryRun || (await emptied(left, ctx.config.killSliceGraceTime * 1000))) return;
-  ctx.debug(`${slice}: still running after ${ctx.config.killSliceGraceTime}s, sending SIGKILL to ${left().join(" ")}`);
-  await ctx.sd.killUnit(slice, SIGKILL);
-  if (await emptied(left, AFTER_KILL_MS)) return;
-  throw new HookError(`processes remain in ${slice} after SIGKILL: ${left().join(" ")}`);
-}
-
-async function emptied(left: () => number[], ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (left().length === 0) return true;
-    if (Date.now() >= end) return false;
-    await Bun.sleep(Math.min(100, Math.max(end - Date.now(), 1)));
+  const pids = () => pidsInCgroup(dir, [userServiceName(uid)]);
+  if (ctx.dryRun) {
+    // Show what would be signalled; nothing dies in a dry run, so there is nothing to wait for.
+    if (pids().length > 0) await ctx.sd.killUnit(slice, SIGTERM);
+    return;
   }
+  const outcome = await teardownSlice(
+    {
+      pids,
+      kill: (signal) => {
+        ctx.debug(`${slice}: sending ${signal === SIGTERM ? "SIGTERM" : "SIGKILL"} to ${pids().join(" ")}`);
+        return ctx.sd.killUnit(slice, signal);
+      },
+      sleep: (ms) => Bun.sleep(ms),
+      now: () => Date.now(),
+    },
+    ctx.config.killSliceGraceTime * 1000,
+    AFTER_KILL_MS,
+  );
+  if (outcome.kind === "survivors") throw new HookError(`processes remain in ${slice} after SIGKILL: ${outcome.pids.join(" ")}`);
+  if (outcome.kind !== "empty") ctx.debug(`${slice}: ${outcome.kind} ${outcome.pids.join(" ")}`);
 }

@@ -1,0 +1,237 @@
+// prolog, housekeeping and session-open, compiled, on real systemd 252 (systemd-nspawn container),
+// with the test broker answering for Flux. Checked from systemd's own state: systemctl show, the
+// drop-ins under /run/systemd/system.control, /proc/PID/cgroup, the marker.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Scenario, ScenarioJob } from "../broker/scenario";
+import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
+import { bootContainer, type Container, containerSkipReason } from "./container";
+
+const skip = containerSkipReason();
+if (skip) console.warn(`SKIPPED: containment tests on real systemd: ${skip}`);
+
+const BIN = "/opt/flux-pam/flux-pam";
+const SOCKDIR = "/run/test-flux";
+const ALICE = 1000;
+const OWNER = 64999;
+const SLICE = "user-1000.slice";
+const MARKER = "/run/flux-pam/uid.1000.active";
+const DROPINS = `/run/systemd/system.control/${SLICE}.d`;
+const PROPS = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow"];
+const config = (pam: object = {}) => ({
+  pam: { "manage-user-slice": true, "kill-user-slice": true, "kill-slice-grace-time": "1s", ...pam },
+  exec: { "sdexec-constrain-resources": true },
+});
+
+describe.skipIf(skip !== undefined)("containment on real systemd", () => {
+  let c: Container;
+  let broker: BrokerProcess;
+  const dir = tempDir();
+
+  beforeAll(
+    async () => {
+      const socks = join(dir.path, "socks");
+      mkdirSync(socks);
+      chmodSync(socks, 0o755);
+      broker = await startBrokerProcess({ owner: OWNER, config: config() }, socks);
+      c = await bootContainer({ binds: [{ host: socks, container: SOCKDIR }] });
+    },
+    { timeout: 20 * 60_000 },
+  );
+  afterAll(async () => {
+    await c?.stop();
+    await broker?.stop();
+    dir.remove();
+  });
+
+  const uri = () => `local://${SOCKDIR}/broker.sock`;
+
+  function nodeWith(jobs: ScenarioJob[], over: Partial<Scenario> = {}): void {
+    broker.setScenario({ rank: 0, owner: OWNER, config: config(), jobs, mapper: "auto", ...over });
+  }
+
+  async function hook(name: "prolog" | "housekeeping", jobid: string, env: Record<string, string> = {}) {
+    return c.exec([BIN, name], {
+      env: { FLUX_URI: uri(), FLUX_JOB_USERID: String(ALICE), FLUX_JOB_ID: jobid, ...env },
+      timeoutMs: 60_000,
+    });
+  }
+
+  async function expectHook(name: "prolog" | "housekeeping", jobid: string) {
+    const r = await hook(name, jobid);
+    if (r.code !== 0) throw new Error(`${name} ${jobid} exited ${r.code}: ${r.stderr}`);
+  }
+
+  /** The slice's properties as systemctl shows them; DeviceAllow entries sorted and comma-joined. */
+  async function sliceProps(): Promise<Record<string, string>> {
+    const out = await c.run(["systemctl", "show", ...PROPS.flatMap((p) => ["-p", p]), SLICE]);
+    const props: Record<string, string> = { DeviceAllow: "" };
+    const devices: string[] = [];
+    for (const line of out.trim().split("\n")) {
+      const eq = line.indexOf("=");
+      if (line.startsWith("DeviceAllow=")) devices.push(line.slice(eq + 1));
+      else props[line.slice(0, eq)] = line.slice(eq + 1);
+    }
+    props.DeviceAllow = devices.filter((d) => d !== "").sort().join(",");
+    return props;
+  }
+
+  const exists = async (path: string) => (await c.exec(["test", "-e", path])).code === 0;
+  const active = async (unit: string) => (await c.exec(["systemctl", "is-active", unit])).stdout.trim();
+
+  test("1: the first job's prolog sets the mapper's answer on the slice, makes the marker, starts user@", async () => {
+    nodeWith([{ id: "101", userid: ALICE, cores: "0-1", gpus: "0" }]);
+    await expectHook("prolog", "101");
+    expect(await sliceProps()).toEqual({
+      AllowedCPUs: "0-1",
+      AllowedMemoryNodes: "0",
+      DevicePolicy: "closed",
+      DeviceAllow: "/dev/nvidia0 rw,/dev/nvidiactl rw",
+    });
+    expect(await exists(MARKER)).toBe(true);
+    expect((await c.run(["stat", "-c", "%a %U", MARKER])).trim()).toBe("600 root");
+    expect(await active("user@1000.service")).toBe("active");
+  });
+
+  test("2: a second job with other cores widens the slice to the union", async () => {
+    nodeWith([
+      { id: "101", userid: ALICE, cores: "0-1", gpus: "0" },
+      { id: "102", userid: ALICE, cores: "4-5", gpus: "1" },
+    ]);
+    await expectHook("prolog", "102");
+    expect(await sliceProps()).toEqual({
+      AllowedCPUs: "0-1 4-5",
+      AllowedMemoryNodes: "0",
+      DevicePolicy: "closed",
+      DeviceAllow: "/dev/nvidia0 rw,/dev/nvidia1 rw,/dev/nvidiactl rw",
+    });
+  });
+
+  test("2: when a job ends, the slice shrinks back and its devices are dropped", async () => {
+    nodeWith([
+      { id: "101", userid: ALICE, cores: "0-1", gpus: "0", state: 64 },
+      { id: "102", userid: ALICE, cores: "4-5", gpus: "1" },
+    ]);
+    await expectHook("housekeeping", "101");
+    expect(await sliceProps()).toEqual({
+      AllowedCPUs: "4-5",
+      AllowedMemoryNodes: "0",
+      DevicePolicy: "closed",
+      DeviceAllow: "/dev/nvidia1 rw,/dev/nvidiactl rw",
+    });
+    expect(await exists(MARKER)).toBe(true);
+  });
+
+  test("3: the last job's housekeeping removes the marker, stops user@ and reverts the drop-ins", async () => {
+    expect(await exists(DROPINS)).toBe(true);
+    nodeWith([{ id: "102", userid: ALICE, cores: "4-5", gpus: "1", state: 64 }]);
+    await expectHook("housekeeping", "102");
+    expect(await exists(MARKER)).toBe(false);
+    expect(await active("user@1000.service")).toBe("inactive");
+    expect(await exists(DROPINS)).toBe(false);
+    expect(await sliceProps()).toEqual({ AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" });
+    expect(await c.exec(["ls", "/run/systemd/system.control"]).then((r) => r.stdout)).not.toContain(SLICE);
+  });
+
+  test("4: kill-user-slice TERMs a stray process, KILLs one that ignores TERM after the grace time", async () => {
+    nodeWith([{ id: "103", userid: ALICE, cores: "0" }]);
+    await expectHook("prolog", "103");
+    await c.run(["systemd-run", "--uid=1000", `--slice=${SLICE}`, "--unit=stray-term", "sleep", "infinity"]);
+    await c.run(["systemd-run", "--uid=1000", `--slice=${SLICE}`, "--unit=stray-stubborn", "bash", "-c", "trap '' TERM; while :; do sleep 0.2; done"]);
+    const before = await c.run(["cat", `/sys/fs/cgroup/user.slice/${SLICE}/stray-stubborn.service/cgroup.procs`]);
+    expect(before.trim()).not.toBe("");
+    nodeWith([{ id: "103", userid: ALICE, cores: "0", state: 64 }]);
+    const r = await hook("housekeeping", "103", { FLUX_PAM_SCRIPTS_DEBUG: "1" });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("sending SIGTERM");
+    expect(r.stderr).toContain("sending SIGKILL");
+    expect(await active("stray-term.service")).not.toBe("active");
+    expect(await active("stray-stubborn.service")).not.toBe("active");
+    expect(await exists(MARKER)).toBe(false);
+  });
+
+  // Processes that survive SIGKILL (exit 1, the node drains) cannot be made on demand here:
+  // logind stops the slice once user@ is gone, and SIGKILL ends anything else. That verdict is
+  // covered by test/decide/slice-teardown.test.ts on a simulated slice.
+
+  test("5: with linger enabled the prolog fails and changes nothing", async () => {
+    await c.run(["loginctl", "enable-linger", "alice"]);
+    try {
+      await c.exec(["systemctl", "stop", "user@1000.service"]);
+      nodeWith([{ id: "105", userid: ALICE, cores: "1" }]);
+      const r = await hook("prolog", "105");
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("linger is enabled for alice");
+      expect(await exists(MARKER)).toBe(false);
+      expect(await exists(DROPINS)).toBe(false);
+    } finally {
+      await c.run(["loginctl", "disable-linger", "alice"]);
+    }
+  });
+
+  test("5: the instance owner's job and manage-user-slice off are skipped", async () => {
+    nodeWith([{ id: "106", userid: ALICE, cores: "1" }], { owner: ALICE });
+    expect((await hook("prolog", "106")).code).toBe(0);
+    nodeWith([{ id: "106", userid: ALICE, cores: "1" }], { config: { exec: { "sdexec-constrain-resources": true } } });
+    expect((await hook("prolog", "106")).code).toBe(0);
+    expect(await exists(MARKER)).toBe(false);
+    expect(await exists(DROPINS)).toBe(false);
+  });
+
+  test("6: a group- or other-writable lock dir, a symlinked lock or marker are refused", async () => {
+    nodeWith([{ id: "107", userid: ALICE, cores: "1" }]);
+    for (const mode of ["0770", "0707"]) {
+      await c.run(["install", "-d", "-m", mode, "/run/bad-locks"]);
+      const r = await hook("prolog", "107", { FLUX_PAM_LOCK_DIR: "/run/bad-locks" });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("group/other writable");
+      await c.run(["rm", "-rf", "/run/bad-locks"]);
+    }
+    await c.run(["install", "-d", "-m", "0700", "/run/sym-locks"]);
+    await c.run(["ln", "-s", "/etc/passwd", "/run/sym-locks/uid.1000.active"]);
+    const r = await hook("prolog", "107", { FLUX_PAM_LOCK_DIR: "/run/sym-locks" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("marker is a symbolic link");
+    await c.run(["rm", "/run/sym-locks/uid.1000.active", "/run/sym-locks/uid.1000.lock"]);
+    await c.run(["ln", "-s", "/etc/shadow", "/run/sym-locks/uid.1000.lock"]);
+    const r2 = await hook("prolog", "107", { FLUX_PAM_LOCK_DIR: "/run/sym-locks" });
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain("lock file is a symbolic link");
+  });
+
+  test("7: sixteen prologs and housekeepings of one user racing end in the true state", async () => {
+    const running = Array.from({ length: 8 }, (_, i) => ({ id: String(200 + i), userid: ALICE, cores: String(i) }));
+    const ended = Array.from({ length: 8 }, (_, i) => ({ id: String(300 + i), userid: ALICE, cores: String(8 + i), state: 64 }));
+    nodeWith([...running, ...ended]);
+    const results = await Promise.all([...running.map((j) => hook("prolog", j.id)), ...ended.map((j) => hook("housekeeping", j.id))]);
+    expect(results.map((r) => r.code)).toEqual(Array(16).fill(0));
+    expect((await sliceProps()).AllowedCPUs).toBe("0-7");
+    expect(await exists(MARKER)).toBe(true);
+
+    nodeWith([...running, ...ended].map((j) => ({ ...j, state: 64 })));
+    const teardown = await Promise.all([...running, ...ended].map((j) => hook("housekeeping", j.id)));
+    expect(teardown.map((r) => r.code)).toEqual(Array(16).fill(0));
+    expect(await exists(MARKER)).toBe(false);
+    expect(await exists(DROPINS)).toBe(false);
+  });
+
+  test("session-open puts the PAM process into flux-pam-PID.scope under the slice, once the marker is there", async () => {
+    nodeWith([{ id: "108", userid: ALICE, cores: "0" }]);
+    const pid = (await c.run(["bash", "-c", "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!"])).trim();
+    const denied = await c.exec([BIN, "session-open", `uri=${uri()}`], { env: { PAM_USER: "alice", PAM_SERVICE: "sshd", FLUX_PAM_PID: pid } });
+    expect(denied.code).toBe(1);
+    expect(denied.stdout).toBe("Access denied: user alice has no active jobs on this node\n");
+    await expectHook("prolog", "108");
+    const r = await c.exec([BIN, "session-open", `uri=${uri()}`], { env: { PAM_USER: "alice", PAM_SERVICE: "sshd", FLUX_PAM_PID: pid } });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    // Checked right after the call returns: the scope already holds the process.
+    const cgroup = (await c.run(["cat", `/proc/${pid}/cgroup`])).split("\n").find((l) => l.startsWith("0::"));
+    expect(cgroup).toBe(`0::/user.slice/${SLICE}/flux-pam-${pid}.scope`);
+    await c.run(["kill", pid]);
+    nodeWith([{ id: "108", userid: ALICE, cores: "0", state: 64 }]);
+    await expectHook("housekeeping", "108");
+  });
+});
