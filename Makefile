@@ -50,3 +50,6 @@ test: check
 
 clean:
 	rm -rf build
+
+# install, uninstall, deb, rpm, lint-man
+include packaging/packaging.mk
