@@ -57,7 +57,6 @@ struct options {
 	const char *scope_prefix;	/* NULL: the helper's default */
 	const char *lock_dir;		/* NULL: FLUX_PAM_LOCK_DIR of a root caller, else DEFAULT_LOCK_DIR */
 	long timeout_ms;
-	int timeout_given;
 };
 
 /* What happened to the helper process. */
@@ -171,8 +170,8 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct options *opt)
 			opt->scope_prefix = a + 13;
 		} else if (strncmp(a, "lock-dir=", 9) == 0 && a[9] == '/') {
 			opt->lock_dir = a + 9;
-		} else if (strncmp(a, "timeout=", 8) == 0 && (opt->timeout_ms = parse_fsd_ms(a + 8)) > 0) {
-			opt->timeout_given = 1;
+		} else if (strncmp(a, "timeout=", 8) == 0 && parse_fsd_ms(a + 8) > 0) {
+			opt->timeout_ms = parse_fsd_ms(a + 8);
 		} else {
 			pam_syslog(pamh, LOG_ERR, "unknown or malformed option: %s", a);
 			return PAM_SYSTEM_ERR;
@@ -685,7 +684,7 @@ helper_command(pam_handle_t *pamh, const struct options *opt, enum phase phase, 
 	    (phase == SESSION && push(args, MAX_ARGS, "lock-dir=%s", lock_dir)) ||
 	    (opt->debug && push(args, MAX_ARGS, "debug")) ||
 	    push(args, MAX_ARGS, "uri=%s", uri) ||
-	    (opt->timeout_given && push(args, MAX_ARGS, "timeout=%ldms", helper_ms)))
+	    push(args, MAX_ARGS, "timeout=%ldms", helper_ms))
 		return -1;
 
 	if (push(envp, MAX_ENV, "PAM_USER=%s", user) ||

@@ -129,10 +129,10 @@ describe("pam_flux.so gives the helper a clean start", () => {
     expect(r.conv).toEqual(["PAM_TEXT_INFO account allow-guest-user debug uri=local:///x/y timeout=1800ms"]);
   });
 
-  test("the default broker is local:///run/flux/local and no timeout= is passed", async () => {
+  test("by default: the broker local:///run/flux/local, and 9 s of the wrapper's 10 s for the helper", async () => {
     const h = standIn(dir.path, `echo "say info $*" >&3; echo 'result owner' >&3`);
     const r = await account(h);
-    expect(r.conv).toEqual(["PAM_TEXT_INFO account uri=local:///run/flux/local"]);
+    expect(r.conv).toEqual(["PAM_TEXT_INFO account uri=local:///run/flux/local timeout=9000ms"]);
   });
 
   test("the environment holds the PAM items, the pid, the reply fd and PATH, and nothing else", async () => {

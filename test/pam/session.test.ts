@@ -1,9 +1,11 @@
 // pam_flux.so session management through real libpam. The account part runs the real flux-pam
-// against the test broker (so the owner mark is the real one); the session helper is a stand-in
-// script, since flux-pam has no session-open yet: these tests pin the wrapper's mapping only.
+// against the test broker (so the owner mark is the real one). The session helper is a stand-in
+// script where the tests pin the wrapper's mapping, and the real flux-pam session-open where no
+// systemd is needed (manage-user-slice off, a lock dir that refuses); scopes themselves are
+// tested with real systemd in test/systemd/.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chownSync, existsSync, readFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Scenario } from "../broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
@@ -78,7 +80,7 @@ describe("pam_flux.so session: when the helper is not run", () => {
 });
 
 describe("pam_flux.so session: what the helper gets", () => {
-  test("argv is session-open [scope-prefix=P] lock-dir=D [debug] uri=URI [timeout=]; PAM_TYPE is open_session; FLUX_PAM_PID is the PAM process", async () => {
+  test("argv is session-open [scope-prefix=P] lock-dir=D [debug] uri=URI timeout=; PAM_TYPE is open_session; FLUX_PAM_PID is the PAM process", async () => {
     const rec = recorder("echo 'result success' >&3");
     const r = await login([`session required ${MODULE} helper=${rec.path} scope-prefix=ssh lock-dir=/run/x debug uri=${broker.uri} timeout=20s`]);
     expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SUCCESS"]);
@@ -96,7 +98,7 @@ describe("pam_flux.so session: what the helper gets", () => {
   test("without options: lock-dir=/run/flux-pam and the default broker", async () => {
     const rec = recorder("echo 'result success' >&3");
     await login([`session required ${MODULE} helper=${rec.path}`]);
-    expect(rec.argv()).toBe("session-open lock-dir=/run/flux-pam uri=local:///run/flux/local");
+    expect(rec.argv()).toBe("session-open lock-dir=/run/flux-pam uri=local:///run/flux/local timeout=9000ms");
   });
 
   test("a root caller's FLUX_PAM_LOCK_DIR and FLUX_URI are passed on", async () => {
@@ -104,14 +106,14 @@ describe("pam_flux.so session: what the helper gets", () => {
     pam.service(SERVICE, [`account required ${MODULE} helper=${helper}`, `session required ${MODULE} helper=${rec.path}`]);
     const r = await runDriver({ confdir: pam.path, actions: ["acct", "open"], user: USER, env: { FLUX_URI: broker.uri, FLUX_PAM_LOCK_DIR: "/run/other" } });
     expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SUCCESS"]);
-    expect(rec.argv()).toBe(`session-open lock-dir=/run/other uri=${broker.uri}`);
+    expect(rec.argv()).toBe(`session-open lock-dir=/run/other uri=${broker.uri} timeout=9000ms`);
   });
 
   test("under su/sudo (real uid != 0) the caller's FLUX_PAM_LOCK_DIR and FLUX_URI are not", async () => {
     const rec = recorder("echo 'result success' >&3");
     const r = await login([`session required ${MODULE} helper=${rec.path}`], { ruid: 65534, env: { FLUX_URI: "local:///fake", FLUX_PAM_LOCK_DIR: "/tmp/fake" } });
     expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SUCCESS"]);
-    expect(rec.argv()).toBe("session-open lock-dir=/run/flux-pam uri=local:///run/flux/local");
+    expect(rec.argv()).toBe("session-open lock-dir=/run/flux-pam uri=local:///run/flux/local timeout=9000ms");
   });
 });
 
@@ -180,5 +182,52 @@ describe("pam_flux.so session: how the reply maps", () => {
     const r = await login([`session required ${MODULE} helper=${rec.path}`]);
     expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
     expect(rec.ran()).toBe(false);
+  });
+});
+
+describe("pam_flux.so session with the real flux-pam session-open", () => {
+  const session = () => [`session required ${MODULE} helper=${helper} uri=${broker.uri} lock-dir=${lockDir()}`];
+  const lockDir = () => join(dir.path, "lock");
+
+  beforeAll(() => {
+    mkdirSync(lockDir(), { mode: 0o700 });
+    chmodSync(lockDir(), 0o700);
+  });
+
+  test("pam.manage-user-slice off: PAM_SUCCESS, no scope, nothing in the PAM environment", async () => {
+    broker.setScenario({ ...JOB, config: { pam: { "manage-user-slice": false } } });
+    const r = await login(session());
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SUCCESS"]);
+    expect(r.env).toEqual({});
+    expect(r.conv).toEqual([]);
+  });
+
+  test("pam.manage-user-slice on and no marker (no prolog ran): PAM_SESSION_ERR, the denial shown once", async () => {
+    broker.setScenario({ ...JOB, config: { pam: { "manage-user-slice": true } } });
+    try {
+      const r = await login(session());
+      expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+      expect(r.conv).toEqual([DENIED]);
+      expect(r.syslog).toEqual([
+        "LOG_ERR pam_flux(flux-pam-test:session): session denied for user daemon: no active marker: containment is not set up (no prolog ran, or the last job ended)",
+      ]);
+    } finally {
+      broker.setScenario(JOB);
+    }
+  });
+
+  test("a group/other-writable lock dir: PAM_SESSION_ERR, and the log says so", async () => {
+    broker.setScenario({ ...JOB, config: { pam: { "manage-user-slice": true } } });
+    chmodSync(lockDir(), 0o777);
+    try {
+      const r = await login(session());
+      expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+      expect(r.conv).toEqual([DENIED]);
+      expect(r.syslog).toHaveLength(1);
+      expect(r.syslog[0]).toContain("group/other writable");
+    } finally {
+      chmodSync(lockDir(), 0o700);
+      broker.setScenario(JOB);
+    }
   });
 });
