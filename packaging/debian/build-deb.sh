@@ -30,8 +30,10 @@ rm -rf "$work"
 mkdir -p "$work"
 
 # The same layout as the Debian PAM modules, with Debian's hardening flags for pam_flux.so.
+# build/flux-pam is packaged as it is (`make deb` brought it up to date): never rebuilt here.
+[ -x build/flux-pam ] || die "build/flux-pam is missing: run make deb (or make build/flux-pam)"
 export DEB_BUILD_MAINT_OPTIONS=hardening=+all
-"$MAKE" --no-print-directory install DESTDIR="$PWD/$root" PREFIX=/usr BINDIR=/usr/bin \
+"$MAKE" --no-print-directory -o build/flux-pam install DESTDIR="$PWD/$root" PREFIX=/usr BINDIR=/usr/bin \
   LIBEXECDIR=/usr/libexec SECUREDIR="$securedir" \
   TMPFILESDIR=/usr/lib/tmpfiles.d MANDIR=/usr/share/man \
   CFLAGS="$(dpkg-buildflags --get CFLAGS)" CPPFLAGS="$(dpkg-buildflags --get CPPFLAGS)" \
