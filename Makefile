@@ -41,10 +41,11 @@ build/test/pam-driver: test/pam/driver.c
 	$(CC) -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(CFLAGS) -rdynamic -o $@ $< -lpam
 
 check: build build/test/pam-driver
-	$(BUN) test
+	$(BUN) test --timeout 120000
 
 bench: build build/test/pam-driver
 	$(BUN) bench/account.ts
+	$(BUN) bench/hooks.ts
 
 test: check
 

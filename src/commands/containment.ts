@@ -61,6 +61,7 @@ export async function runHook(
   openSystemd: (dryRun: boolean) => Promise<Systemd>,
   body: (ctx: HookContext) => Promise<void>,
 ): Promise<number> {
+  const t0 = performance.now();
   const tag = hookTag(hook, env);
   let client: FluxClient | undefined;
   let lock: UidLock | undefined;
@@ -112,6 +113,7 @@ export async function runHook(
       debug: (t) => debugOn && say(t),
       warn: say,
     });
+    if (debugOn) say(`done in ${(performance.now() - t0).toFixed(1)} ms`);
     return 0;
   } catch (e) {
     say((e as Error).message);
@@ -120,6 +122,7 @@ export async function runHook(
     lock?.release();
     client?.close();
     await sd?.close();
+    if (debugOn) say(`closed in ${(performance.now() - t0).toFixed(1)} ms`);
   }
 }
 

@@ -18,7 +18,8 @@ export async function prolog(opts: HookOptions, env: Record<string, string | und
     else createMarker(ctx.lockDir, ctx.user.uid);
     // Best effort: containment is the slice; user@ may fail (e.g. /proc mounted hidepid=2).
     try {
-      await ctx.sd.startUnit(userServiceName(ctx.user.uid));
+      const done = await ctx.sd.startUnit(userServiceName(ctx.user.uid));
+      ctx.debug(`${done.unit} started (job done in ${done.ms.toFixed(1)} ms)`);
     } catch (e) {
       ctx.warn(`warning: could not start ${userServiceName(ctx.user.uid)} (slice containment still applies): ${(e as Error).message}`);
     }

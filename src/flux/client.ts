@@ -6,6 +6,7 @@ import { type Json, parseJson, stringifyJson } from "./json";
 import { type Message, MsgType, ProtocolError, decodeStream, encodeRequest, payloadText } from "./message";
 import { socketPath } from "./uri";
 import { QueuedWriter } from "./writer";
+import { firstByte } from "../node/first-byte";
 
 export interface ConnectOptions {
   /** Total time for connect (with retries) and handshake. */
@@ -28,10 +29,20 @@ export class FluxClient {
   private nextTag = 1;
   private writer!: QueuedWriter;
   private failure: Error | undefined;
-  private handshake: ((byte: number) => void) | undefined;
   private socket!: Socket<undefined>;
+  /**
+   * The broker's one handshake byte. It may arrive before connect() has even returned to us,
+   * so it is captured by onData whenever it comes and awaited afterwards.
+   */
+  private readonly handshake = Promise.withResolvers<number>();
+  private handshakeDone = false;
 
-  private constructor(readonly uri: string, readonly path: string) {}
+  private constructor(
+    readonly uri: string,
+    readonly path: string,
+  ) {
+    this.handshake.promise.catch(() => {}); // awaited in connect(); never an unhandled rejection
+  }
 
   /**
    * Connects to the broker at `uri`. A missing socket is retried with backoff (as libflux does)
@@ -48,7 +59,15 @@ export class FluxClient {
         await client.open();
         break;
       } catch (e) {
+        // A refusing broker writes its byte and hangs up at once: Bun may then fail the connect
+        // itself, after the byte was read. The refusal is the answer, not the failed connect.
+        if (client.failure instanceof HandshakeRefusedError) throw client.failure;
         const code = (e as { code?: string }).code;
+        if (code !== "ENOENT" && code !== "ECONNREFUSED") {
+          // Bun drops the byte of a broker that refuses and hangs up at once: ask again, plainly.
+          const byte = firstByte(path, Math.max(Math.min(deadline - Date.now(), 1000), 1));
+          if (byte !== undefined && byte !== 0) throw new HandshakeRefusedError(path, byte);
+        }
         const retry = code === "ENOENT" || code === "ECONNREFUSED" || code === "EAGAIN";
         const left = deadline - Date.now();
         if (!retry || left <= 0) {
@@ -78,42 +97,36 @@ export class FluxClient {
     this.writer = new QueuedWriter(this.socket);
   }
 
-  private awaitHandshake(ms: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.handshake = undefined;
-        this.close();
-        reject(new FluxTimeoutError(`handshake with ${this.path}`, ms));
-      }, ms);
-      this.handshake = (byte) => {
-        clearTimeout(timer);
-        this.handshake = undefined;
-        if (byte === 0) resolve();
-        else {
-          this.close();
-          reject(new HandshakeRefusedError(this.path, byte));
-        }
-      };
-      // A failure before the byte arrives (the broker closed on us) rejects too.
-      this.onFailure = (e) => {
-        clearTimeout(timer);
-        reject(e);
-      };
+  private async awaitHandshake(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new FluxTimeoutError(`handshake with ${this.path}`, ms)), ms);
     });
+    try {
+      const byte = await Promise.race([this.handshake.promise, timeout]);
+      if (byte !== 0) throw new HandshakeRefusedError(this.path, byte);
+    } catch (e) {
+      this.close();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
   }
-
-  private onFailure: ((e: Error) => void) | undefined;
 
   private onData(data: Uint8Array): void {
     if (this.failure) return;
     let chunk = data;
-    if (this.handshake) {
+    if (!this.handshakeDone) {
+      if (chunk.length === 0) return;
       const byte = chunk[0]!;
-      const h = this.handshake;
-      this.onFailure = undefined;
-      h(byte);
+      this.handshakeDone = true;
+      this.handshake.resolve(byte);
+      if (byte !== 0) {
+        // Refused: the broker closes now; nothing after the byte is ours to read.
+        this.failure = new HandshakeRefusedError(this.path, byte);
+        return;
+      }
       chunk = chunk.subarray(1);
-      if (byte !== 0) return;
     }
     if (chunk.length === 0) return;
     const merged = new Uint8Array(this.buf.length + chunk.length);
@@ -142,9 +155,10 @@ export class FluxClient {
   private fail(e: Error): void {
     if (this.failure) return;
     this.failure = e;
-    const f = this.onFailure;
-    this.onFailure = undefined;
-    f?.(e);
+    if (!this.handshakeDone) {
+      this.handshakeDone = true;
+      this.handshake.reject(e);
+    }
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
       p.reject(e);

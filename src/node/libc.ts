@@ -1,4 +1,5 @@
-// The few libc calls Bun does not offer: NSS user lookup, flock, real uid. Loaded on first use.
+// The few libc calls Bun does not offer: NSS user lookup, flock, real uid, a blocking socket read.
+// Loaded on first use.
 
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 
@@ -9,6 +10,11 @@ function load() {
     flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     getuid: { args: [], returns: FFIType.u32 },
     __errno_location: { args: [], returns: FFIType.ptr },
+    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    connect: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
+    close: { args: [FFIType.i32], returns: FFIType.i32 },
   }).symbols;
 }
 

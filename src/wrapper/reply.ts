@@ -6,9 +6,11 @@
 //   say error|info TEXT          a message for the user (PAM conversation)
 //   log err|warning|notice|info|debug TEXT   a line for pam_syslog
 //   env NAME=VALUE               a PAM environment variable (session only)
-// Without FLUX_PAM_REPLY_FD (pam_exec, a shell), messages go to stdout and logs to stderr.
+// Without FLUX_PAM_REPLY_FD, messages go to stdout; logs go to syslog (authpriv) under pam_exec
+// (PAM_TYPE set: pam_exec's `stdout` option shows stderr to the user too), else to stderr.
 
 import { writeSync } from "node:fs";
+import { syslog } from "../node/syslog";
 
 export type AccountResult = "owner" | "guest" | "deny" | "user-unknown";
 export type SessionResult = "success" | "ignore" | "session-error";
@@ -40,14 +42,16 @@ export class Reply {
     private readonly fd: number | undefined,
     readonly debug: boolean,
     private readonly tag: string,
+    private readonly underPam: boolean,
   ) {}
 
   /** The reply channel named by the environment, if any. A malformed fd name is an error. */
   static fromEnv(env: Record<string, string | undefined>, tag: string, debug: boolean): Reply {
     const raw = env[REPLY_FD_ENV];
-    if (raw === undefined) return new Reply(undefined, debug, tag);
+    const underPam = env.PAM_TYPE !== undefined;
+    if (raw === undefined) return new Reply(undefined, debug, tag, underPam);
     if (!/^\d{1,4}$/.test(raw) || Number(raw) < 3) throw new Error(`${REPLY_FD_ENV}="${oneLine(raw)}" is not a file descriptor number >= 3`);
-    return new Reply(Number(raw), debug, tag);
+    return new Reply(Number(raw), debug, tag, underPam);
   }
 
   get toWrapper(): boolean {
@@ -72,6 +76,7 @@ export class Reply {
   log(priority: LogPriority, text: string): void {
     if (priority === "debug" && !this.debug) return;
     if (this.fd !== undefined) this.write(`log ${priority} ${oneLine(text)}`);
+    else if (this.underPam) syslog(priority, `${this.tag}: ${oneLine(text)}`);
     else process.stderr.write(`${this.tag}: ${oneLine(text)}\n`);
   }
 

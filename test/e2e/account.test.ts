@@ -1,4 +1,6 @@
 // flux-pam account, run as pam_exec runs it: PAM_* in the environment, exit 0 admits.
+// PAM_TYPE is left out (as when an admin runs it by hand) so that log lines come to stderr,
+// where the tests read them; under PAM_TYPE they go to syslog (tested once below).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { formatF58, jobId } from "../../src/flux/jobid";
@@ -31,7 +33,6 @@ async function account(s: Scenario, words: string[] = [], user = USER) {
   broker.setScenario(s);
   return runBinary(["account", `uri=${broker.uri}`, "timeout=2s", ...words], {
     PAM_USER: user,
-    PAM_TYPE: "account",
     PAM_SERVICE: "sshd",
     PAM_RHOST: "login1",
   });
@@ -92,6 +93,13 @@ describe("flux-pam account: job owners", () => {
     const r = await account({}, [], "daemon\nroot");
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('flux-pam account: unknown user "daemon\\nroot"\n');
+  });
+
+  test("under pam_exec (PAM_TYPE set) the log lines go to syslog, never to the user's terminal", async () => {
+    broker.setScenario({ rank: 0 });
+    const r = await runBinary(["account", `uri=${broker.uri}`, "debug"], { PAM_USER: USER, PAM_TYPE: "account", PAM_SERVICE: "sshd" });
+    expectDenied(r);
+    expect(r.stderr).toBe("");
   });
 
   test("an unknown option word is a usage error (exit 2), not an admission", async () => {
