@@ -2,11 +2,11 @@
 // running the installed flux-pam from the path compiled into it.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync } from "node:fs";
+import { chmodSync, cpSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
+import { type BrokerProcess, ROOT, startBrokerProcess, tempDir } from "../e2e/harness";
 import { driverArgs, ensureBuilt, pamConfDir } from "../pam/harness";
-import { type Dirs, type Entry, USR, helperPath, layout, make, run, stringsOf } from "./layout";
+import { type Dirs, type Entry, USR, helperPath, layout, make, run, runOk, stringsOf } from "./layout";
 import pkg from "../../package.json" with { type: "json" };
 
 const multiarch = Bun.spawnSync(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"]).stdout.toString().trim();
@@ -135,6 +135,30 @@ describe("make install with PREFIX, BINDIR, LIBEXECDIR, SECUREDIR, TMPFILESDIR, 
 
   test("the module of the earlier install keeps its own path: each install builds for its own", async () => {
     expect(await stringsOf(join(destdir, DEFAULT.securedir, "pam_flux.so"))).not.toContain(helperPath(OPT));
+  });
+});
+
+describe("make install by a user who is not root", () => {
+  // A copy of the tree owned by nobody (the binary linked in, not copied: 110 MB), built and
+  // installed by nobody into a DESTDIR of its own: no chown is attempted, the modes are the same.
+  const skip = process.getuid?.() !== 0 ? "not root (cannot become nobody)" : undefined;
+  test.skipIf(skip !== undefined)("installs the same layout, owned by the installing user", async () => {
+    const base = join(dir.path, "nobody");
+    const tree = join(base, "tree");
+    mkdirSync(join(tree, "build"), { recursive: true });
+    for (const f of ["Makefile", "package.json", "packaging", "man", "pam", "src"]) cpSync(join(ROOT, f), join(tree, f), { recursive: true });
+    symlinkSync(join(ROOT, "build/flux-pam"), join(tree, "build/flux-pam"));
+    await runOk(["chown", "-R", "65534:65534", base]);
+    chmodSync(dir.path, 0o755); // mkdtemp made it 0700: nobody must reach its own part
+    const dest = join(base, "dest");
+    await runOk(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "make", "-s", "-C", tree, "-o", "build/flux-pam", "install", `DESTDIR=${dest}`]);
+    const entries = layout(DEFAULT);
+    expect(installed(dest).sort()).toEqual(entries.map((e) => e.path).sort());
+    for (const e of entries.filter((e) => e.kind === "file")) {
+      const st = lstatSync(join(dest, e.path));
+      expect({ path: e.path, mode: (st.mode & 0o7777).toString(8), uid: st.uid }).toEqual({ path: e.path, mode: e.mode!.toString(8), uid: 65534 });
+    }
+    expect(await stringsOf(join(dest, DEFAULT.securedir, "pam_flux.so"))).toContain(helperPath(DEFAULT));
   });
 });
 
