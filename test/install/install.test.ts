@@ -24,19 +24,20 @@ const OPT: Dirs = {
 const dir = tempDir("flux-pam-install-");
 const destdir = join(dir.path, "default");
 const optDestdir = join(dir.path, "opt");
+const optVars = {
+  DESTDIR: optDestdir,
+  PREFIX: "/opt/flux-pam",
+  BINDIR: OPT.bindir,
+  LIBEXECDIR: OPT.libexecdir,
+  SECUREDIR: OPT.securedir,
+  TMPFILESDIR: OPT.tmpfilesdir,
+  MANDIR: OPT.mandir,
+};
 
 beforeAll(async () => {
   await ensureBuilt();
   await make("install", { DESTDIR: destdir });
-  await make("install", {
-    DESTDIR: optDestdir,
-    PREFIX: "/opt/flux-pam",
-    BINDIR: OPT.bindir,
-    LIBEXECDIR: OPT.libexecdir,
-    SECUREDIR: OPT.securedir,
-    TMPFILESDIR: OPT.tmpfilesdir,
-    MANDIR: OPT.mandir,
-  });
+  await make("install", optVars);
 }, 180_000);
 afterAll(() => dir.remove());
 
@@ -135,6 +136,11 @@ describe("make install with PREFIX, BINDIR, LIBEXECDIR, SECUREDIR, TMPFILESDIR, 
 
   test("the module of the earlier install keeps its own path: each install builds for its own", async () => {
     expect(await stringsOf(join(destdir, DEFAULT.securedir, "pam_flux.so"))).not.toContain(helperPath(OPT));
+  });
+
+  test("make uninstall with the same variables removes every file and link again", async () => {
+    await make("uninstall", optVars);
+    expect(installed(optDestdir)).toEqual([]);
   });
 });
 
