@@ -66,12 +66,16 @@ export async function runHook(
   let client: FluxClient | undefined;
   let lock: UidLock | undefined;
   let sd: Systemd | undefined;
+  let sdPending: Promise<Systemd> | undefined;
   let debugOn = env.FLUX_PAM_SCRIPTS_DEBUG !== undefined;
   const say = (text: string) => process.stderr.write(`${tag}: ${text}\n`);
   try {
     const input = parseHookInput(env);
     const user = getpwuid(input.uid);
     if (!user) throw new HookError(`uid ${input.uid} has no passwd entry on this node`);
+    // The bus connection (loading the D-Bus library, auth, Hello) overlaps the broker's answers.
+    sdPending = openSystemd(opts.dryRun);
+    sdPending.catch(() => {}); // awaited below, or in finally
     const deadline = new Deadline(BROKER_BUDGET_MS);
     // Hooks run from flux-run-prolog/-housekeeping (via the IMP), whose FLUX_URI is Flux's own.
     const uri = env.FLUX_URI || SYSTEM_URI;
@@ -83,6 +87,7 @@ export async function runHook(
     ]);
     const config = pamConfig(cfg);
     debugOn ||= config.debug;
+    if (debugOn) say(`broker answered [+${(performance.now() - t0).toFixed(1)} ms]`);
     const lockDir = lockDirFromEnv(env);
     if (debugOn)
       say(`user=${user.name} uid=${user.uid} rank=${rank} owner=${owner} uri=${uri} lock-dir=${lockDir} ${JSON.stringify(config)}`);
@@ -98,7 +103,8 @@ export async function runHook(
       if (debugOn) say("skipped: pam.manage-user-slice is off");
       return 0;
     }
-    sd = await openSystemd(opts.dryRun);
+    sd = await sdPending;
+    if (debugOn) say(`systemd connected [+${(performance.now() - t0).toFixed(1)} ms]`);
     await body({
       tag,
       input,
@@ -110,7 +116,7 @@ export async function runHook(
       dryRun: opts.dryRun,
       deadline,
       sd,
-      debug: (t) => debugOn && say(t),
+      debug: (t) => debugOn && say(`${t} [+${(performance.now() - t0).toFixed(1)} ms]`),
       warn: say,
     });
     if (debugOn) say(`done in ${(performance.now() - t0).toFixed(1)} ms`);
@@ -121,7 +127,8 @@ export async function runHook(
   } finally {
     lock?.release();
     client?.close();
-    await sd?.close();
+    // Skipped or failed before the bus was needed: it may still be connecting.
+    await (sd ?? (await sdPending?.catch(() => undefined)))?.close();
     if (debugOn) say(`closed in ${(performance.now() - t0).toFixed(1)} ms`);
   }
 }

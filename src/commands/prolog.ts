@@ -6,12 +6,12 @@ import { openSystemd } from "../systemd/systemd";
 
 export async function prolog(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
   return runHook("prolog", env, opts, openSystemd, async (ctx) => {
-    const linger = await ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid });
+    // Both are reads: ask logind and the broker at once.
+    const [linger, others] = await Promise.all([ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }), otherJobs(ctx)]);
     if (linger.enabled)
       throw new HookError(
         `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${linger.source === "file" ? "/var/lib/systemd/linger/" + ctx.user.name + "; " : ""}loginctl disable-linger ${ctx.user.name})`,
       );
-    const others = await otherJobs(ctx);
     ctx.debug(`${others.length} other running job(s) of ${ctx.user.name} on rank ${ctx.rank}`);
     if (ctx.config.constrainResources) await applyUnion(ctx, [...others, ctx.input.jobid]);
     if (ctx.dryRun) process.stdout.write(`marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);

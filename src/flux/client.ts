@@ -129,9 +129,12 @@ export class FluxClient {
       chunk = chunk.subarray(1);
     }
     if (chunk.length === 0) return;
-    const merged = new Uint8Array(this.buf.length + chunk.length);
-    merged.set(this.buf);
-    merged.set(chunk, this.buf.length);
+    let merged = chunk;
+    if (this.buf.length > 0) {
+      merged = new Uint8Array(this.buf.length + chunk.length);
+      merged.set(this.buf);
+      merged.set(chunk, this.buf.length);
+    }
     let messages: Message[];
     try {
       const r = decodeStream(merged);

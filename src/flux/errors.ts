@@ -2,10 +2,12 @@
 
 import { constants } from "node:os";
 
-const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+let errnoNames: Map<number, string> | undefined;
 
+/** EPERM for 1, ... (built on first use: only error paths need it). */
 export function errnoName(errnum: number): string {
-  return ERRNO_NAMES.get(errnum) ?? `errno ${errnum}`;
+  errnoNames ??= new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+  return errnoNames.get(errnum) ?? `errno ${errnum}`;
 }
 
 /** The broker answered a request with an error response. */

@@ -53,6 +53,8 @@ export function isObject(v: Json | undefined): v is { [key: string]: Json } {
 }
 
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+// A whole JSON string token: no raw control characters, escapes taken two characters at a time.
+const STRING = /"(?:[^"\\\x00-\x1f]|\\.)*"/y;
 
 class Parser {
   i = 0;
@@ -109,22 +111,12 @@ class Parser {
   }
 
   string(): string {
-    // Find the closing quote, then let JSON.parse handle escapes in the slice.
-    const s = this.s;
-    let j = this.i + 1;
-    let escaped = false;
-    for (; j < s.length; j++) {
-      const c = s.charCodeAt(j);
-      if (c === 0x5c) {
-        escaped = true;
-        j++;
-      } else if (c === 0x22) break;
-      else if (c < 0x20) this.fail("control character in string");
-    }
-    if (j >= s.length) this.fail("unterminated string");
-    const raw = s.slice(this.i, j + 1);
-    this.i = j + 1;
-    if (!escaped) return raw.slice(1, -1);
+    STRING.lastIndex = this.i;
+    const m = STRING.exec(this.s);
+    if (!m) this.fail("bad string");
+    const raw = m[0];
+    this.i += raw.length;
+    if (!raw.includes("\\")) return raw.slice(1, -1);
     try {
       return JSON.parse(raw) as string;
     } catch {

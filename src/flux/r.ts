@@ -2,7 +2,7 @@
 
 import { BadReplyError } from "./errors";
 import { type Idset, formatIdset, idsetUnion, parseIdset } from "./idset";
-import { type Json, isObject, parseJson } from "./json";
+import { type Json, isObject } from "./json";
 import { expandHostlist } from "./hostlist";
 
 export interface RLite {
@@ -31,7 +31,8 @@ export interface RankShare {
 export function parseR(text: string | Json, topic = "R"): R {
   let v: Json;
   try {
-    v = typeof text === "string" ? parseJson(text) : text;
+    // R holds no 64-bit integers (ranks and cores are idset strings), so the native parser is exact here.
+    v = typeof text === "string" ? (JSON.parse(text) as Json) : text;
   } catch (e) {
     throw new BadReplyError(topic, `R is not JSON: ${(e as Error).message}`);
   }

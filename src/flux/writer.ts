@@ -5,25 +5,48 @@ export interface Writable {
 }
 
 export class QueuedWriter {
-  private readonly queue: Uint8Array[] = [];
+  private queue: Uint8Array[] = [];
+  private scheduled = false;
+  private blocked = false;
   constructor(private readonly sock: Writable) {}
 
-  /** Queues `data` and writes as much as the socket takes now. */
+  /**
+   * Queues `data`; everything queued in one turn of the event loop goes out in one write
+   * (a thousand pipelined requests are one syscall, not a thousand).
+   */
   write(data: Uint8Array): void {
     this.queue.push(data);
-    if (this.queue.length === 1) this.drain();
+    if (this.scheduled || this.blocked) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.drain();
+    });
   }
 
-  /** Call from the socket's drain handler: writes what is left. */
+  /** Writes what is queued; call it from the socket's drain handler too. */
   drain(): void {
-    while (this.queue.length > 0) {
-      const b = this.queue[0]!;
-      const n = this.sock.write(b);
-      if (n < b.length) {
-        this.queue[0] = b.subarray(Math.max(n, 0));
-        return;
+    this.blocked = false;
+    if (this.queue.length === 0) return;
+    let b: Uint8Array;
+    if (this.queue.length === 1) b = this.queue[0]!;
+    else {
+      let size = 0;
+      for (const q of this.queue) size += q.length;
+      b = new Uint8Array(size);
+      let o = 0;
+      for (const q of this.queue) {
+        b.set(q, o);
+        o += q.length;
       }
-      this.queue.shift();
     }
+    const n = this.sock.write(b);
+    if (n < b.length) {
+      // The socket took only part: keep the rest until it says it can take more.
+      this.queue = [b.subarray(Math.max(n, 0))];
+      this.blocked = true;
+      return;
+    }
+    this.queue = [];
   }
 }
