@@ -10,7 +10,9 @@ import { getConfig, getOwner, getRank, type Job, JobState, jobStateName, listJob
 import { brokerUri, childLocalUri } from "../flux/uri";
 import { childAllowsGuests } from "../flux/user-jobs";
 import { getuid } from "../node/libc";
-import { getpwnam } from "../node/passwd";
+import { type Passwd, getpwnam } from "../node/passwd";
+import { checkLockDir, DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
+import { markerExists } from "../node/marker";
 
 export interface CheckUserOptions {
   user: string;
@@ -30,6 +32,22 @@ interface JobReport {
   counts: boolean;
 }
 
+/** This node's containment state for the user: what the prolog set up, what systemd has. */
+interface NodeReport {
+  lockDir: string;
+  lockDirOk: boolean;
+  lockDirProblem?: string;
+  marker?: boolean;
+  markerProblem?: string;
+  systemd?: {
+    slice: Record<string, string>;
+    userService: string;
+    linger: boolean;
+    lingerSource: string;
+  };
+  systemdProblem?: string;
+}
+
 interface Report {
   user: string;
   uid?: number;
@@ -42,7 +60,48 @@ interface Report {
   jobs: JobReport[];
   guest: { job: string; ok: boolean; why?: string }[];
   config?: PamConfig;
+  node?: NodeReport;
   error?: string;
+}
+
+const SLICE_PROPS = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow"];
+
+async function nodeReport(pw: Passwd, env: Record<string, string | undefined>): Promise<NodeReport> {
+  const lockDir = getuid() === 0 ? lockDirFromEnv(env) : DEFAULT_LOCK_DIR;
+  const r: NodeReport = { lockDir, lockDirOk: true };
+  try {
+    checkLockDir(lockDir, false);
+  } catch (e) {
+    r.lockDirOk = false;
+    r.lockDirProblem = (e as Error).message;
+  }
+  try {
+    r.marker = markerExists(lockDir, pw.uid);
+  } catch (e) {
+    r.markerProblem = (e as Error).message;
+  }
+  // Loaded only here: the D-Bus library is not needed to decide a login.
+  const { openSystemd } = await import("../systemd/systemd");
+  let sd;
+  try {
+    sd = await openSystemd(false, { timeoutMs: 2000 });
+    const [props, state, linger] = await Promise.all([
+      sd.unitProperties(`user-${pw.uid}.slice`),
+      sd.unitState(`user@${pw.uid}.service`),
+      sd.linger({ name: pw.name, uid: pw.uid }),
+    ]);
+    r.systemd = {
+      slice: Object.fromEntries(SLICE_PROPS.map((k) => [k, props[k] ?? ""])),
+      userService: state.activeState,
+      linger: linger.enabled,
+      lingerSource: linger.source,
+    };
+  } catch (e) {
+    r.systemdProblem = (e as Error).message;
+  } finally {
+    await sd?.close();
+  }
+  return r;
 }
 
 function jobReport(j: Job): JobReport {
@@ -87,6 +146,7 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
       childLocalUri,
       (child) => childAllowsGuests(child, deadline),
     );
+    report.node = await nodeReport(pw, env);
     report.guest = candidates.map((c: GuestCandidate) => ({ job: formatF58(c.job.id), ok: c.rejected === undefined, ...(c.rejected ? { why: c.rejected } : {}) }));
     switch (admission.kind) {
       case "owner":
@@ -122,6 +182,20 @@ function emit(r: Report, json: boolean): number {
       for (const j of r.jobs) lines.push(`  ${j.f58}  ${j.state.padEnd(8)} ranks ${j.ranks}${j.counts ? "" : "  (does not admit: not RUN)"}`);
     } else if (r.rank !== undefined) lines.push("jobs here: none");
     for (const g of r.guest) lines.push(`guest via ${g.job}: ${g.ok ? "yes" : `no: ${g.why}`}`);
+    if (r.node) {
+      const n = r.node;
+      lines.push(`lock dir: ${n.lockDirOk ? `${n.lockDir}: ok` : n.lockDirProblem}`);
+      lines.push(
+        `marker:   ${n.markerProblem ?? (n.marker ? "present (containment set up: logins may enter the slice)" : "absent (no prolog ran here, or the last job ended): sessions are refused when manage-user-slice is on")}`,
+      );
+      if (n.systemd) {
+        const sl = n.systemd.slice;
+        lines.push(
+          `slice:    user-${r.uid}.slice ${SLICE_PROPS.map((k) => `${k}=${sl[k] || "(none)"}`).join(" ")}`,
+          `systemd:  user@${r.uid}.service ${n.systemd.userService}; linger ${n.systemd.linger ? "ENABLED (prologs fail: loginctl disable-linger)" : "off"} (${n.systemd.lingerSource})`,
+        );
+      } else lines.push(`systemd:  not asked: ${n.systemdProblem}`);
+    }
     if (r.config) {
       const c = r.config;
       lines.push(
