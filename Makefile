@@ -12,13 +12,17 @@ HELPER     ?= $(LIBEXECDIR)/flux-pam/flux-pam
 
 SRC := $(shell find src -name '*.ts') package.json
 
-.PHONY: all build check test bench clean
+.PHONY: all build check test bench demo deps clean
 
 all: build
 build: build/flux-pam build/pam_flux.so
 
-node_modules/.bin/bun: package.json
-	npm ci --no-audit --no-fund
+# What building and testing need, from Debian's apt (as root, only what is missing) and npm.
+deps:
+	@bash build/setup.sh
+
+node_modules/.bin/bun: package.json package-lock.json
+	@bash build/setup.sh
 	@touch $@
 
 # The binary runs as root from PAM with the caller's working directory (su from a user's
@@ -40,8 +44,12 @@ build/test/pam-driver: test/pam/driver.c
 	@mkdir -p build/test
 	$(CC) -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(CFLAGS) -rdynamic -o $@ $< -lpam
 
-check: build build/test/pam-driver
+check: deps build build/test/pam-driver
 	$(BUN) test --timeout 120000
+
+# The main job without Flux or root: a simulated node, logins granted and denied, check-user, a prolog.
+demo: deps build/flux-pam
+	@bash build/demo.sh
 
 bench: build build/test/pam-driver
 	$(BUN) bench/account.ts
@@ -49,8 +57,9 @@ bench: build build/test/pam-driver
 
 test: check
 
+# build/ also holds the tracked build scripts: remove only what is built.
 clean:
-	rm -rf build
+	rm -rf build/flux-pam build/pam_flux.so build/test build/install build/*.deb build/*.rpm build/deb build/rpm
 
 # install, uninstall, deb, rpm, lint-man
 include packaging/packaging.mk

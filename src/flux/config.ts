@@ -48,6 +48,8 @@ export function pamConfig(cfg: { [key: string]: Json }): PamConfig {
     } catch (e) {
       throw new ConfigError(`broker config: pam.kill-slice-grace-time: ${(e as Error).message}`);
     }
+    // Housekeeping waits this long before SIGKILL: forever would hang the node's teardown.
+    if (!Number.isFinite(grace)) throw new ConfigError("broker config: pam.kill-slice-grace-time must be finite");
   }
   return {
     manageUserSlice: bool(pam, "pam", "manage-user-slice"),
