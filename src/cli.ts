@@ -1,6 +1,5 @@
 // flux-pam: the entry point. Subcommands only; each loads its own code when it runs.
 
-import { cac } from "cac";
 import { basename } from "node:path";
 import { pamWordsToFlags, UsageError } from "./commands/pam-args";
 import { parseFsd } from "./flux/fsd";
@@ -28,6 +27,13 @@ async function main(argv: string[]): Promise<number> {
   let args = argv.slice(2);
   if (byName) args = [byName, ...args];
 
+  if (args[0] === "account" && !args.includes("--help") && !args.includes("-h")) {
+    // The login hot path: no command-line library, nothing loaded but the decision's own code.
+    const { parseAccountArgs } = await import("./commands/account-args");
+    return (await import("./commands/account")).account(parseAccountArgs(args.slice(1)), env);
+  }
+
+  const { cac } = await import("cac");
   const cli = cac("flux-pam");
   let run: (() => Promise<number>) | undefined;
 
@@ -36,15 +42,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--allow-guest-user", "admit guests of a multi-user instance the owner runs here")
     .option("--debug", "log every decision")
     .option("--uri <uri>", "broker URI (default: FLUX_URI for a root caller, else local:///run/flux/local)")
-    .option("--timeout <fsd>", "time budget for the decision", { default: "5s" })
-    .action((words: string[], o) => {
-      if (words.length) throw new UsageError(`account: unknown option ${words.map((w) => JSON.stringify(w)).join(" ")}`);
-      run = async () =>
-        (await import("./commands/account")).account(
-          { allowGuestUser: !!o.allowGuestUser, debug: !!o.debug, uri: o.uri, timeout: seconds(o.timeout, "--timeout") },
-          env,
-        );
-    });
+    .option("--timeout <fsd>", "time budget for the decision", { default: "5s" });
+  // (account itself is parsed by commands/account-args.ts, above; this entry is its --help)
 
   cli
     .command("check-user <user>", "say whether USER would be admitted on this node, and why")
@@ -104,7 +103,6 @@ async function main(argv: string[]): Promise<number> {
   cli.help();
   cli.version(pkg.version);
   const pamWords: Record<string, string[]> = {
-    account: ["allow-guest-user", "debug", "uri", "timeout"],
     "session-open": ["scope-prefix", "lock-dir", "debug", "uri", "timeout"],
   };
   const words = pamWords[args[0] ?? ""];
