@@ -1,0 +1,22 @@
+// `make demo` (build/demo.sh): the README's "run the main job" on a machine without Flux.
+
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+import { ROOT } from "./harness";
+
+test("the demo shows a login granted, one denied with the real message, check-user and a dry-run prolog", async () => {
+  const p = Bun.spawn(["bash", join(ROOT, "build/demo.sh")], { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  expect(code).toBe(0);
+  const me = (await Bun.$`id -un`.text()).trim();
+  const uid = (await Bun.$`id -u`.text()).trim();
+  const other = me === "nobody" ? "daemon" : "nobody";
+  // granted: the account line for me is followed by exit 0, the one for the other user by the denial and exit 1
+  expect(out).toMatch(new RegExp(`PAM_USER=${me} .* account uri=\\S+\\n\\(exit 0\\)`));
+  expect(out).toContain(`Access denied: user ${other} has no active jobs on this node\n(exit 1)`);
+  expect(out).toContain(`verdict:  ADMITTED as owner: 2 running job(s) of ${me} on rank 0`);
+  expect(out).toContain(`verdict:  DENIED: ${other} has no running job on rank 0`);
+  expect(out).toContain(`user-${uid}.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=0-5 AllowedMemoryNodes=0 DevicePolicy=closed`);
+  expect(out).toContain(`marker create /run/flux-pam/uid.${uid}.active`);
+  expect(err).not.toContain("error");
+});
