@@ -353,6 +353,24 @@ close_from(int from)
 		close((int)fd);
 }
 
+/*
+ * glibc keeps two real-time signals for itself (32, 33) and its sigaction() refuses them, yet an
+ * ignored one is inherited through execve like any other: reset it with the raw system call.
+ * (Seen: a test runner that ignores signal 32 passed it on to every helper.)
+ */
+static void
+reset_reserved_signal(int sig)
+{
+	struct {
+		void *handler;
+		unsigned long flags;
+		void *restorer;
+		uint64_t mask;
+	} ksa = { SIG_DFL, 0, NULL, 0 };
+
+	(void)syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+}
+
 /* The child: a new session in /, plain root if the caller is root, fds 0-2 on /dev/null. */
 static void __attribute__((noreturn))
 exec_helper(int wfd, const char *path, char *const argv[], char *const envp[])
@@ -380,7 +398,8 @@ exec_helper(int wfd, const char *path, char *const argv[], char *const envp[])
 	dfl.sa_handler = SIG_DFL;
 	sigemptyset(&dfl.sa_mask);
 	for (sig = 1; sig < NSIG; sig++)
-		sigaction(sig, &dfl, NULL);
+		if (sigaction(sig, &dfl, NULL) != 0 && errno == EINVAL)
+			reset_reserved_signal(sig);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
