@@ -1,6 +1,5 @@
 // flux-pam: the entry point. Subcommands only; each loads its own code when it runs.
 
-import { basename } from "node:path";
 import { pamWordsToFlags, UsageError } from "./commands/pam-args";
 import { parseFsd } from "./flux/fsd";
 import pkg from "../package.json" with { type: "json" };
@@ -23,7 +22,8 @@ function seconds(v: unknown, what: string): number {
 
 async function main(argv: string[]): Promise<number> {
   const env = process.env as Record<string, string | undefined>;
-  const byName = BY_NAME[basename(process.argv0 ?? "")];
+  const argv0 = process.argv0 ?? "";
+  const byName = BY_NAME[argv0.slice(argv0.lastIndexOf("/") + 1)];
   let args = argv.slice(2);
   if (byName) args = [byName, ...args];
 
@@ -55,6 +55,20 @@ async function main(argv: string[]): Promise<number> {
       run = async () =>
         (await import("./commands/check-user")).checkUser(
           { user, json: !!o.json, allowGuestUser: !!o.allowGuestUser, uri: o.uri, timeout: seconds(o.timeout, "--timeout") },
+          env,
+        );
+    });
+
+  cli
+    .command("doctor", "audit this node's flux-pam setup and say how to fix each finding")
+    .option("--root <dir>", "audit the files under DIR (an image) instead of this node; live checks skipped")
+    .option("--json", "machine-readable report")
+    .option("--uri <uri>", "broker URI")
+    .option("--timeout <fsd>", "time budget for the broker and the bus", { default: "5s" })
+    .action((o) => {
+      run = async () =>
+        (await import("./commands/doctor")).doctor(
+          { root: o.root === undefined ? undefined : String(o.root), json: !!o.json, uri: o.uri, timeout: seconds(o.timeout, "--timeout") },
           env,
         );
     });

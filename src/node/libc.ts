@@ -15,6 +15,7 @@ function load() {
     setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
     close: { args: [FFIType.i32], returns: FFIType.i32 },
+    write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
   }).symbols;
 }
 
@@ -30,6 +31,20 @@ export function errno(): number {
 
 export function getuid(): number {
   return sym().getuid();
+}
+
+/** write(2) of all of `data`, retrying on EINTR and short writes. Throws with the errno. */
+export function writeAll(fd: number, data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) {
+    const n = Number(sym().write(fd, ptr(data.subarray(off)), BigInt(data.length - off)));
+    if (n < 0) {
+      const e = errno();
+      if (e === EINTR) continue;
+      throw new Error(`write to fd ${fd} failed (errno ${e})`);
+    }
+    off += n;
+  }
 }
 
 export const LOCK_EX = 2;

@@ -9,7 +9,7 @@
 // Without FLUX_PAM_REPLY_FD, messages go to stdout; logs go to syslog (authpriv) under pam_exec
 // (PAM_TYPE set: pam_exec's `stdout` option shows stderr to the user too), else to stderr.
 
-import { writeSync } from "node:fs";
+import { writeAll } from "../node/libc";
 import { syslog } from "../node/syslog";
 
 export type AccountResult = "owner" | "guest" | "deny" | "user-unknown";
@@ -60,7 +60,7 @@ export class Reply {
 
   private write(line: string): void {
     if (this.fd === undefined) return;
-    writeSync(this.fd, `${line}\n`);
+    writeAll(this.fd, Buffer.from(`${line}\n`));
   }
 
   result(r: AccountResult | SessionResult): void {
