@@ -53,13 +53,14 @@ export async function getConfig(client: FluxClient, timeoutMs?: number): Promise
 }
 
 export interface JobListQuery {
-  userids: number[];
+  /** the users whose jobs to list; absent: every user's */
+  userids?: number[];
   rank: number;
   /** job states to match; default [RUN] */
   states?: number[];
 }
 
-/** The jobs in RUN (or `states`) of these users that have this rank, in one job-list.list. */
+/** The jobs in RUN (or `states`) of these users (or of all) that have this rank, in one job-list.list. */
 export async function listJobs(client: FluxClient, q: JobListQuery, timeoutMs?: number): Promise<Job[]> {
   const topic = "job-list.list";
   const r = await client.rpc(
@@ -68,7 +69,11 @@ export async function listJobs(client: FluxClient, q: JobListQuery, timeoutMs?: 
       max_entries: 0,
       attrs: ["userid", "ranks", "state", "annotations"],
       constraint: {
-        and: [{ userid: [...new Set(q.userids)] }, { ranks: [String(q.rank)] }, { states: q.states ?? [JobState.RUN] }],
+        and: [
+          ...(q.userids ? [{ userid: [...new Set(q.userids)] }] : []),
+          { ranks: [String(q.rank)] },
+          { states: q.states ?? [JobState.RUN] },
+        ],
       },
     },
     timeoutMs,

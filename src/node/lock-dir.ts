@@ -1,6 +1,6 @@
 // The directory holding the per-uid locks and markers (default /run/flux-pam, FLUX_PAM_LOCK_DIR).
 
-import { lstatSync, mkdirSync, chmodSync } from "node:fs";
+import { type Stats, lstatSync, mkdirSync, chmodSync } from "node:fs";
 import { NodeStateError } from "./errors";
 
 export const DEFAULT_LOCK_DIR = "/run/flux-pam";
@@ -32,9 +32,15 @@ export function checkLockDir(dir: string, create: boolean): void {
     chmodSync(dir, 0o700); // mkdir's mode is masked by the umask
     st = lstatSync(dir);
   }
-  if (st.isSymbolicLink()) throw new NodeStateError(dir, "lock directory is a symbolic link");
-  if (!st.isDirectory()) throw new NodeStateError(dir, "lock directory is not a directory");
-  if (st.uid !== 0) throw new NodeStateError(dir, `lock directory is owned by uid ${st.uid}, not root`);
-  if (st.mode & 0o022)
-    throw new NodeStateError(dir, `lock directory is group/other writable (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`);
+  const problem = lockDirProblem(st);
+  if (problem) throw new NodeStateError(dir, problem);
+}
+
+/** What makes an existing lock directory unsafe (from its lstat), or undefined when it is fine. */
+export function lockDirProblem(st: Pick<Stats, "isSymbolicLink" | "isDirectory" | "uid" | "mode">): string | undefined {
+  if (st.isSymbolicLink()) return "lock directory is a symbolic link";
+  if (!st.isDirectory()) return "lock directory is not a directory";
+  if (st.uid !== 0) return `lock directory is owned by uid ${st.uid}, not root`;
+  if (st.mode & 0o022) return `lock directory is group/other writable (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`;
+  return undefined;
 }

@@ -72,6 +72,10 @@ export class DryRunSystemd implements Systemd {
     return this.reads ? this.reads.unitProperties(unit, opts) : Promise.resolve({});
   }
 
+  version(opts?: CallOptions): Promise<string> {
+    return this.reads ? this.reads.version(opts) : Promise.reject(new Error("dry run without systemd: its version is unknown"));
+  }
+
   linger(user: LingerUser, opts?: CallOptions): Promise<Linger> {
     return this.reads ? this.reads.linger(user, opts) : lingerEnabled(user, undefined);
   }

@@ -227,6 +227,15 @@ export class SystemdClient implements Systemd {
     await this.bus.call(this.manager("Reload", unit), budget.left());
   }
 
+  async version(opts: CallOptions = {}): Promise<string> {
+    const [v] = await this.bus.call(
+      { ...SYSTEMD, interface: PROPERTIES, member: "Get", signature: "ss", body: [SYSTEMD.interface, "Version"] },
+      opts.timeoutMs ?? DEFAULT_CALL_MS,
+    );
+    if (typeof v !== "string") throw new BadBusReplyError("Get Version", undefined, "not a string");
+    return v;
+  }
+
   linger(user: LingerUser, opts: CallOptions = {}): Promise<Linger> {
     return lingerEnabled(user, this.bus, opts);
   }

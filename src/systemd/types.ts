@@ -91,6 +91,8 @@ export interface Systemd {
   unitProperties(unit: string, opts?: CallOptions): Promise<Record<string, string>>;
   /** What `systemctl revert UNIT` does: RevertUnitFiles, then Reload. */
   revertUnit(unit: string, opts?: CallOptions): Promise<void>;
+  /** The manager's Version property, e.g. "252.30-1~deb12u1" or "239 (239-78.el8)". */
+  version(opts?: CallOptions): Promise<string>;
   /** Is linger on for this user? logind's User.Linger, else the linger file. */
   linger(user: LingerUser, opts?: CallOptions): Promise<Linger>;
   close(): Promise<void>;
