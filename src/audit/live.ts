@@ -1,0 +1,128 @@
+// The checks only the running node can answer: cgroup mount, systemd over D-Bus, the broker, linger of job users.
+
+import { ConfigError, type PamConfig, pamConfig } from "../flux/config";
+import { FluxClient } from "../flux/client";
+import { Deadline } from "../flux/deadline";
+import { getConfig, getOwner, getRank, listJobs } from "../flux/rpc";
+import { getpwuid } from "../node/passwd";
+import { lingerEnabled } from "../systemd/logind";
+import type { Systemd } from "../systemd/types";
+import { type Finding, ok, warning } from "./finding";
+import { FLUX_CONF_DIR } from "./flux-config";
+import { type JobUserLinger, auditJobUsersLinger, auditLingerFiles } from "./linger";
+import { auditCgroup, auditSystemdVersion } from "./node-setup";
+import type { Tree } from "./tree";
+
+export interface LiveOptions {
+  uri: string;
+  /** the budget for the broker and the bus together */
+  timeoutMs: number;
+  /** the system bus; default DBUS_SYSTEM_BUS_ADDRESS or /run/dbus/system_bus_socket */
+  busAddress?: string;
+}
+
+export interface LiveAudit {
+  findings: Finding[];
+  /** the instance owner's name, when the broker said who it is */
+  owner?: string;
+}
+
+interface BrokerView {
+  rank: number;
+  owner: number;
+  config: PamConfig | ConfigError;
+  /** the uids with RUN jobs on this rank, and how many jobs each */
+  users: Map<number, number>;
+}
+
+async function askBroker(uri: string, deadline: Deadline): Promise<BrokerView> {
+  const client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect"), 2000) });
+  try {
+    const [rank, owner, cfg] = await Promise.all([
+      getRank(client, deadline.left("attr.get")),
+      getOwner(client, deadline.left("attr.get")),
+      getConfig(client, deadline.left("config.get")),
+    ]);
+    const jobs = await listJobs(client, { rank }, deadline.left("job-list.list"));
+    const users = new Map<number, number>();
+    for (const j of jobs) users.set(j.userid, (users.get(j.userid) ?? 0) + 1);
+    let config: PamConfig | ConfigError;
+    try {
+      config = pamConfig(cfg);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      config = e;
+    }
+    return { rank, owner, config, users };
+  } finally {
+    client.close();
+  }
+}
+
+const COMPARED: [keyof PamConfig, string][] = [
+  ["manageUserSlice", "pam.manage-user-slice"],
+  ["killUserSlice", "pam.kill-user-slice"],
+  ["killSliceGraceTime", "pam.kill-slice-grace-time"],
+  ["constrainResources", "exec.sdexec-constrain-resources"],
+];
+
+/** The broker runs with the config it last loaded: files edited since take effect only on reload. */
+export function auditConfigInForce(broker: PamConfig | ConfigError, files: PamConfig | undefined): Finding[] {
+  if (broker instanceof ConfigError) return [warning("broker", `the broker's config in force is not usable: ${broker.message}`, `correct ${FLUX_CONF_DIR}, then flux config reload`)];
+  if (!files) return [];
+  return COMPARED.filter(([k]) => broker[k] !== files[k]).map(([k, name]) =>
+    warning("broker", `the broker runs with ${name} = ${broker[k]}, ${FLUX_CONF_DIR} says ${files[k]}`, "flux config reload (as the instance owner), or restart flux"),
+  );
+}
+
+async function openBus(opts: LiveOptions): Promise<Systemd> {
+  // Loaded only here: the D-Bus library is not needed to decide a login.
+  const { openSystemd } = await import("../systemd/systemd");
+  return openSystemd(false, { timeoutMs: Math.min(opts.timeoutMs, 2000), ...(opts.busAddress ? { address: opts.busAddress } : {}) });
+}
+
+export async function auditLive(tree: Tree, opts: LiveOptions, files?: PamConfig): Promise<LiveAudit> {
+  const findings: Finding[] = [...auditCgroup(tree.read("/proc/self/mountinfo") ?? "")];
+  const deadline = new Deadline(opts.timeoutMs);
+  const [broker, bus] = await Promise.allSettled([askBroker(opts.uri, deadline), openBus(opts)]);
+  const sd = bus.status === "fulfilled" ? bus.value : undefined;
+  try {
+    if (sd) {
+      try {
+        findings.push(...auditSystemdVersion(await sd.version({ timeoutMs: 2000 })));
+      } catch (e) {
+        findings.push(warning("systemd", `systemd did not say its version: ${(e as Error).message}`, `check by hand that systemd is 239 or newer (systemctl --version)`));
+      }
+    } else {
+      const why = (bus as PromiseRejectedResult).reason as Error;
+      findings.push(
+        warning("systemd", `the system bus is not reachable (${why.message}): systemd's version not checked, linger read from files`, "start dbus, and run flux-pam doctor as root on the node"),
+      );
+    }
+    if (broker.status === "rejected") {
+      const why = (broker.reason as Error).message;
+      findings.push(warning("broker", `${opts.uri} not reachable (${why}): running jobs unknown`, "start the system instance (systemctl start flux), or give --uri"));
+      findings.push(...auditLingerFiles(tree, "flux", "broker not reachable, every linger file counts"));
+      return { findings };
+    }
+    const b = broker.value;
+    const owner = getpwuid(b.owner)?.name;
+    const jobs = [...b.users.values()].reduce((a, n) => a + n, 0);
+    findings.push(ok("broker", `${opts.uri}: rank ${b.rank}, instance owner ${owner ?? "(no name)"} (uid ${b.owner}), ${jobs} running job${jobs === 1 ? "" : "s"} here`));
+    findings.push(...auditConfigInForce(b.config, files));
+    const users: JobUserLinger[] = [];
+    for (const uid of [...b.users.keys()].filter((u) => u !== b.owner).sort((x, y) => x - y)) {
+      const pw = getpwuid(uid);
+      if (!pw) {
+        findings.push(warning("linger", `uid ${uid} has running jobs here but no passwd entry: its linger was not checked`, "check the node's NSS (getent passwd UID)"));
+        continue;
+      }
+      const u = { name: pw.name, uid };
+      users.push({ ...u, linger: sd ? await sd.linger(u, { timeoutMs: 2000 }) : await lingerEnabled(u, undefined) });
+    }
+    findings.push(...auditJobUsersLinger(users, b.rank));
+    return { findings, owner };
+  } finally {
+    await sd?.close();
+  }
+}

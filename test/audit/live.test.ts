@@ -1,0 +1,110 @@
+// The live checks against a test broker and a stand-in systemd/logind on an in-process bus.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import * as dbus from "dbus-native";
+import type { MessageBus } from "dbus-native";
+import { join } from "node:path";
+import { auditConfigInForce, auditLive } from "../../src/audit/live";
+import { Tree } from "../../src/audit/tree";
+import { ConfigError } from "../../src/flux/config";
+import { SystemdClient } from "../../src/systemd/manager";
+import { type Broker, startBroker } from "../broker/broker";
+import { tempDir } from "../e2e/harness";
+
+const dir = tempDir("flux-pam-live-");
+let broker: Broker;
+let bus: { address: string; close(): Promise<void> };
+
+/** systemd's Manager with only Version, logind with users 1 (lingers) and 2 (does not). */
+async function startBus(version: string): Promise<typeof bus> {
+  const server = dbus.createBroker();
+  const address = await new Promise<string>((resolve, reject) =>
+    server.listen({ socket: join(dir.path, "system_bus_socket") }, (err, a) => (err ? reject(err) : resolve(a))),
+  );
+  const svc: MessageBus = dbus.createClient({ busAddress: address, fdTransport: false });
+  await svc.requestName("org.freedesktop.systemd1", 0);
+  await svc.requestName("org.freedesktop.login1", 0);
+  svc.exportInterface({ Version: version }, "/org/freedesktop/systemd1", {
+    name: "org.freedesktop.systemd1.Manager",
+    properties: { Version: { type: "s", access: "read" } },
+  });
+  svc.setMethodCallHandler("/org/freedesktop/login1", "org.freedesktop.login1.Manager", "GetUser", [(uid: number) => `/org/freedesktop/login1/user/_${uid}`, "o"]);
+  for (const uid of [1, 2])
+    svc.exportInterface({ Linger: uid === 1 }, `/org/freedesktop/login1/user/_${uid}`, {
+      name: "org.freedesktop.login1.User",
+      properties: { Linger: { type: "b", access: "read" } },
+    });
+  return {
+    address,
+    async close() {
+      await svc.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+beforeAll(async () => {
+  broker = startBroker(join(dir.path, "broker.sock"), {
+    rank: 3,
+    owner: 0,
+    config: { pam: { "manage-user-slice": true } },
+    jobs: [
+      { id: "11", userid: 1, ranks: "3" },
+      { id: "12", userid: 1, ranks: "2-3" },
+      { id: "13", userid: 2, ranks: "3" },
+      { id: "14", userid: 0, ranks: "3" },
+    ],
+  });
+  bus = await startBus("252.30-1~deb12u1");
+});
+afterAll(async () => {
+  broker.stop();
+  await bus.close();
+  dir.remove();
+});
+
+describe("the systemd client reads the manager's version", () => {
+  test("Version over Properties.Get", async () => {
+    const sd = await SystemdClient.connect({ address: bus.address });
+    try {
+      expect(await sd.version()).toBe("252.30-1~deb12u1");
+    } finally {
+      await sd.close();
+    }
+  });
+});
+
+describe("the live audit", () => {
+  const opts = () => ({ uri: `local://${broker.path}`, timeoutMs: 3000, busAddress: bus.address });
+  const lines = async (o: Parameters<typeof auditLive>[1], files?: Parameters<typeof auditLive>[2]) =>
+    (await auditLive(new Tree("/"), o, files)).findings.filter((f) => f.area !== "cgroup").map((f) => `${f.severity} ${f.area}: ${f.what}`);
+
+  test("systemd's version, the broker's view, and linger of every job user but the owner", async () => {
+    expect(await lines(opts())).toEqual([
+      "ok systemd: systemd 252.30-1~deb12u1",
+      `ok broker: local://${broker.path}: rank 3, instance owner root (uid 0), 4 running jobs here`,
+      "error linger: linger is enabled for daemon (uid 1), who has running jobs here: user@1.service outlives the jobs, sessions can escape the slice, and daemon's next prolog here fails",
+    ]);
+    // One job-list.list for every user: no userid in the constraint.
+    const list = broker.requests.find((r) => r.topic === "job-list.list")!;
+    expect(JSON.stringify(list.payload)).not.toContain("userid\":[");
+  });
+
+  test("the broker running with other values than the files is a warning", async () => {
+    const files = { manageUserSlice: false, killUserSlice: false, killSliceGraceTime: 30, debug: false, constrainResources: false, allowGuestUser: false };
+    expect((await lines(opts(), files)).filter((l) => l.startsWith("warning"))).toEqual([
+      "warning broker: the broker runs with pam.manage-user-slice = true, /etc/flux/system/conf.d says false",
+    ]);
+    expect(auditConfigInForce(new ConfigError("broker config: pam.debug must be true or false"), files)[0]!.what).toBe(
+      "the broker's config in force is not usable: broker config: pam.debug must be true or false",
+    );
+  });
+
+  test("no broker and no bus: both said, linger read from the files", async () => {
+    const got = await lines({ uri: `local://${dir.path}/absent.sock`, timeoutMs: 500, busAddress: `unix:path=${dir.path}/absent-bus` });
+    expect(got[0]).toStartWith(`warning systemd: the system bus is not reachable (cannot reach the system bus at unix:path=${dir.path}/absent-bus`);
+    expect(got[1]).toStartWith(`warning broker: local://${dir.path}/absent.sock not reachable (`);
+    // What the linger files of the machine running the test say is its own business.
+    expect(got[2]).toMatch(/^(ok|warning) linger: broker not reachable, every linger file counts: /);
+  });
+});

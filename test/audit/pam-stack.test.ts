@@ -1,0 +1,209 @@
+// The PAM stack audit: pam_flux.so in account, first and requisite in session, no pam_systemd.so, known options.
+
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Finding } from "../../src/audit/finding";
+import { PAM_FLUX_OPTIONS, auditPam, optionProblem } from "../../src/audit/pam-stack";
+import { ROOT } from "../e2e/harness";
+import { GOOD_SSHD, withTree } from "./fake-tree";
+
+const COMMON = {
+  "etc/pam.d/common-auth": "auth required pam_unix.so\n",
+  "etc/pam.d/common-password": "password required pam_unix.so\n",
+};
+
+function audit(sshd: string, more: Record<string, string> = {}, manageUserSlice?: boolean): Finding[] {
+  return withTree({ ...COMMON, "etc/pam.d/sshd": sshd, ...more }, (t) => auditPam(t.tree, { manageUserSlice }).findings);
+}
+
+const problems = (fs: Finding[]) => fs.filter((f) => f.severity !== "ok").map((f) => `${f.severity}: ${f.what}`);
+
+describe("a good stack", () => {
+  test("README's stack is one ok line", () => {
+    expect(audit(GOOD_SSHD)).toEqual([
+      {
+        area: "pam",
+        severity: "ok",
+        what: "/etc/pam.d/sshd: account sufficient pam_flux.so (line 5); session requisite pam_flux.so first (line 8), no pam_systemd.so",
+      },
+    ]);
+  });
+
+  test("the bracket form of requisite is accepted", () => {
+    expect(problems(audit(GOOD_SSHD.replace("session  requisite ", "session [success=ok new_authtok_reqd=ok ignore=ignore default=die]")))).toEqual([]);
+  });
+
+  test("pam_exec running flux-pam account counts as the account check", () => {
+    const sshd = "account required pam_unix.so\naccount required pam_exec.so quiet stdout /usr/libexec/flux-pam/flux-pam account\n";
+    expect(audit(sshd)[0]!.what).toBe("/etc/pam.d/sshd: account required flux-pam (pam_exec.so) (line 2); no pam_flux.so in session");
+  });
+});
+
+describe("the session stack", () => {
+  test("pam_flux.so not first in session is an error naming what runs before it", () => {
+    const sshd = GOOD_SSHD.replace("session  requisite   pam_flux.so                   # first in the session stack\n", "").replace(
+      "session  required    pam_limits.so\n",
+      "session  required    pam_limits.so\nsession  requisite   pam_flux.so\n",
+    );
+    expect(audit(sshd)).toEqual([
+      {
+        area: "pam",
+        severity: "error",
+        what: "/etc/pam.d/sshd:9: pam_flux.so is not the first session module: pam_limits.so (/etc/pam.d/sshd:8) runs before it",
+        fix: 'move "session requisite pam_flux.so" above every other session line of /etc/pam.d/sshd',
+      },
+    ]);
+  });
+
+  test("required instead of requisite is an error", () => {
+    expect(audit(GOOD_SSHD.replace("session  requisite ", "session  required  "))).toEqual([
+      {
+        area: "pam",
+        severity: "error",
+        what: "/etc/pam.d/sshd:8: session required pam_flux.so instead of requisite: when it fails, the other session modules still run before the login is refused",
+        fix: 'make it "session requisite pam_flux.so"',
+      },
+    ]);
+  });
+
+  test("pam_systemd.so in the same file is an error", () => {
+    expect(audit(`${GOOD_SSHD}session optional pam_systemd.so\n`)).toEqual([
+      {
+        area: "pam",
+        severity: "error",
+        what: "/etc/pam.d/sshd:12: pam_systemd.so is in the session stack of /etc/pam.d/sshd with pam_flux.so: logind would move the login out of the job's slice and stop user@UID.service on logout",
+        fix: "remove this line from /etc/pam.d/sshd",
+      },
+    ]);
+  });
+
+  test("pam_systemd.so brought in by @include common-session (Debian) is an error naming the include", () => {
+    const fs = audit(`${GOOD_SSHD}@include common-session\n`, { "etc/pam.d/common-session": "session required pam_unix.so\n-session optional pam_systemd.so\n" });
+    expect(fs).toEqual([
+      {
+        area: "pam",
+        severity: "error",
+        what: "/etc/pam.d/common-session:2 (via /etc/pam.d/sshd:12): pam_systemd.so is in the session stack of /etc/pam.d/sshd with pam_flux.so: logind would move the login out of the job's slice and stop user@UID.service on logout",
+        fix: "replace the include of /etc/pam.d/common-session in /etc/pam.d/sshd with the lines of it /etc/pam.d/sshd needs, without pam_systemd.so",
+      },
+    ]);
+  });
+
+  test("an @include before pam_flux.so makes its first module come first", () => {
+    const sshd = `@include common-session\n${GOOD_SSHD}`;
+    expect(problems(audit(sshd, { "etc/pam.d/common-session": "session required pam_unix.so\n" }))).toEqual([
+      "error: /etc/pam.d/sshd:9: pam_flux.so is not the first session module: pam_unix.so (/etc/pam.d/common-session:1 (via /etc/pam.d/sshd:1)) runs before it",
+    ]);
+  });
+
+  test("-session pam_flux.so is a warning: a missing module is skipped silently", () => {
+    expect(problems(audit(GOOD_SSHD.replace("session  requisite ", "-session requisite ")))).toEqual([
+      'warning: /etc/pam.d/sshd:8: "-session ... pam_flux.so": if the module cannot be loaded the line is skipped and logins are not contained',
+    ]);
+  });
+
+  test("no pam_flux.so in session is a warning only while manage-user-slice is on", () => {
+    const sshd = GOOD_SSHD.replace(/^session  requisite.*\n/m, "");
+    expect(problems(audit(sshd, {}, false))).toEqual([]);
+    expect(problems(audit(sshd, {}, true))).toEqual([
+      "warning: /etc/pam.d/sshd: pam_flux.so is not in the session stack while pam.manage-user-slice is on: these logins are not put into the user's slice",
+    ]);
+  });
+});
+
+describe("the account stack", () => {
+  test("sshd without pam_flux.so is an error", () => {
+    expect(problems(audit("account required pam_unix.so\n"))).toEqual(["error: /etc/pam.d/sshd: pam_flux.so is not used: anyone sshd authenticates may log in, job or not"]);
+  });
+
+  test("pam_flux.so only in session is an error: the session part acts only on what account admitted", () => {
+    expect(problems(audit("account required pam_unix.so\nsession requisite pam_flux.so\n"))[0]).toStartWith("error: /etc/pam.d/sshd: pam_flux.so is not in the account stack");
+  });
+
+  test("sufficient without pam_deny.so after it, with a module that can succeed, is an error", () => {
+    expect(problems(audit(GOOD_SSHD.replace("account  required    pam_deny.so\n", "")))).toEqual([
+      'error: /etc/pam.d/sshd:5: account sufficient pam_flux.so is not followed by "account required pam_deny.so": a user it turns away is still admitted by the other account modules',
+    ]);
+  });
+
+  test("sufficient before Debian's common-account is an error: its pam_deny.so is jumped over", () => {
+    const sshd = "account sufficient pam_flux.so\n@include common-account\n";
+    const commonAccount = "account [success=1 new_authtok_reqd=done default=ignore] pam_unix.so\naccount requisite pam_deny.so\naccount required pam_permit.so\n";
+    expect(problems(audit(sshd, { "etc/pam.d/common-account": commonAccount }))).toEqual([
+      'error: /etc/pam.d/sshd:1: account sufficient pam_flux.so is not followed by "account required pam_deny.so": a user it turns away is still admitted by the other account modules',
+    ]);
+  });
+
+  test("sufficient as the only account module is a warning: refused only because nothing else said yes", () => {
+    expect(problems(audit("account sufficient pam_flux.so\n"))).toEqual([
+      'warning: /etc/pam.d/sshd:1: account sufficient pam_flux.so is not followed by "account required pam_deny.so": a user it turns away is refused only because no other module said yes',
+    ]);
+  });
+
+  test("optional is an error: its answer decides nothing", () => {
+    expect(problems(audit(GOOD_SSHD.replace("account  sufficient  pam_flux.so", "account optional pam_flux.so")))).toEqual([
+      "error: /etc/pam.d/sshd:5: account optional pam_flux.so: its answer does not decide who logs in",
+    ]);
+  });
+});
+
+describe("options and types", () => {
+  test("an unknown option is an error: every call through the line fails", () => {
+    expect(problems(audit(GOOD_SSHD.replace("allow-guest-user", "allow-guests")))).toEqual([
+      'error: /etc/pam.d/sshd:5: pam_flux.so unknown option "allow-guests": every account call through this line fails (PAM_SYSTEM_ERR)',
+    ]);
+  });
+
+  test("malformed values are refused as pam_flux.c refuses them", () => {
+    expect(["uri=", "lock-dir=run/x", "helper=x", "timeout=0", "timeout=2h", "timeout=5S", "timeout=5s", "timeout=.5", "lock-dir=/x", "debug"].map((a) => [a, optionProblem(a) ?? "ok"])).toEqual([
+      ["uri=", "uri= needs a value"],
+      ["lock-dir=run/x", "lock-dir= needs an absolute path"],
+      ["helper=x", "helper= needs an absolute path"],
+      ["timeout=0", 'timeout= needs a duration from 1ms to 1h, not "0"'],
+      ["timeout=2h", 'timeout= needs a duration from 1ms to 1h, not "2h"'],
+      ["timeout=5S", 'timeout= needs a duration from 1ms to 1h, not "5S"'],
+      ["timeout=5s", "ok"],
+      ["timeout=.5", "ok"],
+      ["lock-dir=/x", "ok"],
+      ["debug", "ok"],
+    ]);
+  });
+
+  test("the option list is the one pam_flux.c's parse_args accepts", () => {
+    const c = readFileSync(join(ROOT, "pam/pam_flux.c"), "utf8");
+    const inC = [...c.matchAll(/strn?cmp\(a, "([a-z-]+=?)"/g)].map((m) => m[1]!);
+    expect([...PAM_FLUX_OPTIONS].sort()).toEqual(inC.sort());
+  });
+
+  test("pam_flux.so under auth is an error: it has no auth function", () => {
+    expect(problems(audit(`auth required pam_flux.so\n${GOOD_SSHD}`))).toEqual([
+      "error: /etc/pam.d/sshd:1: pam_flux.so under auth: it has no auth function, so the line fails (PAM_MODULE_UNKNOWN)",
+    ]);
+  });
+});
+
+describe("which services are audited", () => {
+  test("every service using pam_flux.so, not the files only included by others", () => {
+    const fs = audit(GOOD_SSHD, {
+      "etc/pam.d/login": "@include common-account\n",
+      "etc/pam.d/common-account": "account sufficient pam_flux.so\naccount required pam_deny.so\n",
+      "etc/pam.d/sshd.dpkg-old": "account optional pam_flux.so\n",
+    });
+    expect(fs.map((f) => f.what)).toEqual([
+      "/etc/pam.d/login: account sufficient pam_flux.so (line 1); no pam_flux.so in session",
+      "/etc/pam.d/sshd: account sufficient pam_flux.so (line 5); session requisite pam_flux.so first (line 8), no pam_systemd.so",
+    ]);
+  });
+
+  test("no /etc/pam.d/sshd is a warning", () => {
+    expect(withTree({ "etc/pam.d/other": "auth required pam_deny.so\n" }, (t) => problems(auditPam(t.tree).findings))).toEqual([
+      "warning: no /etc/pam.d/sshd: ssh logins were not checked (is sshd installed?)",
+    ]);
+  });
+
+  test("lock-dir= of the session lines is reported for the lock dir check", () => {
+    const sshd = GOOD_SSHD.replace("session  requisite   pam_flux.so", "session  requisite   pam_flux.so lock-dir=/run/other");
+    expect(withTree({ ...COMMON, "etc/pam.d/sshd": sshd }, (t) => auditPam(t.tree).lockDirs)).toEqual(["/run/other"]);
+  });
+});

@@ -1,0 +1,111 @@
+// flux-pam doctor --root: the compiled binary audits a node's files laid out in a temp dir.
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { GOOD_IMP, fakeTree, goodNode } from "../audit/fake-tree";
+import { runBinary } from "./harness";
+
+const good = fakeTree(goodNode());
+const bad = fakeTree({
+  ...goodNode(),
+  "etc/pam.d/sshd": `@include common-auth
+account  required    pam_unix.so
+account  sufficient  pam_flux.so allow-guests
+account  required    pam_deny.so
+session  required    pam_limits.so
+session  required    pam_flux.so
+@include common-session
+`,
+  "etc/pam.d/common-session": "session required pam_unix.so\nsession optional pam_systemd.so\n",
+  "etc/flux/system/conf.d/perilog.toml": '[job-manager]\nplugins = [ { load = "perilog.so" } ]\n[job-manager.prolog]\nper-rank = true\n[job-manager.housekeeping]\n',
+  // the prolog's allowed-environment without FLUX_*
+  "etc/flux/imp/conf.d/pam.toml": GOOD_IMP.replace('allowed-environment = [ "FLUX_*" ]', 'allowed-environment = [ "PATH" ]'),
+  "run/flux-pam": { dir: true, mode: 0o777 },
+  "var/lib/systemd/linger/alice": "",
+  "usr/libexec/flux/housekeeping.d/flux-pam-housekeeping": { link: "../../flux-pam/flux-pam-gone" },
+  "usr/lib/tmpfiles.d/flux-pam.conf": null,
+});
+
+afterAll(() => {
+  good.remove();
+  bad.remove();
+});
+
+describe("flux-pam doctor --root", () => {
+  test("a node set up as README says: every finding ok, exit 0", async () => {
+    const r = await runBinary(["doctor", "--root", good.path], {});
+    expect(r.stdout).toBe(`flux-pam doctor: the tree under ${good.path} (live checks skipped)
+ok      pam: /etc/pam.d/sshd: account sufficient pam_flux.so (line 5); session requisite pam_flux.so first (line 8), no pam_systemd.so
+ok      sshd: /etc/ssh/sshd_config:2: UsePAM yes
+ok      flux-config: /etc/flux/system/conf.d: pam.manage-user-slice = true, kill-user-slice = true, kill-slice-grace-time = 30s
+ok      flux-config: /etc/flux/system/conf.d: perilog.so loaded; prolog and housekeeping per-rank
+ok      flux-config: /etc/flux/system/conf.d: exec.service = "sdexec", sdexec-constrain-resources = true
+ok      imp: /etc/flux/imp/conf.d: [run.prolog] lets flux run /usr/libexec/flux/cmd/flux-run-prolog with FLUX_JOB_ID, FLUX_JOB_USERID
+ok      imp: /etc/flux/imp/conf.d: [run.housekeeping] lets flux run /usr/libexec/flux/cmd/flux-run-housekeeping with FLUX_JOB_ID, FLUX_JOB_USERID
+ok      hooks: /usr/libexec/flux/prolog.d/flux-pam-prolog -> /usr/libexec/flux-pam/flux-pam
+ok      hooks: /usr/libexec/flux/housekeeping.d/flux-pam-housekeeping -> /usr/libexec/flux-pam/flux-pam
+ok      lock-dir: /run/flux-pam: not in the tree (a runtime directory: tmpfiles.d creates it at boot)
+ok      tmpfiles: /usr/lib/tmpfiles.d/flux-pam.conf: d /run/flux-pam 0700 root root -
+ok      cgroup: not checked: --root audits files only (the cgroup mount is the running node's)
+ok      systemd: not checked: --root audits files only (systemd's version is asked over D-Bus on the running node)
+ok      broker: not checked: --root audits files only (the broker is asked on the running node)
+ok      linger: --root, no broker asked: every linger file counts: no user lingers (/var/lib/systemd/linger)
+0 errors, 0 warnings
+`);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+  });
+
+  test("a misconfigured node: each problem one line with its fix, exit 1", async () => {
+    const r = await runBinary(["doctor", "--root", bad.path], {});
+    expect(r.stdout).toBe(`flux-pam doctor: the tree under ${bad.path} (live checks skipped)
+ERROR   pam: /etc/pam.d/sshd:3: pam_flux.so unknown option "allow-guests": every account call through this line fails (PAM_SYSTEM_ERR)
+        fix: remove or correct it (the options are in pam_flux(8))
+ERROR   pam: /etc/pam.d/sshd:6: pam_flux.so is not the first session module: pam_limits.so (/etc/pam.d/sshd:5) runs before it
+        fix: move "session requisite pam_flux.so" above every other session line of /etc/pam.d/sshd
+ERROR   pam: /etc/pam.d/sshd:6: session required pam_flux.so instead of requisite: when it fails, the other session modules still run before the login is refused
+        fix: make it "session requisite pam_flux.so"
+ERROR   pam: /etc/pam.d/common-session:2 (via /etc/pam.d/sshd:7): pam_systemd.so is in the session stack of /etc/pam.d/sshd with pam_flux.so: logind would move the login out of the job's slice and stop user@UID.service on logout
+        fix: replace the include of /etc/pam.d/common-session in /etc/pam.d/sshd with the lines of it /etc/pam.d/sshd needs, without pam_systemd.so
+ok      sshd: /etc/ssh/sshd_config:2: UsePAM yes
+ok      flux-config: /etc/flux/system/conf.d: pam.manage-user-slice = true, kill-user-slice = true, kill-slice-grace-time = 30s
+ERROR   flux-config: /etc/flux/system/conf.d: job-manager.housekeeping.per-rank is not true: the housekeeping runs on the job's first node only, the other nodes' slices are never torn down
+        fix: set per-rank = true in [job-manager.housekeeping]
+ok      flux-config: /etc/flux/system/conf.d: exec.service = "sdexec", sdexec-constrain-resources = true
+ERROR   imp: /etc/flux/imp/conf.d: run.prolog.allowed-environment does not pass FLUX_JOB_ID, FLUX_JOB_USERID: flux-pam prolog cannot tell whose job it is
+        fix: allowed-environment = [ "FLUX_*" ] in [run.prolog]
+ok      imp: /etc/flux/imp/conf.d: [run.housekeeping] lets flux run /usr/libexec/flux/cmd/flux-run-housekeeping with FLUX_JOB_ID, FLUX_JOB_USERID
+ok      hooks: /usr/libexec/flux/prolog.d/flux-pam-prolog -> /usr/libexec/flux-pam/flux-pam
+ERROR   hooks: /usr/libexec/flux/housekeeping.d/flux-pam-housekeeping is a link to nothing: flux-pam housekeeping does not run
+        fix: reinstall flux-pam (make install), or remove /usr/libexec/flux/housekeeping.d/flux-pam-housekeeping
+ERROR   lock-dir: /run/flux-pam: lock directory is group/other writable (mode 0777): every prolog and every session refuses it
+        fix: chmod 0700 /run/flux-pam
+ERROR   tmpfiles: no flux-pam.conf in /etc/tmpfiles.d, /run/tmpfiles.d, /usr/local/lib/tmpfiles.d, /usr/lib/tmpfiles.d: /run/flux-pam is not created at boot, and a local user can create it first and block every prolog
+        fix: install packaging/tmpfiles.d/flux-pam.conf as /usr/lib/tmpfiles.d/flux-pam.conf (make install does), then systemd-tmpfiles --create flux-pam.conf
+ok      cgroup: not checked: --root audits files only (the cgroup mount is the running node's)
+ok      systemd: not checked: --root audits files only (systemd's version is asked over D-Bus on the running node)
+ok      broker: not checked: --root audits files only (the broker is asked on the running node)
+WARNING linger: --root, no broker asked: every linger file counts: linger is enabled for alice (/var/lib/systemd/linger/alice): every prolog of alice's jobs on this node fails
+        fix: remove /var/lib/systemd/linger/alice
+9 errors, 1 warning
+`);
+    expect(r.code).toBe(1);
+  });
+
+  test("--json: the same findings as one object", async () => {
+    const r = await runBinary(["doctor", "--root", bad.path, "--json"], {});
+    expect(r.code).toBe(1);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ root: bad.path, live: false, errors: 9, warnings: 1 });
+    expect(j.findings[0]).toEqual({
+      area: "pam",
+      severity: "error",
+      what: '/etc/pam.d/sshd:3: pam_flux.so unknown option "allow-guests": every account call through this line fails (PAM_SYSTEM_ERR)',
+      fix: "remove or correct it (the options are in pam_flux(8))",
+    });
+    expect(j.findings.at(-1).severity).toBe("warning");
+  });
+
+  test("--root that is not a directory is a usage error", async () => {
+    const r = await runBinary(["doctor", "--root", `${good.path}/nope`], {});
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 2, stderr: `flux-pam: --root ${good.path}/nope: not a directory\n` });
+  });
+});
