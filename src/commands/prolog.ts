@@ -6,8 +6,13 @@ import { openSystemd } from "../systemd/systemd";
 
 export async function prolog(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
   return runHook("prolog", env, opts, openSystemd, async (ctx) => {
-    // Both are reads: ask logind and the broker at once.
-    const [linger, others] = await Promise.all([ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }), otherJobs(ctx)]);
+    // All reads: ask logind, systemd and the broker at once.
+    const userService = userServiceName(ctx.user.uid);
+    const [linger, others, userState] = await Promise.all([
+      ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }),
+      otherJobs(ctx),
+      ctx.sd.unitState(userService).catch(() => undefined),
+    ]);
     if (linger.enabled)
       throw new HookError(
         `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${linger.source === "file" ? "/var/lib/systemd/linger/" + ctx.user.name + "; " : ""}loginctl disable-linger ${ctx.user.name})`,
@@ -17,11 +22,16 @@ export async function prolog(opts: HookOptions, env: Record<string, string | und
     if (ctx.dryRun) process.stdout.write(`marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);
     else createMarker(ctx.lockDir, ctx.user.uid);
     // Best effort: containment is the slice; user@ may fail (e.g. /proc mounted hidepid=2).
+    // Already running (the user's second job here): no start job to queue and wait for.
+    if (userState?.activeState === "active") {
+      ctx.debug(`${userService} is already active`);
+      return;
+    }
     try {
-      const done = await ctx.sd.startUnit(userServiceName(ctx.user.uid));
+      const done = await ctx.sd.startUnit(userService);
       ctx.debug(`${done.unit} started (job done in ${done.ms.toFixed(1)} ms)`);
     } catch (e) {
-      ctx.warn(`warning: could not start ${userServiceName(ctx.user.uid)} (slice containment still applies): ${(e as Error).message}`);
+      ctx.warn(`warning: could not start ${userService} (slice containment still applies): ${(e as Error).message}`);
     }
   });
 }
