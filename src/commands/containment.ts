@@ -6,7 +6,7 @@ import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
 import type { JobId } from "../flux/jobid";
 import { formatF58 } from "../flux/jobid";
-import { type R, rankShare, unionR } from "../flux/r";
+import { rankShare, unionR } from "../flux/r";
 import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
 import { acquireUidLock, type UidLock } from "../node/lock";
@@ -145,11 +145,11 @@ export async function otherJobs(ctx: HookContext): Promise<JobId[]> {
  * Fails closed: a mapper error leaves the hook failing, never the slice silently unconstrained.
  */
 export async function applyUnion(ctx: HookContext, ids: JobId[]): Promise<void> {
-  const rs: R[] = await Promise.all(ids.map((id) => lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup"))));
-  const union = unionR(
-    ctx.rank,
-    rs.map((r) => rankShare(r, ctx.rank)),
+  // Each R is reduced to this rank's share as it arrives: a thousand full Rs are never held at once.
+  const shares = await Promise.all(
+    ids.map((id) => lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup")).then((r) => rankShare(r, ctx.rank))),
   );
+  const union = unionR(ctx.rank, shares);
   ctx.debug(`union of ${ids.length} job(s) [${ids.map((i) => formatF58(i)).join(" ")}] on rank ${ctx.rank}: ${JSON.stringify(union.execution.R_lite)}`);
   let props: Record<string, string>;
   try {
