@@ -54,6 +54,7 @@ demo: deps build/flux-pam
 bench: build build/test/pam-driver
 	$(BUN) bench/account.ts
 	$(BUN) bench/hooks.ts
+	$(BUN) bench/rss.ts
 
 test: check
 

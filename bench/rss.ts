@@ -1,0 +1,51 @@
+// Peak resident memory (max RSS, as /usr/bin/time reports it) of the compiled binary per command,
+// against the test broker. Hooks run with --dry-run (no systemd here; they still load the D-Bus
+// library and try the bus). Usage: bun bench/rss.ts   (make bench builds first)
+
+import type { Scenario } from "../test/broker/scenario";
+import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
+
+const RUNS = 5;
+
+function node(jobs: number): Scenario {
+  return {
+    rank: 0,
+    owner: 64999,
+    config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } },
+    jobs: Array.from({ length: jobs }, (_, i) => ({ id: String(1000 + i), userid: 1, cores: String(i % 2) })),
+  };
+}
+
+/** Max RSS in KiB of one run, from GNU time's %M. */
+async function peakKiB(args: string[], env: Record<string, string>): Promise<number> {
+  const p = Bun.spawn(["/usr/bin/time", "-f", "%M", BINARY, ...args], { env: { PATH: "/usr/bin:/bin", ...env }, stdout: "ignore", stderr: "pipe" });
+  const err = await new Response(p.stderr).text();
+  await p.exited;
+  return Number(err.trim().split("\n").at(-1));
+}
+
+async function main() {
+  const dir = tempDir("flux-pam-rss-");
+  const one = await startBrokerProcess(node(1), dir.path, "one");
+  const many = await startBrokerProcess(node(1000), dir.path, "many");
+  try {
+    const rows: [string, string[], Record<string, string>][] = [
+      ["--version", ["--version"], {}],
+      ["account (admitted)", ["account", `uri=${one.uri}`], { PAM_USER: "daemon" }],
+      ["check-user", ["check-user", "daemon", "--uri", one.uri], {}],
+      ["prolog --dry-run, 1 job", ["prolog", "--dry-run"], { FLUX_URI: one.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
+      ["prolog --dry-run, 1000 jobs", ["prolog", "--dry-run"], { FLUX_URI: many.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
+    ];
+    console.log(`peak RSS of build/flux-pam, max of ${RUNS} runs (MiB)`);
+    for (const [name, args, env] of rows) {
+      const kib = Math.max(...(await Promise.all(Array.from({ length: RUNS }, () => peakKiB(args, env)))));
+      console.log(`${name.padEnd(32)} ${(kib / 1024).toFixed(1).padStart(6)}`);
+    }
+  } finally {
+    await one.stop();
+    await many.stop();
+    dir.remove();
+  }
+}
+
+await main();
