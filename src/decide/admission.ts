@@ -1,7 +1,7 @@
 // Who may log in: the job owner, a guest of a multi-user instance the owner runs here, or nobody.
 
 import { idsetHas } from "../flux/idset";
-import type { Job } from "../flux/rpc";
+import { type Job, JobState } from "../flux/rpc";
 
 export type Admission =
   | { kind: "owner"; jobs: Job[] }
@@ -31,15 +31,24 @@ export interface AdmissionInput {
  */
 export type ChildGuestCheck = (childUri: string) => Promise<{ allowed: boolean; why?: string }>;
 
+/**
+ * Whether a job listed by the broker is in RUN on this rank. job-list's constraint asks for
+ * exactly these, but a login is not let through on the constraint alone: a broker that ignored
+ * it (or a reply that lies) must not admit the owner of a job on another rank or one in CLEANUP.
+ */
+function runningHere(j: Job, rank: number): boolean {
+  return j.state === JobState.RUN && idsetHas(j.ranks, rank);
+}
+
 export function ownerJobs(input: AdmissionInput): Job[] {
-  return input.jobs.filter((j) => j.userid === input.uid);
+  return input.jobs.filter((j) => j.userid === input.uid && runningHere(j, input.rank));
 }
 
 /** The owner's jobs, each with the first of the four guest conditions it fails. */
 export function guestCandidates(input: AdmissionInput, childLocalUri: (ssh: string) => string): GuestCandidate[] {
   if (input.owner === input.uid) return [];
   return input.jobs
-    .filter((j) => j.userid === input.owner)
+    .filter((j) => j.userid === input.owner && j.state === JobState.RUN)
     .map((job): GuestCandidate => {
       if (job.ranks[0] !== input.rank || !idsetHas(job.ranks, input.rank))
         return { job, rejected: `rank ${input.rank} is not the first rank of the job` };

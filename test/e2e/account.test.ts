@@ -194,6 +194,20 @@ describe("flux-pam account: a broker that fails denies", () => {
     });
   }
 
+  // job-list is asked for RUN jobs on this rank; a broker that ignores the constraint must not let its answer admit.
+  for (const [what, job] of [
+    ["the user's job on another rank", { id: 1, userid: UID, ranks: "1-3", state: 16 }],
+    ["the user's job in CLEANUP", { id: 1, userid: UID, ranks: "0", state: 32 }],
+    ["the user's job with no ranks", { id: 1, userid: UID, state: 16 }],
+    ["the instance owner's job in CLEANUP, for a guest", { id: 1, userid: OWNER, ranks: "0", state: 32, annotations: { user: { uri: "CHILD" } } }],
+  ] as const) {
+    test(`a job-list reply that ignores the constraint does not admit: ${what}`, async () => {
+      const raw = JSON.parse(JSON.stringify(job).replace("CHILD", `ssh://node0${child.socket}`));
+      const r = await account({ rank: 0, owner: OWNER, rawReplies: { "job-list.list": { jobs: [raw] } } }, ["allow-guest-user"]);
+      expectDenied(r);
+    });
+  }
+
   test("FLUX_URI is ignored for a caller whose real uid is not 0", async () => {
     // Run as nobody: the binary must not follow FLUX_URI to the broker that claims a job.
     broker.setScenario({ jobs: [{ id: "1", userid: UID }] });
