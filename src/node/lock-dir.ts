@@ -1,6 +1,6 @@
 // The directory holding the per-uid locks and markers (default /run/flux-pam, FLUX_PAM_LOCK_DIR).
 
-import { type Stats, lstatSync, mkdirSync, chmodSync } from "node:fs";
+import { type Stats, closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync } from "node:fs";
 import { NodeStateError } from "./errors";
 
 export const DEFAULT_LOCK_DIR = "/run/flux-pam";
@@ -23,17 +23,39 @@ export function checkLockDir(dir: string, create: boolean): void {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new NodeStateError(dir, (e as Error).message);
     if (!create) throw new NodeStateError(dir, "lock directory does not exist (is tmpfiles.d/flux-pam.conf installed?)");
-    try {
-      mkdirSync(dir, { mode: 0o700 });
-    } catch (e2) {
-      // Another prolog may have made it first: this can be racy, so accept EEXIST and re-check.
-      if ((e2 as NodeJS.ErrnoException).code !== "EEXIST") throw new NodeStateError(dir, (e2 as Error).message);
-    }
-    chmodSync(dir, 0o700); // mkdir's mode is masked by the umask
+    makeLockDir(dir);
     st = lstatSync(dir);
   }
   const problem = lockDirProblem(st);
   if (problem) throw new NodeStateError(dir, problem);
+}
+
+/**
+ * mkdir 0700, then the mode set again through a descriptor (mkdir's mode is masked by the umask).
+ * Never chmod by path: between the lstat, the mkdir and the chmod the name may have become a
+ * symbolic link (wherever the parent is writable by others), and chmod would follow it.
+ */
+function makeLockDir(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    // Another prolog may have made it first: this can be racy, so accept EEXIST; the caller's
+    // lstat decides, and what someone else made is not ours to chmod.
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new NodeStateError(dir, (e as Error).message);
+    return;
+  }
+  let fd: number;
+  try {
+    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new NodeStateError(dir, code === "ELOOP" || code === "ENOTDIR" ? "lock directory was replaced while being created" : (e as Error).message);
+  }
+  try {
+    fchmodSync(fd, 0o700);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** What makes an existing lock directory unsafe (from its lstat), or undefined when it is fine. */

@@ -1,5 +1,6 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { afterEach, beforeEach, describe, expect, spyOn, test } from "bun:test";
+import * as fs from "node:fs";
+import { chmodSync, chownSync, mkdirSync, renameSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LockTimeoutError, NodeStateError } from "../../src/node/errors";
 import { acquireUidLock, lockPath } from "../../src/node/lock";
@@ -43,6 +44,47 @@ describe("checkLockDir()", () => {
     mkdirSync(join(tmp.path, "real"), { mode: 0o700 });
     symlinkSync(join(tmp.path, "real"), dir);
     expect(() => checkLockDir(dir, true)).toThrow(/symbolic link/);
+  });
+
+  // The races of a lock dir whose parent others can write (a FLUX_PAM_LOCK_DIR under /tmp):
+  // a symlink planted at the name must never lead root to chmod what it points to.
+  describe("a symlink planted while the directory is being created is not followed", () => {
+    const realMkdir = fs.mkdirSync;
+    let target: string;
+    beforeEach(() => {
+      target = join(tmp.path, "victim");
+      mkdirSync(target);
+      chmodSync(target, 0o755);
+    });
+    /** checkLockDir(dir, true) with `before` / `after` run around its mkdir of `dir`. */
+    const createRacing = (race: { before?: () => void; after?: () => void }) => {
+      const spy = spyOn(fs, "mkdirSync").mockImplementation(((p: fs.PathLike, o?: fs.MakeDirectoryOptions) => {
+        if (p !== dir) return realMkdir(p, o);
+        race.before?.();
+        const r = realMkdir(p, o);
+        race.after?.();
+        return r;
+      }) as typeof fs.mkdirSync);
+      try {
+        checkLockDir(dir, true);
+      } finally {
+        spy.mockRestore();
+      }
+    };
+
+    test("between the lstat and the mkdir (which then fails EEXIST): the target keeps its mode", () => {
+      expect(() => createRacing({ before: () => symlinkSync(target, dir) })).toThrow(/symbolic link/);
+      expect(statSync(target).mode & 0o7777).toBe(0o755);
+    });
+
+    test("between the mkdir and setting its mode: the target keeps its mode", () => {
+      const swap = () => {
+        renameSync(dir, join(tmp.path, "moved"));
+        symlinkSync(target, dir);
+      };
+      expect(() => createRacing({ after: swap })).toThrow(/replaced while being created/);
+      expect(statSync(target).mode & 0o7777).toBe(0o755);
+    });
   });
 });
 
