@@ -1,7 +1,6 @@
 // flux-pam: the entry point. Subcommands only; each loads its own code when it runs.
 
-import { pamWordsToFlags, UsageError } from "./commands/pam-args";
-import { parseFsd } from "./flux/fsd";
+import { pamWordsToFlags, parseTimeout, UsageError } from "./commands/pam-args";
 import pkg from "../package.json" with { type: "json" };
 
 const EXIT_USAGE = 2;
@@ -11,14 +10,6 @@ const BY_NAME: Record<string, string> = {
   "flux-pam-prolog": "prolog",
   "flux-pam-housekeeping": "housekeeping",
 };
-
-function seconds(v: unknown, what: string): number {
-  try {
-    return parseFsd(String(v));
-  } catch (e) {
-    throw new UsageError(`${what}: ${(e as Error).message}`);
-  }
-}
 
 async function main(argv: string[]): Promise<number> {
   const env = process.env as Record<string, string | undefined>;
@@ -54,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
     .action((user: string, o) => {
       run = async () =>
         (await import("./commands/check-user")).checkUser(
-          { user, json: !!o.json, allowGuestUser: !!o.allowGuestUser, uri: o.uri, timeout: seconds(o.timeout, "--timeout") },
+          { user, json: !!o.json, allowGuestUser: !!o.allowGuestUser, uri: o.uri, timeout: parseTimeout(String(o.timeout), "--timeout") },
           env,
         );
     });
@@ -68,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
     .action((o) => {
       run = async () =>
         (await import("./commands/doctor")).doctor(
-          { root: o.root === undefined ? undefined : String(o.root), json: !!o.json, uri: o.uri, timeout: seconds(o.timeout, "--timeout") },
+          { root: o.root === undefined ? undefined : String(o.root), json: !!o.json, uri: o.uri, timeout: parseTimeout(String(o.timeout), "--timeout") },
           env,
         );
     });
@@ -103,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
             lockDir: o.lockDir,
             uri: o.uri,
             debug: !!o.debug,
-            timeout: seconds(o.timeout, "--timeout"),
+            timeout: parseTimeout(String(o.timeout), "--timeout"),
           },
           env,
         );

@@ -1,14 +1,13 @@
 // The account command's options, parsed without the command-line library: this is the login hot path.
 // Accepts pam.d words (`allow-guest-user`, `debug`, `uri=URI`, `timeout=FSD`) and their flag forms.
 
-import { parseFsd } from "../flux/fsd";
 import type { AccountOptions } from "./account";
-import { UsageError } from "./pam-args";
+import { parseTimeout, UsageError } from "./pam-args";
 
 export const ACCOUNT_DEFAULT_TIMEOUT = "5s";
 
 export function parseAccountArgs(args: readonly string[]): AccountOptions {
-  const o: AccountOptions = { allowGuestUser: false, debug: false, timeout: parseFsd(ACCOUNT_DEFAULT_TIMEOUT) };
+  const o: AccountOptions = { allowGuestUser: false, debug: false, timeout: parseTimeout(ACCOUNT_DEFAULT_TIMEOUT, "account: timeout") };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const flag = arg.startsWith("--");
@@ -28,13 +27,7 @@ export function parseAccountArgs(args: readonly string[]): AccountOptions {
         if (value === undefined && flag) value = args[++i];
         if (value === undefined || value === "") throw new UsageError(`account: ${name} needs a value (${name}=...)`);
         if (name === "uri") o.uri = value;
-        else {
-          try {
-            o.timeout = parseFsd(value);
-          } catch (e) {
-            throw new UsageError(`account: timeout: ${(e as Error).message}`);
-          }
-        }
+        else o.timeout = parseTimeout(value, "account: timeout");
         break;
       default:
         throw new UsageError(`account: unknown option ${JSON.stringify(arg)}`);

@@ -20,7 +20,7 @@ describe("parseAccountArgs()", () => {
     expect(parseAccountArgs(["--allow-guest-user", "--uri", "local:///a", "--timeout=2s"])).toMatchObject({ allowGuestUser: true, uri: "local:///a", timeout: 2 });
   });
 
-  for (const bad of [["allow-everyone"], ["uri"], ["uri="], ["--uri"], ["debug=1"], ["timeout=soon"], ["-d"]]) {
+  for (const bad of [["allow-everyone"], ["uri"], ["uri="], ["--uri"], ["debug=1"], ["timeout=soon"], ["-d"], ["timeout=inf"], ["timeout=infinity"], ["timeout=2h"]]) {
     test(`refuses ${JSON.stringify(bad)} as a usage error`, () => {
       expect(() => parseAccountArgs(bad)).toThrow(UsageError);
     });

@@ -102,6 +102,12 @@ describe("flux-pam account: job owners", () => {
     expect(r.stderr).toBe("");
   });
 
+  test("an endless timeout is a usage error (exit 2): each broker call would otherwise time out after 1 ms", async () => {
+    const r = await account({ jobs: [{ id: "1", userid: UID }] }, ["timeout=inf"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('flux-pam: account: timeout: "inf" is longer than 1h\n');
+  });
+
   test("an unknown option word is a usage error (exit 2), not an admission", async () => {
     const r = await account({ jobs: [{ id: "1", userid: UID }] }, ["allow-everyone"]);
     expect(r.code).toBe(2);
