@@ -11,6 +11,7 @@ import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam } from "../node/passwd";
+import { DEFAULT_SYSTEM_BUS, systemBusAddress } from "../systemd/bus";
 import { openSystemd } from "../systemd/systemd";
 import { Reply } from "../wrapper/reply";
 import { UsageError } from "./pam-args";
@@ -77,7 +78,9 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
     lock = await acquireUidLock(lockDir, pw.uid, deadline.left("lock"));
     if (!markerExists(lockDir, pw.uid)) return fail("no active marker: containment is not set up (no prolog ran, or the last job ended)");
     const scope = `${opts.scopePrefix}-${pid}.scope`;
-    const sd = await openSystemd(false);
+    // DBUS_SYSTEM_BUS_ADDRESS as FLUX_URI: from a root caller only. A bus of the user's making
+    // would answer "done" for a scope it never created, and the login would escape containment.
+    const sd = await openSystemd(false, { address: getuid() === 0 ? systemBusAddress(env) : DEFAULT_SYSTEM_BUS });
     try {
       await sd.startScope({ name: scope, slice: `user-${pw.uid}.slice`, pids: [pid], description: `flux-pam session of ${pw.name}` });
     } finally {
