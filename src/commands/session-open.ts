@@ -80,9 +80,14 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
     const scope = `${opts.scopePrefix}-${pid}.scope`;
     // DBUS_SYSTEM_BUS_ADDRESS as FLUX_URI: from a root caller only. A bus of the user's making
     // would answer "done" for a scope it never created, and the login would escape containment.
-    const sd = await openSystemd(false, { address: getuid() === 0 ? systemBusAddress(env) : DEFAULT_SYSTEM_BUS });
+    // Within the session's budget: the wrapper kills us at its deadline, and then our reason is lost.
+    const address = getuid() === 0 ? systemBusAddress(env) : DEFAULT_SYSTEM_BUS;
+    const sd = await openSystemd(false, { address, timeoutMs: deadline.left("connect to the system bus") });
     try {
-      await sd.startScope({ name: scope, slice: `user-${pw.uid}.slice`, pids: [pid], description: `flux-pam session of ${pw.name}` });
+      await sd.startScope(
+        { name: scope, slice: `user-${pw.uid}.slice`, pids: [pid], description: `flux-pam session of ${pw.name}` },
+        { timeoutMs: deadline.left("StartTransientUnit") },
+      );
     } finally {
       await sd.close();
     }

@@ -14,6 +14,7 @@ const dir = tempDir();
 const lockDir = join(dir.path, "locks");
 let broker: BrokerProcess;
 let fakeBus: UnixSocketListener<undefined>;
+let silentBus: UnixSocketListener<undefined>;
 let busConnections = 0;
 
 beforeAll(async () => {
@@ -31,18 +32,21 @@ beforeAll(async () => {
       data() {},
     },
   });
+  // Accepts, then never says a word (a wedged dbus-daemon).
+  silentBus = Bun.listen<undefined>({ unix: join(dir.path, "silent-bus.sock"), socket: { data() {} } });
 });
 afterAll(async () => {
   fakeBus?.stop(true);
+  silentBus?.stop(true);
   await broker?.stop();
   dir.remove();
 });
 
-/** session-open for daemon with DBUS_SYSTEM_BUS_ADDRESS on the fake bus, as real uid `ruid` (effective uid 0). */
-async function sessionOpen(ruid: number) {
+/** session-open for daemon with DBUS_SYSTEM_BUS_ADDRESS on a bus in `dir`, as real uid `ruid` (effective uid 0). */
+async function sessionOpen(ruid: number, bus = "fake-bus.sock", timeout = "2s") {
   busConnections = 0;
-  const args = ["session-open", `uri=${broker.uri}`, `lock-dir=${lockDir}`, "timeout=2s"];
-  const env = { PAM_USER: "daemon", FLUX_PAM_PID: String(process.pid), DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${join(dir.path, "fake-bus.sock")}` };
+  const args = ["session-open", `uri=${broker.uri}`, `lock-dir=${lockDir}`, `timeout=${timeout}`];
+  const env = { PAM_USER: "daemon", FLUX_PAM_PID: String(process.pid), DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${join(dir.path, bus)}` };
   return ruid === 0 ? runBinary(args, env) : runBinary([`--ruid=${ruid}`, "--", BINARY, ...args], env, "/usr/bin/setpriv");
 }
 
@@ -63,4 +67,14 @@ describe("flux-pam session-open: the system bus", () => {
       expect(r.stderr).toContain(DEFAULT_BUS);
     },
   );
+
+  test("a bus that never answers fails the session within its timeout=, with the reason", async () => {
+    // pam_flux.so kills the helper at its own deadline, just after timeout=: a later reason is never logged.
+    const t0 = performance.now();
+    const r = await sessionOpen(0, "silent-bus.sock", "1s");
+    const ms = performance.now() - t0;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("silent-bus.sock");
+    expect(ms).toBeLessThan(2500);
+  });
 });
