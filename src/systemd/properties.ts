@@ -40,7 +40,9 @@ function maskProperty(name: string, value: string): UnitProperty {
     if (e instanceof IdsetError) throw new PropertyError(name, value, "not an idset (e.g. 0-3,8)");
     throw e;
   }
-  if (ids.length > 0 && ids[ids.length - 1]! > MAX_MASK_ID) throw new PropertyError(name, value, `ids above ${MAX_MASK_ID} are not accepted`);
+  // systemd reads an empty mask as "no restriction": the slice would get every CPU or node.
+  if (ids.length === 0) throw new PropertyError(name, value, "an empty set would lift the limit instead of setting one");
+  if (ids[ids.length - 1]! > MAX_MASK_ID) throw new PropertyError(name, value, `ids above ${MAX_MASK_ID} are not accepted`);
   return { name, signature: "ay", value: idsetToMask(ids), text: text(name, formatIdset(ids)) };
 }
 

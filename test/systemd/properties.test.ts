@@ -55,6 +55,11 @@ describe("CPU and memory node bitmasks (ay, little-endian as systemd's cpu_set_t
     expect(() => encodeProperties({ AllowedCPUs: "0-x" })).toThrow(PropertyError);
     expect(() => encodeProperties({ AllowedCPUs: "70000" })).toThrow(/above 65535/);
   });
+
+  test("an empty AllowedCPUs or AllowedMemoryNodes is refused: systemd would read it as no limit at all", () => {
+    for (const [name, value] of [["AllowedCPUs", ""], ["AllowedMemoryNodes", " "]])
+      expect(() => encodeProperties({ [name!]: value! })).toThrow(/empty set would lift the limit/);
+  });
 });
 
 describe("DeviceAllow (a(ss)) and DevicePolicy (s)", () => {
