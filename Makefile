@@ -12,7 +12,7 @@ HELPER     ?= $(LIBEXECDIR)/flux-pam/flux-pam
 
 SRC := $(shell find src -name '*.ts') package.json
 
-.PHONY: all build check test bench demo deps clean
+.PHONY: all build check check-vm test bench demo deps clean
 
 all: build
 build: build/flux-pam build/pam_flux.so
@@ -46,6 +46,15 @@ build/test/pam-driver: test/pam/driver.c
 
 check: deps build build/test/pam-driver
 	$(BUN) test --timeout 120000
+
+# Optional and slow, not part of check: the kernel enforces the slice's limits, in a QEMU VM
+# (test/vm/). Needs root and the VM scripts of shared/ beside the repo; builds the VM image
+# into /var/cache/vmref (VMREF_DIR) the first time.
+VM_SCRIPTS ?= $(CURDIR)/../shared/vm
+check-vm: deps build
+	@test -r $(VM_SCRIPTS)/run-in-vm.sh -a -r $(VM_SCRIPTS)/make-image.sh || \
+	  { echo "make check-vm: no $(VM_SCRIPTS)/run-in-vm.sh or make-image.sh: the VM test uses shared/vm beside the repo (or VM_SCRIPTS=DIR)" >&2; exit 1; }
+	FLUX_PAM_VM_TESTS=1 FLUX_PAM_VM_SCRIPTS=$(VM_SCRIPTS) $(BUN) test --timeout 300000 ./test/vm/
 
 # The main job without Flux or root: a simulated node, logins granted and denied, check-user, a prolog.
 demo: deps build/flux-pam
