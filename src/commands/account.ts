@@ -59,7 +59,7 @@ export async function account(opts: AccountOptions, env: Record<string, string |
     const { admission } = await decideAdmission(
       { uid: pw.uid, owner: node.owner, rank: node.rank, jobs: node.jobs, allowGuestUser: opts.allowGuestUser },
       childLocalUri,
-      (child) => childAllowsGuests(child, deadline),
+      (child, owner) => childAllowsGuests(child, owner, deadline),
     );
     switch (admission.kind) {
       case "owner":

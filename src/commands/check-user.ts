@@ -144,7 +144,7 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
     const { admission, candidates } = await decideAdmission(
       { uid: pw.uid, owner, rank, jobs: running, allowGuestUser: opts.allowGuestUser },
       childLocalUri,
-      (child) => childAllowsGuests(child, deadline),
+      (child, owner) => childAllowsGuests(child, owner, deadline),
     );
     report.node = await nodeReport(pw, env);
     report.guest = candidates.map((c: GuestCandidate) => ({ job: formatF58(c.job.id), ok: c.rejected === undefined, ...(c.rejected ? { why: c.rejected } : {}) }));

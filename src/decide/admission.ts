@@ -29,7 +29,7 @@ export interface AdmissionInput {
  * Asks a child instance (at a local:// URI) whether it admits guests.
  * Resolves true only for access.allow-guest-user = true; errors are a "no" with a reason.
  */
-export type ChildGuestCheck = (childUri: string) => Promise<{ allowed: boolean; why?: string }>;
+export type ChildGuestCheck = (childUri: string, owner: number) => Promise<{ allowed: boolean; why?: string }>;
 
 /**
  * Whether a job listed by the broker is in RUN on this rank. job-list's constraint asks for
@@ -72,7 +72,7 @@ export async function decideAdmission(
   const candidates = guestCandidates(input, childLocalUri);
   for (const c of candidates) {
     if (c.rejected !== undefined || c.childUri === undefined) continue;
-    const answer = await childAllowsGuests(c.childUri);
+    const answer = await childAllowsGuests(c.childUri, c.job.userid);
     if (answer.allowed) return { admission: { kind: "guest", job: c.job, childUri: c.childUri }, candidates };
     c.rejected = answer.why ?? "the instance does not set access.allow-guest-user = true";
   }

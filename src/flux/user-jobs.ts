@@ -4,6 +4,7 @@ import { FluxClient } from "./client";
 import { getConfig, getOwner, getRank, type Job, listJobs } from "./rpc";
 import type { Deadline } from "./deadline";
 import { isObject } from "./json";
+import { socketPath } from "./uri";
 
 export interface UserJobs {
   rank: number;
@@ -25,10 +26,17 @@ export async function userJobs(client: FluxClient, uid: number, withOwner: boole
   return { rank, owner, jobs };
 }
 
-/** Does the child instance at `uri` admit guests (access.allow-guest-user = true)? */
-export async function childAllowsGuests(uri: string, deadline: Deadline): Promise<{ allowed: boolean; why?: string }> {
+/**
+ * Does the child instance at `uri`, run by `owner`, admit guests (access.allow-guest-user = true)?
+ * Its socket must be the owner's before we believe what answers there.
+ */
+export async function childAllowsGuests(uri: string, owner: number, deadline: Deadline): Promise<{ allowed: boolean; why?: string }> {
   let client: FluxClient | undefined;
   try {
+    // Loaded here: only the guest path needs node:fs.
+    const { instanceSocketProblem } = await import("../node/instance-socket");
+    const problem = instanceSocketProblem(socketPath(uri), owner);
+    if (problem) return { allowed: false, why: problem };
     client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect to child instance"), 2000) });
     const cfg = await getConfig(client, deadline.left("config.get"));
     const access = cfg.access;

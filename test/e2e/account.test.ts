@@ -3,6 +3,7 @@
 // where the tests read them; under PAM_TYPE they go to syslog (tested once below).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, chownSync } from "node:fs";
 import { formatF58, jobId } from "../../src/flux/jobid";
 import type { Scenario } from "../broker/scenario";
 import { type BrokerProcess, runBinary, startBrokerProcess, tempDir } from "./harness";
@@ -152,6 +153,34 @@ describe("flux-pam account: guests of a multi-user instance", () => {
       expectDenied(r);
     } finally {
       child.setScenario({ config: { access: { "allow-guest-user": true } } });
+    }
+  });
+
+  test("an instance socket owned by someone other than the instance owner or root is not believed", async () => {
+    chownSync(child.socket, OTHER, OTHER);
+    try {
+      const r = await account({ rank: 0, owner: OWNER, jobs: [instance()] }, ["allow-guest-user", "debug"]);
+      expectDenied(r);
+    } finally {
+      chownSync(child.socket, 0, 0);
+    }
+    const r = await runBinary(["check-user", USER, "--uri", broker.uri, "--allow-guest-user", "--json"], {});
+    expect(r.code).toBe(0); // owned by root again: believed
+  });
+
+  test("an instance socket in a directory others can write is not believed", async () => {
+    const open = tempDir("flux-pam-open-");
+    chmodSync(open.path, 0o777);
+    const fake = await startBrokerProcess({ config: { access: { "allow-guest-user": true } } }, open.path, "fake");
+    try {
+      broker.setScenario({ rank: 0, owner: OWNER, jobs: [instance({ uri: `ssh://node0${fake.socket}` })] });
+      const r = await runBinary(["check-user", USER, "--uri", broker.uri, "--allow-guest-user", "--json"], {});
+      expect(r.code).toBe(1);
+      expect(JSON.parse(r.stdout).guest).toEqual([{ job: formatF58(jobId(99n)), ok: false, why: `${open.path} is writable by others: the socket could be replaced` }]);
+      expectDenied(await account({ rank: 0, owner: OWNER, jobs: [instance({ uri: `ssh://node0${fake.socket}` })] }, ["allow-guest-user"]));
+    } finally {
+      await fake.stop();
+      open.remove();
     }
   });
 
