@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# make demo: flux-pam on a simulated Flux node. Starts the project's test broker with one running
-# job for the user running the demo, then shows what an admin would see. No root, no real Flux.
+# make demo: flux-pam on a simulated Flux node. Starts the project's test broker with running jobs
+# of one user, then shows what an admin would see. No root, no real Flux.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/flux-pam
 BUN=node_modules/.bin/bun
 
-me=$(id -un); my_uid=$(id -u)
-other=nobody; [ "$me" = nobody ] && other=daemon
+# Users every Debian system has: daemon plays the job owner, nobody someone without a job.
+me=daemon; my_uid=$(id -u daemon)
+other=nobody
 tmp=$(mktemp -d)
 broker_pid=
 cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }

@@ -33,7 +33,16 @@ export async function account(opts: AccountOptions, env: Record<string, string |
     reply.result("deny");
     return EXIT_DENY;
   }
-  const pw = getpwnam(user);
+  let pw;
+  try {
+    pw = getpwnam(user);
+  } catch (e) {
+    // NSS itself failed (sssd down, ...): not "unknown", and never admitted.
+    reply.log("err", `access denied for user ${JSON.stringify(user)}: ${(e as Error).message}`);
+    reply.say("error", denialMessage(user));
+    reply.result("deny");
+    return EXIT_DENY;
+  }
   if (!pw) {
     reply.log("err", `unknown user ${JSON.stringify(user)}`);
     reply.result("user-unknown");

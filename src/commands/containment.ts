@@ -99,6 +99,11 @@ export async function runHook(
       if (debugOn) say(`skipped: ${user.name} is the instance owner`);
       return 0;
     }
+    if (input.uid === 0) {
+      // root's slice holds the admins' own logins: never constrained, never killed by a job's end.
+      if (debugOn) say("skipped: root's jobs do not manage user-0.slice");
+      return 0;
+    }
     if (!config.manageUserSlice) {
       if (debugOn) say("skipped: pam.manage-user-slice is off");
       return 0;

@@ -55,7 +55,12 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
     reply.result("session-error");
     return EXIT_SESSION_ERR;
   };
-  const pw = getpwnam(user);
+  let pw;
+  try {
+    pw = getpwnam(user);
+  } catch (e) {
+    return fail((e as Error).message);
+  }
   if (!pw) return fail("unknown user");
   const deadline = new Deadline(opts.timeout * 1000);
   let client: FluxClient | undefined;

@@ -115,6 +115,12 @@ describe("prolog", () => {
     expect(r.stdout).toBe("");
   });
 
+  test("a job of root is skipped: user-0.slice holds the admins' logins", async () => {
+    const r = await hook("housekeeping", node({ jobs: [{ id: JOB, userid: 0, state: 64 }] }), { FLUX_JOB_USERID: "0" });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("");
+  });
+
   test("pam.manage-user-slice off: skipped", async () => {
     const r = await hook("prolog", node({ config: { exec: { "sdexec-constrain-resources": true } } }));
     expect(r.code).toBe(0);
