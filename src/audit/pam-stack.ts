@@ -111,6 +111,33 @@ function accountLine(e: PamEntry, account: PamEntry[], svc: string): Finding[] {
   return [...out, warning("pam", `${at}: account ${controlText(e.control)} ${name}: jumps or resets on a denial; check by hand that a denial denies`, `use "account sufficient ${name}" followed by "account required pam_deny.so"`)];
 }
 
+/** A pam_exec.so line that runs flux-pam (any subcommand). */
+function runsFluxPamViaExec(e: PamEntry): boolean {
+  return moduleName(e) === "pam_exec.so" && e.args.some((a) => a.split("/").pop() === "flux-pam");
+}
+
+/**
+ * pam_exec hands flux-pam the PAM environment, and the Bun runtime inside the binary reads
+ * BUN_OPTIONS (e.g. --preload=FILE) from it before any of our code runs: wherever a user can put
+ * variables into that environment, pam_exec + flux-pam runs the user's code as root. pam_flux.so
+ * scrubs the environment; pam_exec cannot. Nor can it carry the account's mark or set XDG_*.
+ */
+function pamExecEnvironment(entries: PamEntry[], svc: string): Finding[] {
+  const out: Finding[] = [];
+  const userEnv = entries.find((e) => moduleName(e) === "pam_env.so" && e.args.includes("user_readenv=1"));
+  for (const e of entries.filter(runsFluxPamViaExec)) {
+    if (e.type === "session")
+      out.push(
+        error("pam", `${where(e.at)}: session ... pam_exec.so ... flux-pam: pam_exec can neither see the account's admission nor set the session's environment, and passes the PAM environment to the Bun runtime`, `use "session requisite pam_flux.so" instead (pam_flux(8))`),
+      );
+    else if (userEnv)
+      out.push(
+        error("pam", `${where(e.at)}: pam_exec.so runs flux-pam with the PAM environment, which ${where(userEnv.at)} (pam_env user_readenv=1) lets the user fill: BUN_OPTIONS there runs their code as root`, `use "account sufficient pam_flux.so" (it scrubs the environment), or drop user_readenv=1`),
+      );
+  }
+  return out;
+}
+
 /** requisite, or the bracket form of it: a failure ends the stack at once, PAM_IGNORE is ignored. */
 function isRequisite(e: PamEntry): boolean {
   if (e.control.kind === "keyword") return e.control.word === "requisite";
@@ -191,6 +218,7 @@ export function auditPamStack(stack: PamStack, ctx: PamAuditContext = {}): Findi
       ),
     );
   for (const e of admit) out.push(...accountLine(e, account, svc));
+  out.push(...pamExecEnvironment(stack.entries, svc));
 
   const session = stack.entries.filter((e) => e.type === "session");
   if (session.some(isPamFlux)) out.push(...sessionStack(session, svc));

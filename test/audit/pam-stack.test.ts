@@ -19,6 +19,22 @@ function audit(sshd: string, more: Record<string, string> = {}, manageUserSlice?
 
 const problems = (fs: Finding[]) => fs.filter((f) => f.severity !== "ok").map((f) => `${f.severity}: ${f.what}`);
 
+describe("pam_exec running flux-pam", () => {
+  const exec = "account required pam_exec.so quiet stdout /usr/libexec/flux-pam/flux-pam account\n";
+
+  test("after pam_env user_readenv=1 it is an error: the user fills the environment Bun reads", () => {
+    const sshd = `auth required pam_env.so user_readenv=1\nauth required pam_unix.so\naccount required pam_unix.so\n${exec}`;
+    expect(problems(audit(sshd))).toEqual([
+      "error: /etc/pam.d/sshd:4: pam_exec.so runs flux-pam with the PAM environment, which /etc/pam.d/sshd:1 (pam_env user_readenv=1) lets the user fill: BUN_OPTIONS there runs their code as root",
+    ]);
+  });
+
+  test("in the session stack it is an error", () => {
+    const sshd = `account required pam_unix.so\n${exec}session required pam_exec.so /usr/libexec/flux-pam/flux-pam session-open\n`;
+    expect(problems(audit(sshd))[0]).toStartWith("error: /etc/pam.d/sshd:3: session ... pam_exec.so ... flux-pam:");
+  });
+});
+
 describe("a good stack", () => {
   test("README's stack is one ok line", () => {
     expect(audit(GOOD_SSHD)).toEqual([
