@@ -2,6 +2,7 @@
 // after the user's last job.
 
 import { removeMarker } from "../node/marker";
+import { liftDevices } from "../systemd/properties";
 import { openSystemd } from "../systemd/systemd";
 import { applyUnion, HookError, type HookContext, type HookOptions, otherJobs, runHook, sliceName, userServiceName } from "./containment";
 import { pidsInCgroup, userSliceCgroup } from "../node/cgroup";
@@ -34,7 +35,28 @@ async function lastJob(ctx: HookContext): Promise<void> {
     ctx.warn(`warning: could not stop ${userServiceName(uid)}: ${(e as Error).message}`);
   }
   if (ctx.config.killUserSlice) await killSlice(ctx);
+  await liftDeviceFilter(ctx);
   await ctx.sd.revertUnit(sliceName(uid));
+}
+
+/**
+ * Lets every device through the slice's cgroup before the revert. systemd 252 replaces or removes
+ * the kernel's device program (eBPF, cgroup v2) only while the unit has a device policy: after the
+ * revert (DevicePolicy=auto, no DeviceAllow) it leaves the last job's program in place, so a
+ * process kept in the slice (kill-user-slice off) and every new one would stay held to the last
+ * job's devices while systemd reports no restriction. DevicePolicy=auto with char-* and block-*
+ * installs a program that refuses nothing, and the revert keeps it. Sent on every last job, not
+ * only with sdexec-constrain-resources: the slice may hold a policy set while it was on, and on an
+ * empty slice it costs one call whose drop-ins the revert removes. A failure is only a warning:
+ * the revert still runs, and the stale program then stays until the next prolog or the slice stops.
+ */
+async function liftDeviceFilter(ctx: HookContext): Promise<void> {
+  const slice = sliceName(ctx.user.uid);
+  try {
+    await ctx.sd.setUnitProperties(slice, liftDevices(), { runtime: true });
+  } catch (e) {
+    ctx.warn(`warning: could not lift the device restrictions of ${slice} before its revert: ${(e as Error).message}`);
+  }
 }
 
 /**

@@ -155,17 +155,39 @@ export function parseDeviceAllow(value: string): [string, string][] {
 /** The empty DeviceAllow that makes systemd drop the whole list before the new entries. */
 export const DEVICE_ALLOW_RESET: UnitProperty = { name: "DeviceAllow", signature: "a(ss)", value: [], text: "DeviceAllow=" };
 
+/**
+ * Every character and every block device, with every permission: systemd's char-* / block-*
+ * wildcards. A fixed list for liftDevices() only; it never comes from the mapper.
+ */
+const ALL_DEVICES: readonly (readonly [string, string])[] = [
+  ["char-*", "rwm"],
+  ["block-*", "rwm"],
+];
+
+/**
+ * The "lift device restrictions" properties: DevicePolicy=auto with DeviceAllow= every char and
+ * block device, which makes systemd put a device program on the unit's cgroup that lets every
+ * open(2) through. Housekeeping sets them on the slice before the last job's revert: systemd 252
+ * manages the device program only while the unit has a device policy, so the revert alone leaves
+ * the last job's program in the kernel for as long as a process keeps the slice's cgroup alive.
+ * A fresh list on each call.
+ */
+export function liftDevices(): UnitProperty[] {
+  const entries = ALL_DEVICES.map(([path, perms]): [string, string] => [path, perms]);
+  return [
+    { name: "DevicePolicy", signature: "s", value: "auto", text: text("DevicePolicy", "auto") },
+    deviceAllowProperty(entries),
+  ];
+}
+
+/** One DeviceAllow of (path, perms) entries, already checked. */
+function deviceAllowProperty(entries: [string, string][]): UnitProperty {
+  return { name: "DeviceAllow", signature: "a(ss)", value: entries, text: text("DeviceAllow", entries.map(([p, r]) => `${p} ${r}`).join(",")) };
+}
+
 function deviceAllowProperties(value: string): UnitProperty[] {
   const entries = parseDeviceAllow(value);
-  if (entries.length === 0) return [];
-  return [
-    {
-      name: "DeviceAllow",
-      signature: "a(ss)",
-      value: entries,
-      text: text("DeviceAllow", entries.map(([p, r]) => `${p} ${r}`).join(",")),
-    },
-  ];
+  return entries.length === 0 ? [] : [deviceAllowProperty(entries)];
 }
 
 type Encoder = (name: string, value: string) => UnitProperty;

@@ -171,12 +171,13 @@ describe("housekeeping", () => {
     expect(r.stdout).toBe("user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=4 AllowedMemoryNodes=0 DevicePolicy=closed\n");
   });
 
-  test("the last job: marker removed first, user@ stopped, slice reverted", async () => {
+  test("the last job: marker removed first, user@ stopped, device restrictions lifted, slice reverted", async () => {
     const r = await hook("housekeeping", node({ jobs: [{ id: JOB, userid: UID, state: 64 }] }));
     expect(r.code).toBe(0);
     expect(r.stdout.split("\n")).toEqual([
       `marker remove ${dir.path}/locks/uid.1.active`,
       "user@1.service StopUnit mode=replace",
+      'user-1.slice SetUnitProperties runtime=true DevicePolicy=auto DeviceAllow="char-* rwm,block-* rwm"',
       "user-1.slice RevertUnitFiles reload=yes",
       "",
     ]);

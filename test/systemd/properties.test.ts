@@ -9,6 +9,7 @@ import {
   encodeProperties,
   formatProperty,
   idsetToMask,
+  liftDevices,
   maskToIdset,
   parseDeviceAllow,
   parseSize,
@@ -107,6 +108,31 @@ describe("DeviceAllow (a(ss)) and DevicePolicy (s)", () => {
 
   test("DevicePolicy must be auto, closed or strict", () => {
     expect(() => encodeProperties({ DevicePolicy: "open" })).toThrow(/auto, closed, strict/);
+  });
+});
+
+describe("liftDevices: the last job's DevicePolicy=auto with every char and block device, before the revert", () => {
+  test("exactly DevicePolicy (s) auto and DeviceAllow (a(ss)) char-* rwm, block-* rwm, in that order", () => {
+    expect(liftDevices()).toEqual([
+      { name: "DevicePolicy", signature: "s", value: "auto", text: "DevicePolicy=auto" },
+      { name: "DeviceAllow", signature: "a(ss)", value: [["char-*", "rwm"], ["block-*", "rwm"]], text: "DeviceAllow=char-* rwm,block-* rwm" },
+    ]);
+  });
+
+  test("no DeviceAllow reset: the wildcards allow every device whatever else the list holds", () => {
+    expect(liftDevices().map((p) => p.text)).not.toContain("DeviceAllow=");
+  });
+
+  test("a fresh list on each call: a caller changing one cannot change the next", () => {
+    const first = liftDevices();
+    (first[1]!.value as [string, string][]).push(["/dev/null", "r"]);
+    first.pop();
+    expect(liftDevices()).toHaveLength(2);
+    expect(liftDevices()[1]!.value).toEqual([["char-*", "rwm"], ["block-*", "rwm"]]);
+  });
+
+  test("its dry-run spelling", () => {
+    expect(liftDevices().map(formatProperty)).toEqual(["DevicePolicy=auto", 'DeviceAllow="char-* rwm,block-* rwm"']);
   });
 });
 

@@ -218,16 +218,22 @@ describe.skipIf(!wanted)("limits enforced by the kernel (QEMU VM, cgroup v2)", (
     expect([p.cpus, p.mems, p["pin-cpu1"]]).toEqual(["0-1", "0-1", "ok"]);
   });
 
-  // systemd 252 installs a device program only while the unit has a device policy; after the
-  // revert (DevicePolicy=auto, no DeviceAllow) it neither replaces nor detaches the one it put on
-  // the slice's cgroup (daemon-reload and set-property DevicePolicy=auto do not either). So while
-  // a process keeps the slice alive, the last job's device list stays in force in the kernel.
-  test("known limit: with a process left in the slice, the revert leaves the last job's device list in force", async () => {
+  // systemd 252 manages a unit's device program only while the unit has a device policy: after a
+  // bare revert (DevicePolicy=auto, no DeviceAllow) it neither replaces nor detaches the one it
+  // put on the slice's cgroup, so while a process kept the slice alive the last job's device list
+  // stayed in force. Housekeeping therefore sets DevicePolicy=auto with char-* and block-* rwm
+  // just before the revert: systemd installs a program that refuses nothing, and the revert keeps it.
+  test("with a process left in the slice, the last job's revert lifts the device restrictions in the kernel too", async () => {
     expect(await sliceProp("DevicePolicy")).toBe("auto"); // what systemd says...
-    expect(devices(await probe())).toEqual(RESTRICTED); // ...and what the kernel does
+    expect(await sliceProp("DeviceAllow")).toBe("");
+    expect(await exists(`/run/systemd/system.control/${SLICE}.d`)).toBe(false);
+    expect((await task(hog)).cgroup).toBe(`/user.slice/${SLICE}/flux-pam-${hog}.scope`); // the slice is still alive
+    const p = await probe(); // as root, in a new scope of the slice: only the cgroup could refuse
+    expect(p.cgroup).toStartWith(`/user.slice/${SLICE}/run-`);
+    expect(devices(p)).toEqual(OPEN); // ...and what the kernel does: /dev/vda opens, /dev/nvidia1 reaches ENXIO, not EPERM
   });
 
-  test("the next job's prolog replaces that stale device program with its own list", async () => {
+  test("the next job's prolog puts its own device list on the slice", async () => {
     nodeWith([{ id: "103", userid: ALICE, cores: "1", gpus: "1" }]);
     await hook("prolog", "103");
     expect((await task(hog)).cpus).toBe("1");
