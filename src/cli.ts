@@ -1,6 +1,6 @@
 // flux-pam: the entry point. Subcommands only; each loads its own code when it runs.
 
-import { pamWordsToFlags, parseTimeout, UsageError } from "./commands/pam-args";
+import { parseTimeout, UsageError } from "./commands/pam-args";
 import pkg from "../package.json" with { type: "json" };
 
 const EXIT_USAGE = 2;
@@ -11,18 +11,43 @@ const BY_NAME: Record<string, string> = {
   "flux-pam-housekeeping": "housekeeping",
 };
 
+type Env = Record<string, string | undefined>;
+
+/**
+ * What PAM and Flux run, on every login and every job start: no command-line library, nothing
+ * loaded but the command's own code (commands/pam-words.ts parses their words). The cac entries
+ * below give them --help.
+ */
+const HOT: Record<string, (args: string[], env: Env) => Promise<number>> = {
+  account: async (args, env) => {
+    const { parseAccountArgs } = await import("./commands/pam-words");
+    return (await import("./commands/account")).account(parseAccountArgs(args), env);
+  },
+  "session-open": async (args, env) => {
+    const { parseSessionArgs } = await import("./commands/pam-words");
+    return (await import("./commands/session-open")).sessionOpen(parseSessionArgs(args), env);
+  },
+  // systemd removes the scope when its last process exits: nothing to do, whatever the words.
+  "session-close": async () => 0,
+  prolog: async (args, env) => {
+    const { parseHookArgs } = await import("./commands/pam-words");
+    return (await import("./commands/prolog")).prolog(parseHookArgs("prolog", args), env);
+  },
+  housekeeping: async (args, env) => {
+    const { parseHookArgs } = await import("./commands/pam-words");
+    return (await import("./commands/housekeeping")).housekeeping(parseHookArgs("housekeeping", args), env);
+  },
+};
+
 async function main(argv: string[]): Promise<number> {
-  const env = process.env as Record<string, string | undefined>;
+  const env = process.env as Env;
   const argv0 = process.argv0 ?? "";
   const byName = BY_NAME[argv0.slice(argv0.lastIndexOf("/") + 1)];
   let args = argv.slice(2);
   if (byName) args = [byName, ...args];
 
-  if (args[0] === "account" && !args.includes("--help") && !args.includes("-h")) {
-    // The login hot path: no command-line library, nothing loaded but the decision's own code.
-    const { parseAccountArgs } = await import("./commands/account-args");
-    return (await import("./commands/account")).account(parseAccountArgs(args.slice(1)), env);
-  }
+  const hot = HOT[args[0] ?? ""];
+  if (hot && !args.includes("--help") && !args.includes("-h")) return hot(args.slice(1), env);
 
   const { cac } = await import("cac");
   const cli = cac("flux-pam");
@@ -34,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--debug", "log every decision")
     .option("--uri <uri>", "broker URI (default: FLUX_URI for a root caller, else local:///run/flux/local)")
     .option("--timeout <fsd>", "time budget for the decision", { default: "5s" });
-  // (account itself is parsed by commands/account-args.ts, above; this entry is its --help)
+  // (run through HOT above; these entries are their --help)
 
   cli
     .command("check-user <user>", "say whether USER would be admitted on this node, and why")
@@ -64,18 +89,11 @@ async function main(argv: string[]): Promise<number> {
         );
     });
 
-  const hook = (name: "prolog" | "housekeeping", what: string) =>
-    cli
-      .command(name, what)
-      .option("--dry-run", "print the systemd calls and marker changes instead of making them")
-      .action((o) => {
-        run = async () =>
-          name === "prolog"
-            ? (await import("./commands/prolog")).prolog({ dryRun: !!o.dryRun }, env)
-            : (await import("./commands/housekeeping")).housekeeping({ dryRun: !!o.dryRun }, env);
-      });
-  hook("prolog", "job prolog (run by flux-run-prolog): constrain user-UID.slice, open it to logins");
-  hook("housekeeping", "job housekeeping (run by flux-run-housekeeping): shrink or tear down user-UID.slice");
+  for (const [name, what] of [
+    ["prolog", "job prolog (run by flux-run-prolog): constrain user-UID.slice, open it to logins"],
+    ["housekeeping", "job housekeeping (run by flux-run-housekeeping): shrink or tear down user-UID.slice"],
+  ] as const)
+    cli.command(name, what).option("--dry-run", "print the systemd calls and marker changes instead of making them");
 
   cli
     .command("session-open [...words]", "PAM session: put the login into a scope of user-UID.slice")
@@ -83,35 +101,12 @@ async function main(argv: string[]): Promise<number> {
     .option("--lock-dir <dir>", "lock and marker directory (default /run/flux-pam)")
     .option("--debug", "log every step")
     .option("--uri <uri>", "broker URI")
-    .option("--timeout <fsd>", "time budget", { default: "10s" })
-    .action((words: string[], o) => {
-      if (words.length) throw new UsageError(`session-open: unknown option ${words.map((w) => JSON.stringify(w)).join(" ")}`);
-      run = async () => {
-        const m = await import("./commands/session-open");
-        return m.sessionOpen(
-          {
-            scopePrefix: m.checkScopePrefix(String(o.scopePrefix)),
-            lockDir: o.lockDir,
-            uri: o.uri,
-            debug: !!o.debug,
-            timeout: parseTimeout(String(o.timeout), "--timeout"),
-          },
-          env,
-        );
-      };
-    });
-
-  cli.command("session-close [...words]", "PAM session close: nothing to do (systemd removes the scope)").action(() => {
-    run = async () => 0;
-  });
+    .option("--timeout <fsd>", "time budget", { default: "10s" });
+  cli.command("session-close [...words]", "PAM session close: nothing to do (systemd removes the scope)");
 
   cli.help();
   cli.version(pkg.version);
-  const pamWords: Record<string, string[]> = {
-    "session-open": ["scope-prefix", "lock-dir", "debug", "uri", "timeout"],
-  };
-  const words = pamWords[args[0] ?? ""];
-  const parsed = cli.parse(["node", "flux-pam", ...(words ? pamWordsToFlags(args, words) : args)], { run: false });
+  const parsed = cli.parse(["node", "flux-pam", ...args], { run: false });
   if (parsed.options.help || parsed.options.version) return 0;
   if (!cli.matchedCommand) {
     if (args.length === 0) {

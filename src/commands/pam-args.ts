@@ -1,4 +1,4 @@
-// pam.d-style option words ("debug", "uri=local:///x") as the flags the command line parser reads.
+// What every command's option parsing shares: the usage error and the time budget.
 
 import { parseFsd } from "../flux/fsd";
 
@@ -22,13 +22,4 @@ export function parseTimeout(value: string, what: string): number {
   }
   if (!(s <= MAX_TIMEOUT_SECONDS)) throw new UsageError(`${what}: "${value}" is longer than ${MAX_TIMEOUT_SECONDS / 3600}h`);
   return s;
-}
-
-/** Rewrites bare words `name` / `name=value` among `known` into `--name` / `--name=value`. */
-export function pamWordsToFlags(args: string[], known: readonly string[]): string[] {
-  return args.map((a) => {
-    if (a.startsWith("-")) return a;
-    const name = a.split("=", 1)[0]!;
-    return known.includes(name) ? `--${a}` : a;
-  });
 }

@@ -14,7 +14,6 @@ import { getpwnam } from "../node/passwd";
 import { DEFAULT_SYSTEM_BUS, systemBusAddress } from "../systemd/bus";
 import { openSystemd } from "../systemd/systemd";
 import { Reply } from "../wrapper/reply";
-import { UsageError } from "./pam-args";
 
 export interface SessionOptions {
   scopePrefix: string;
@@ -27,11 +26,6 @@ export interface SessionOptions {
 
 export const EXIT_SESSION_OK = 0;
 export const EXIT_SESSION_ERR = 1;
-
-export function checkScopePrefix(p: string): string {
-  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(p)) throw new UsageError(`scope-prefix="${p}" is not usable in a unit name`);
-  return p;
-}
 
 /** The process the scope must hold: the PAM caller (the wrapper names it; under pam_exec it is our parent). */
 function pamPid(env: Record<string, string | undefined>): number {
