@@ -12,7 +12,7 @@ import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam } from "../node/passwd";
 import { DEFAULT_SYSTEM_BUS, systemBusAddress } from "../systemd/bus";
-import { openSystemd } from "../systemd/systemd";
+import { openSystemd, type Systemd } from "../systemd/systemd";
 import { Reply } from "../wrapper/reply";
 
 export interface SessionOptions {
@@ -59,10 +59,19 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
   const deadline = new Deadline(opts.timeout * 1000);
   let client: FluxClient | undefined;
   let lock: UidLock | undefined;
+  let sd: Systemd | undefined;
+  let sdPending: Promise<Systemd> | undefined;
   try {
     const pid = pamPid(env);
     const uri = brokerUri(opts.uri, env.FLUX_URI, getuid());
     const lockDir = opts.lockDir ?? (getuid() === 0 ? lockDirFromEnv(env) : lockDirFromEnv({}));
+    // DBUS_SYSTEM_BUS_ADDRESS as FLUX_URI: from a root caller only. A bus of the user's making
+    // would answer "done" for a scope it never created, and the login would escape containment.
+    // Within the session's budget: the wrapper kills us at its deadline, and then our reason is lost.
+    // Connected while the broker is asked: loading the D-Bus library is most of a login's wait.
+    const address = getuid() === 0 ? systemBusAddress(env) : DEFAULT_SYSTEM_BUS;
+    sdPending = openSystemd(false, { address, timeoutMs: deadline.left("connect to the system bus") });
+    sdPending.catch(() => {}); // awaited below, or closed in finally
     client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect"), 2000) });
     // Read live, never cached: an admin turning it off takes effect at the next login.
     const config = pamConfig(await getConfig(client, deadline.left("config.get")));
@@ -77,19 +86,11 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
     lock = await acquireUidLock(lockDir, pw.uid, deadline.left("lock"));
     if (!markerExists(lockDir, pw.uid)) return fail("no active marker: containment is not set up (no prolog ran, or the last job ended)");
     const scope = `${opts.scopePrefix}-${pid}.scope`;
-    // DBUS_SYSTEM_BUS_ADDRESS as FLUX_URI: from a root caller only. A bus of the user's making
-    // would answer "done" for a scope it never created, and the login would escape containment.
-    // Within the session's budget: the wrapper kills us at its deadline, and then our reason is lost.
-    const address = getuid() === 0 ? systemBusAddress(env) : DEFAULT_SYSTEM_BUS;
-    const sd = await openSystemd(false, { address, timeoutMs: deadline.left("connect to the system bus") });
-    try {
-      await sd.startScope(
-        { name: scope, slice: `user-${pw.uid}.slice`, pids: [pid], description: `flux-pam session of ${pw.name}` },
-        { timeoutMs: deadline.left("StartTransientUnit") },
-      );
-    } finally {
-      await sd.close();
-    }
+    sd = await sdPending;
+    await sd.startScope(
+      { name: scope, slice: `user-${pw.uid}.slice`, pids: [pid], description: `flux-pam session of ${pw.name}` },
+      { timeoutMs: deadline.left("StartTransientUnit") },
+    );
     lock.release();
     lock = undefined;
     reply.log("debug", `pid ${pid} is in ${scope} under user-${pw.uid}.slice`);
@@ -102,5 +103,7 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
   } finally {
     lock?.release();
     client?.close();
+    // Not needed (slice management off) or failed before the scope: it may still be connecting.
+    await (sd ?? (await sdPending?.catch(() => undefined)))?.close();
   }
 }

@@ -77,10 +77,14 @@ export class SystemdClient implements Systemd {
    */
   private watchJobs(budget: Budget): Promise<void> {
     this.jobWatch ??= (async () => {
-      this.systemdName = await this.bus.nameOwner(SYSTEMD.destination, budget.left());
-      await this.bus.addMatch(JOB_REMOVED_RULE, budget.left());
-      // Without Subscribe systemd sends no job signals to the bus at all when nobody else subscribed.
-      await this.bus.call(this.manager("Subscribe", undefined), budget.left());
+      // All three at once: no job is asked for until every one of them is answered.
+      const [name] = await Promise.all([
+        this.bus.nameOwner(SYSTEMD.destination, budget.left()),
+        this.bus.addMatch(JOB_REMOVED_RULE, budget.left()),
+        // Without Subscribe systemd sends no job signals to the bus at all when nobody else subscribed.
+        this.bus.call(this.manager("Subscribe", undefined), budget.left()),
+      ]);
+      this.systemdName = name;
     })().catch((e: unknown) => {
       this.jobWatch = undefined;
       throw e;
