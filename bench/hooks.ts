@@ -60,6 +60,12 @@ async function main() {
       const update = await time("housekeeping", "999", RUNS);
       rows.push(`${String(count).padStart(5)} job(s)  prolog ${median(prolog).toFixed(1).padStart(7)} ms   housekeeping (jobs remain) ${median(update).toFixed(1).padStart(7)} ms`);
     }
+    // session-open of a login (the session half of an ssh login): a scope for a waiting process
+    broker.setScenario(node([{ id: "1000", userid: UID, cores: "0" }]));
+    await time("prolog", "1000", 1);
+    const sessionScript = `for i in $(seq ${RUNS}); do sleep 300 & p=$!; s=\${EPOCHREALTIME/./}; PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p ${BIN} session-open uri=local:///run/test-flux/broker.sock >/dev/null || exit 1; e=\${EPOCHREALTIME/./}; echo $(( e - s )); kill $p; done`;
+    const sessions = (await c.run(["bash", "-c", sessionScript], { timeoutMs: 600_000 })).trim().split("\n").map((l) => Number(l) / 1000);
+    rows.push(`    1 job   session-open (scope for a login, start job awaited) ${median(sessions).toFixed(1).padStart(7)} ms`);
     // the last job's teardown (marker, user@ stop, revert), one job
     const teardown: number[] = [];
     for (let i = 0; i < Math.min(RUNS, 10); i++) {
