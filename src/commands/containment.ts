@@ -71,8 +71,13 @@ export async function runHook(
   const say = (text: string) => process.stderr.write(`${tag}: ${text}\n`);
   try {
     const input = parseHookInput(env);
-    const user = getpwuid(input.uid);
-    if (!user) throw new HookError(`uid ${input.uid} has no passwd entry on this node`);
+    let user = getpwuid(input.uid);
+    if (!user) {
+      // The prolog needs the name (the linger file is named after it) and fails closed. Tearing
+      // down works by uid alone: a user deleted while their job ran must not drain the node.
+      if (hook === "prolog") throw new HookError(`uid ${input.uid} has no passwd entry on this node`);
+      user = { name: `uid ${input.uid}`, uid: input.uid, gid: -1, home: "" };
+    }
     // The bus connection (loading the D-Bus library, auth, Hello) overlaps the broker's answers.
     sdPending = openSystemd(opts.dryRun);
     sdPending.catch(() => {}); // awaited below, or in finally

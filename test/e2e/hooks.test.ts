@@ -184,6 +184,21 @@ describe("housekeeping", () => {
   });
 });
 
+describe("a uid without a passwd entry", () => {
+  test("fails the prolog (the linger file is named after the user)", async () => {
+    const r = await hook("prolog", node({ jobs: [{ id: JOB, userid: 4242424 }] }), { FLUX_JOB_USERID: "4242424" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("flux-pam-prolog[ƒZEr9Bmq]: uid 4242424 has no passwd entry on this node\n");
+  });
+
+  test("is torn down by uid all the same: a deleted user must not drain the node", async () => {
+    const r = await hook("housekeeping", node({ jobs: [{ id: JOB, userid: 4242424, state: 64 }] }), { FLUX_JOB_USERID: "4242424" });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("user@4242424.service StopUnit");
+    expect(r.stdout).toContain("user-4242424.slice RevertUnitFiles");
+  });
+});
+
 describe("the lock directory (without --dry-run; refused before systemd is touched)", () => {
   for (const mode of [0o770, 0o707]) {
     test(`a lock dir of mode ${mode.toString(8)} is refused`, async () => {
