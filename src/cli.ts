@@ -46,6 +46,11 @@ async function main(argv: string[]): Promise<number> {
   let args = argv.slice(2);
   if (byName) args = [byName, ...args];
 
+  if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
+    // (cac would print Node's version, which this binary does not have)
+    process.stdout.write(`flux-pam/${pkg.version} (bun ${Bun.version}, ${process.platform}-${process.arch})\n`);
+    return 0;
+  }
   const hot = HOT[args[0] ?? ""];
   if (hot && !args.includes("--help") && !args.includes("-h")) return hot(args.slice(1), env);
 
