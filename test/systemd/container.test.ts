@@ -243,7 +243,11 @@ describe.skipIf(skip !== undefined)("systemd client in a container (real systemd
       await c.run(["loginctl", "enable-linger", "bob"]);
       expect(await ok("linger", "bob", "1001")).toEqual({ enabled: true, source: "logind" });
       await c.run(["loginctl", "disable-linger", "bob"]);
-      expect(await ok("linger", "bob", "1001")).toEqual({ enabled: false, source: "logind" });
+      // logind may already have dropped bob (no sessions, no linger): then it has no such user and
+      // the file answers. Either way linger is off; which of the two answers is a race in logind.
+      const after = (await ok("linger", "bob", "1001")) as { enabled: boolean; source: string };
+      expect(after.enabled).toBe(false);
+      expect(["logind", "file"]).toContain(after.source);
     });
 
     test("without logind the linger file decides", async () => {
