@@ -7,7 +7,7 @@ import { Deadline } from "../flux/deadline";
 import type { JobId } from "../flux/jobid";
 import { formatF58 } from "../flux/jobid";
 import { rankShare, unionR } from "../flux/r";
-import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup } from "../flux/rpc";
+import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup, runningOn } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
 import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
@@ -146,7 +146,7 @@ export async function runHook(
 /** The user's other RUN jobs on this rank (the hook's own job excluded). */
 export async function otherJobs(ctx: HookContext): Promise<JobId[]> {
   const jobs = await listJobs(ctx.client, { userids: [ctx.input.uid], rank: ctx.rank }, ctx.deadline.left("job-list.list"));
-  return jobs.filter((j) => j.userid === ctx.input.uid && j.id !== ctx.input.jobid).map((j) => j.id);
+  return jobs.filter((j) => j.userid === ctx.input.uid && j.id !== ctx.input.jobid && runningOn(j, ctx.rank)).map((j) => j.id);
 }
 
 /**

@@ -1,7 +1,7 @@
 // Who may log in: the job owner, a guest of a multi-user instance the owner runs here, or nobody.
 
 import { idsetHas } from "../flux/idset";
-import { type Job, JobState } from "../flux/rpc";
+import { type Job, JobState, runningOn } from "../flux/rpc";
 
 export type Admission =
   | { kind: "owner"; jobs: Job[] }
@@ -31,17 +31,8 @@ export interface AdmissionInput {
  */
 export type ChildGuestCheck = (childUri: string, owner: number) => Promise<{ allowed: boolean; why?: string }>;
 
-/**
- * Whether a job listed by the broker is in RUN on this rank. job-list's constraint asks for
- * exactly these, but a login is not let through on the constraint alone: a broker that ignored
- * it (or a reply that lies) must not admit the owner of a job on another rank or one in CLEANUP.
- */
-function runningHere(j: Job, rank: number): boolean {
-  return j.state === JobState.RUN && idsetHas(j.ranks, rank);
-}
-
 export function ownerJobs(input: AdmissionInput): Job[] {
-  return input.jobs.filter((j) => j.userid === input.uid && runningHere(j, input.rank));
+  return input.jobs.filter((j) => j.userid === input.uid && runningOn(j, input.rank));
 }
 
 /** The owner's jobs, each with the first of the four guest conditions it fails. */

@@ -11,6 +11,14 @@ import { type R, parseR } from "./r";
 export const JobState = { NEW: 1, DEPEND: 2, PRIORITY: 4, SCHED: 8, RUN: 16, CLEANUP: 32, INACTIVE: 64 } as const;
 export type JobStateName = keyof typeof JobState;
 
+/**
+ * Is the job in RUN with `rank` among its ranks? job-list was asked for exactly these, but a
+ * broker that ignores part of a constraint (or lies) must not make a decision wider than that.
+ */
+export function runningOn(j: Job, rank: number): boolean {
+  return j.state === JobState.RUN && j.ranks.includes(rank);
+}
+
 export function jobStateName(bit: number): JobStateName | `state ${number}` {
   const e = Object.entries(JobState).find(([, v]) => v === bit);
   return e ? (e[0] as JobStateName) : `state ${bit}`;

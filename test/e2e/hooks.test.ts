@@ -171,6 +171,13 @@ describe("housekeeping", () => {
     expect(r.stdout).toBe("user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=4 AllowedMemoryNodes=0 DevicePolicy=closed\n");
   });
 
+  test("a job-list reply that lists a CLEANUP job or one on another rank does not keep the slice up", async () => {
+    const lying = { jobs: [{ id: 5, userid: UID, ranks: "0", state: 32 }, { id: 6, userid: UID, ranks: "3", state: 16 }] };
+    const r = await hook("housekeeping", node({ rawReplies: { "job-list.list": lying } }));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`marker remove ${dir.path}/locks/uid.1.active`);
+  });
+
   test("the last job: marker removed first, user@ stopped, device restrictions lifted, slice reverted", async () => {
     const r = await hook("housekeeping", node({ jobs: [{ id: JOB, userid: UID, state: 64 }] }));
     expect(r.code).toBe(0);
