@@ -138,7 +138,13 @@ export class SystemdClient implements Systemd {
     const budget = new Budget(ms, method, unit);
     this.jobsInFlight++;
     try {
-      await this.watchJobs(budget);
+      try {
+        await this.watchJobs(budget);
+      } catch (e) {
+        // The setup spends the operation's budget: running out there is the operation timing out.
+        if (e instanceof DBusTimeoutError) throw new DBusTimeoutError(method, unit, ms);
+        throw e;
+      }
       const [job] = await this.bus.call(this.manager(method, unit, signature, body), budget.left());
       if (typeof job !== "string") throw new BadBusReplyError(method, unit, "no job path");
       let left: number;
