@@ -4,7 +4,8 @@ import { DEFAULT_LOCK_DIR } from "../node/lock-dir";
 import { type Area, type Finding, checkFailed, countBySeverity, guarded, ok, warning } from "./finding";
 import { type FluxConfigAudit, auditFluxConfig } from "./flux-config";
 import { auditHooks } from "./hooks";
-import { type ImpAudit, auditImpConfig } from "./imp-config";
+import { type ImpAudit, type ImpOwner, auditImpConfig } from "./imp-config";
+import { instanceOwnerFromUnit } from "./instance-owner";
 import { auditLingerFiles } from "./linger";
 import { type LiveAudit, type LiveOptions, auditLive } from "./live";
 import { auditLockDir, auditTmpfiles } from "./node-setup";
@@ -39,7 +40,9 @@ function attempt<T extends { findings: Finding[] }>(area: Area, check: () => T):
 
 export async function auditNode(opts: NodeAuditOptions): Promise<NodeAudit> {
   const tree = new Tree(opts.root);
-  const flux = attempt<FluxConfigAudit>("flux-config", () => auditFluxConfig(tree));
+  // Who runs the instance, when no broker says so: flux.service's User=.
+  const unitOwner = instanceOwnerFromUnit(tree);
+  const flux = attempt<FluxConfigAudit>("flux-config", () => auditFluxConfig(tree, unitOwner?.name === "root" ? { owner: 0 } : {}));
   const manageUserSlice = flux.config?.manageUserSlice;
   // Without a readable config the hooks may well be needed: missing pieces are errors then.
   const needed = manageUserSlice ?? true;
@@ -62,7 +65,12 @@ export async function auditNode(opts: NodeAuditOptions): Promise<NodeAudit> {
     };
 
   const pam = attempt<PamAudit>("pam", () => auditPam(tree, { manageUserSlice }));
-  const imp = attempt<ImpAudit>("imp", () => auditImpConfig(tree, { owner: live.owner ?? "flux", needed }));
+  const owner: ImpOwner = live.owner
+    ? { name: live.owner, source: "broker" }
+    : unitOwner
+      ? { name: unitOwner.name, source: "unit" }
+      : { name: "flux", source: "assumed" };
+  const imp = attempt<ImpAudit>("imp", () => auditImpConfig(tree, { owner, needed }));
   const lockDirs = [DEFAULT_LOCK_DIR, ...(pam.lockDirs ?? []).filter((d) => d !== DEFAULT_LOCK_DIR)];
   const findings = [
     ...pam.findings,

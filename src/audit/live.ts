@@ -3,12 +3,13 @@
 import { ConfigError, type PamConfig, pamConfig } from "../flux/config";
 import { FluxClient } from "../flux/client";
 import { Deadline } from "../flux/deadline";
+import { FluxRpcError } from "../flux/errors";
 import { getConfig, getOwner, getRank, listJobs } from "../flux/rpc";
 import { getpwuid } from "../node/passwd";
 import { lingerEnabled } from "../systemd/logind";
 import type { Systemd } from "../systemd/types";
-import { type Finding, ok, warning } from "./finding";
-import { FLUX_CONF_DIR } from "./flux-config";
+import { type Finding, error, ok, warning } from "./finding";
+import { FLUX_CONF_DIR, rootOwnerFinding } from "./flux-config";
 import { type JobUserLinger, auditJobUsersLinger, auditLingerFiles } from "./linger";
 import { auditCgroup, auditSystemdVersion } from "./node-setup";
 import type { Tree } from "./tree";
@@ -33,6 +34,21 @@ interface BrokerView {
   config: PamConfig | ConfigError;
   /** the uids with RUN jobs on this rank, and how many jobs each */
   users: Map<number, number>;
+  /** whether sdexec-mapper answers here (asked only with exec.sdexec-constrain-resources on) */
+  mapper?: { loaded: true } | { loaded: false; why: string };
+}
+
+const ENOSYS = 38;
+
+/** sdexec-mapper.stats-get: answered by the module when it is loaded, ENOSYS when it is not. It changes nothing. */
+async function mapperLoaded(client: FluxClient, deadline: Deadline): Promise<NonNullable<BrokerView["mapper"]>> {
+  try {
+    await client.rpc("sdexec-mapper.stats-get", undefined, deadline.left("sdexec-mapper.stats-get"));
+    return { loaded: true };
+  } catch (e) {
+    if (e instanceof FluxRpcError && e.errnum === ENOSYS) return { loaded: false, why: "the sdexec-mapper module is not loaded" };
+    return { loaded: false, why: (e as Error).message };
+  }
 }
 
 async function askBroker(uri: string, deadline: Deadline): Promise<BrokerView> {
@@ -43,9 +59,6 @@ async function askBroker(uri: string, deadline: Deadline): Promise<BrokerView> {
       getOwner(client, deadline.left("attr.get")),
       getConfig(client, deadline.left("config.get")),
     ]);
-    const jobs = await listJobs(client, { rank }, deadline.left("job-list.list"));
-    const users = new Map<number, number>();
-    for (const j of jobs) users.set(j.userid, (users.get(j.userid) ?? 0) + 1);
     let config: PamConfig | ConfigError;
     try {
       config = pamConfig(cfg);
@@ -53,7 +66,13 @@ async function askBroker(uri: string, deadline: Deadline): Promise<BrokerView> {
       if (!(e instanceof ConfigError)) throw e;
       config = e;
     }
-    return { rank, owner, config, users };
+    const [jobs, mapper] = await Promise.all([
+      listJobs(client, { rank }, deadline.left("job-list.list")),
+      !(config instanceof ConfigError) && config.constrainResources ? mapperLoaded(client, deadline) : undefined,
+    ]);
+    const users = new Map<number, number>();
+    for (const j of jobs) users.set(j.userid, (users.get(j.userid) ?? 0) + 1);
+    return { rank, owner, config, users, ...(mapper ? { mapper } : {}) };
   } finally {
     client.close();
   }
@@ -110,6 +129,16 @@ export async function auditLive(tree: Tree, opts: LiveOptions, files?: PamConfig
     const jobs = [...b.users.values()].reduce((a, n) => a + n, 0);
     findings.push(ok("broker", `${opts.uri}: rank ${b.rank}, instance owner ${owner ?? "(no name)"} (uid ${b.owner}), ${jobs} running job${jobs === 1 ? "" : "s"} here`));
     findings.push(...auditConfigInForce(b.config, files));
+    if (!(b.config instanceof ConfigError)) findings.push(rootOwnerFinding("broker", b.config, `${opts.uri}, config in force`, b.owner));
+    if (b.mapper?.loaded === true) findings.push(ok("broker", "sdexec-mapper answers: the prolog can map jobs' resources to the slice's properties"));
+    else if (b.mapper)
+      findings.push(
+        error(
+          "broker",
+          `sdexec-mapper does not answer (${b.mapper.why}) while exec.sdexec-constrain-resources is on: every prolog fails`,
+          "set enable = true in [systemd] and restart flux (flux-core loads sdexec-mapper at start, only with it); or flux module load sdexec-mapper",
+        ),
+      );
     const users: JobUserLinger[] = [];
     for (const uid of [...b.users.keys()].filter((u) => u !== b.owner).sort((x, y) => x - y)) {
       const pw = getpwuid(uid);

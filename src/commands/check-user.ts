@@ -13,6 +13,7 @@ import { getuid } from "../node/libc";
 import { type Passwd, getpwnam } from "../node/passwd";
 import { checkLockDir, DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
+import { type HookFailure, hookUnit, readHookFailure } from "../node/hook-failure";
 
 export interface CheckUserOptions {
   user: string;
@@ -39,6 +40,9 @@ interface NodeReport {
   lockDirProblem?: string;
   marker?: boolean;
   markerProblem?: string;
+  /** the last prolog/housekeeping of the user that failed here (until one succeeds), and its unit */
+  lastFailure?: HookFailure & { unit: string };
+  lastFailureProblem?: string;
   systemd?: {
     slice: Record<string, string>;
     userService: string;
@@ -79,6 +83,12 @@ async function nodeReport(pw: Passwd, env: Record<string, string | undefined>): 
     r.marker = markerExists(lockDir, pw.uid);
   } catch (e) {
     r.markerProblem = (e as Error).message;
+  }
+  try {
+    const f = readHookFailure(lockDir, pw.uid);
+    if (f) r.lastFailure = { ...f, unit: hookUnit(f) };
+  } catch (e) {
+    r.lastFailureProblem = (e as Error).message;
   }
   // Loaded only here: the D-Bus library is not needed to decide a login.
   const { openSystemd } = await import("../systemd/systemd");
@@ -188,6 +198,10 @@ function emit(r: Report, json: boolean): number {
       lines.push(
         `marker:   ${n.markerProblem ?? (n.marker ? "present (containment set up: logins may enter the slice)" : "absent (no prolog ran here, or the last job ended): sessions are refused when manage-user-slice is on")}`,
       );
+      if (n.lastFailure) {
+        const f = n.lastFailure;
+        lines.push(`failed:   ${f.hook} of ${f.job} at ${new Date(f.time * 1000).toISOString()}: ${f.message} (journalctl -u ${f.unit})`);
+      } else if (n.lastFailureProblem) lines.push(`failed:   ${n.lastFailureProblem}`);
       if (n.systemd) {
         const sl = n.systemd.slice;
         lines.push(
@@ -200,7 +214,7 @@ function emit(r: Report, json: boolean): number {
       const c = r.config;
       lines.push(
         `config:   pam.manage-user-slice=${c.manageUserSlice} pam.kill-user-slice=${c.killUserSlice} pam.kill-slice-grace-time=${c.killSliceGraceTime}s pam.debug=${c.debug}`,
-        `          exec.sdexec-constrain-resources=${c.constrainResources} access.allow-guest-user=${c.allowGuestUser}`,
+        `          exec.sdexec-constrain-resources=${c.constrainResources} access.allow-guest-user=${c.allowGuestUser} access.allow-root-owner=${c.allowRootOwner}`,
       );
     }
     process.stdout.write(`${lines.join("\n")}\n`);

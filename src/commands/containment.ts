@@ -7,16 +7,25 @@ import { Deadline } from "../flux/deadline";
 import type { JobId } from "../flux/jobid";
 import { formatF58 } from "../flux/jobid";
 import { rankShare, unionR } from "../flux/r";
+import { FluxRpcError } from "../flux/errors";
 import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup, runningOn } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
+import { clearHookFailure, recordHookFailure } from "../node/hook-failure";
+import { getuid } from "../node/libc";
 import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { type Passwd, getpwuid } from "../node/passwd";
 import type { Systemd } from "../systemd/systemd";
-import { type HookInput, hookTag, parseHookInput } from "./hook-env";
+import { type HookInput, hookTag, parseHookInput, unitJobId } from "./hook-env";
 
 export const LOCK_TIMEOUT_MS = 60_000;
 const BROKER_BUDGET_MS = 30_000;
+const EPERM = 1;
+
+/** Why the broker refuses a hook that is not an owner of the instance, and the fix. */
+function notOwner(uri: string, owner: number): string {
+  return `root is not an owner of the Flux instance at ${uri} (owner uid ${owner}): set allow-root-owner = true in [access] of the system instance's config (flux-config-pam(5))`;
+}
 
 export interface HookOptions {
   dryRun: boolean;
@@ -69,8 +78,13 @@ export async function runHook(
   let sdPending: Promise<Systemd> | undefined;
   let debugOn = env.FLUX_PAM_SCRIPTS_DEBUG !== undefined;
   const say = (text: string) => process.stderr.write(`${tag}: ${text}\n`);
+  let input: HookInput | undefined;
+  let lockDir: string | undefined;
+  /** set once we know whether the broker treats us as an owner; a refusal is explained then */
+  let guestOf: { uri: string; owner: number } | undefined;
   try {
-    const input = parseHookInput(env);
+    input = parseHookInput(env);
+    lockDir = lockDirFromEnv(env);
     let user = getpwuid(input.uid);
     if (!user) {
       // The prolog needs the name (the linger file is named after it) and fails closed. Tearing
@@ -93,7 +107,8 @@ export async function runHook(
     const config = pamConfig(cfg);
     debugOn ||= config.debug;
     if (debugOn) say(`broker answered [+${(performance.now() - t0).toFixed(1)} ms]`);
-    const lockDir = lockDirFromEnv(env);
+    const me = getuid();
+    if (me !== owner && !(me === 0 && config.allowRootOwner)) guestOf = { uri, owner };
     if (debugOn)
       say(`user=${user.name} uid=${user.uid} rank=${rank} owner=${owner} uri=${uri} lock-dir=${lockDir} ${JSON.stringify(config)}`);
     if (!opts.dryRun) {
@@ -113,6 +128,8 @@ export async function runHook(
       if (debugOn) say("skipped: pam.manage-user-slice is off");
       return 0;
     }
+    // A guest of a private instance is shown only its own jobs: housekeeping would see none left.
+    if (guestOf && config.privateMode) throw new HookError(`access.private-mode hides other users' jobs from this hook: ${notOwner(uri, owner)}`);
     sd = await sdPending;
     if (debugOn) say(`systemd connected [+${(performance.now() - t0).toFixed(1)} ms]`);
     await body({
@@ -129,10 +146,14 @@ export async function runHook(
       debug: (t) => debugOn && say(`${t} [+${(performance.now() - t0).toFixed(1)} ms]`),
       warn: say,
     });
+    if (!opts.dryRun) clearHookFailure(lockDir, input.uid);
     if (debugOn) say(`done in ${(performance.now() - t0).toFixed(1)} ms`);
     return 0;
   } catch (e) {
-    say((e as Error).message);
+    let message = (e as Error).message;
+    if (guestOf && e instanceof FluxRpcError && e.errnum === EPERM) message += `: ${notOwner(guestOf.uri, guestOf.owner)}`;
+    say(message);
+    if (input && lockDir && !opts.dryRun) noteFailure(hook, input, lockDir, message, (t) => debugOn && say(t));
     return 1;
   } finally {
     lock?.release();
@@ -140,6 +161,20 @@ export async function runHook(
     // Skipped or failed before the bus was needed: it may still be connecting.
     await (sd ?? (await sdPending?.catch(() => undefined)))?.close();
     if (debugOn) say(`closed in ${(performance.now() - t0).toFixed(1)} ms`);
+  }
+}
+
+/**
+ * Leaves the failure where check-user and status find it (DIR/uid.UID.failed), if the lock dir is
+ * one we may write in. Best effort, and said only at debug: the hook fails either way, with its own
+ * one line of reason.
+ */
+function noteFailure(hook: "prolog" | "housekeeping", input: HookInput, lockDir: string, message: string, debug: (t: string) => void): void {
+  try {
+    checkLockDir(lockDir, false);
+    recordHookFailure(lockDir, input.uid, { hook, job: unitJobId(input.jobid), time: Math.floor(Date.now() / 1000), message });
+  } catch (e) {
+    debug(`the failure could not be recorded: ${(e as Error).message}`);
   }
 }
 

@@ -11,6 +11,10 @@ export interface PamConfig {
   debug: boolean;
   constrainResources: boolean;
   allowGuestUser: boolean;
+  /** access.allow-root-owner: root connects as an owner (the hooks read every job's R) */
+  allowRootOwner: boolean;
+  /** access.private-mode: guests see only their own jobs */
+  privateMode: boolean;
 }
 
 export const DEFAULT_KILL_SLICE_GRACE_SECONDS = 30;
@@ -58,5 +62,7 @@ export function pamConfig(cfg: { [key: string]: Json }): PamConfig {
     debug: bool(pam, "pam", "debug"),
     constrainResources: bool(exec, "exec", "sdexec-constrain-resources"),
     allowGuestUser: bool(access, "access", "allow-guest-user"),
+    allowRootOwner: bool(access, "access", "allow-root-owner"),
+    privateMode: bool(access, "access", "private-mode"),
   };
 }

@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:f
 import { dirname, join } from "node:path";
 import { Tree } from "../../src/audit/tree";
 import { tempDir } from "../e2e/harness";
+import { readmeFile } from "./doc-snippets";
 
 /** A file's text, a file with a mode, a symbolic link, a directory, or null: not there. */
 export type Entry = string | { text: string; mode: number } | { link: string } | { dir: true; mode?: number } | null;
@@ -63,31 +64,11 @@ session  required    pam_unix.so
 @include common-password
 `;
 
-export const GOOD_PERILOG = `[job-manager]
-plugins = [ { load = "perilog.so" } ]
-[job-manager.prolog]
-per-rank = true
-[job-manager.housekeeping]
-per-rank = true
-`;
+/** The system instance's config exactly as README.md gives it. */
+export const GOOD_FLUX_TOML = readmeFile("/etc/flux/system/conf.d/pam.toml");
 
-export const GOOD_PAM_TOML = `[pam]
-manage-user-slice = true
-kill-user-slice = true
-[exec]
-service = "sdexec"
-sdexec-constrain-resources = true
-`;
-
-export const GOOD_IMP = `[run.prolog]
-allowed-users = [ "flux" ]
-allowed-environment = [ "FLUX_*" ]
-path = "/usr/libexec/flux/cmd/flux-run-prolog"
-[run.housekeeping]
-allowed-users = [ "flux" ]
-allowed-environment = [ "FLUX_*" ]
-path = "/usr/libexec/flux/cmd/flux-run-housekeeping"
-`;
+/** The IMP's config exactly as README.md gives it. */
+export const GOOD_IMP = readmeFile("/etc/flux/imp/conf.d/imp.toml");
 
 /** A node set up as README.md says, as make install lays it out (the binary a stand-in script). */
 export function goodNode(): Record<string, Entry> {
@@ -96,9 +77,11 @@ export function goodNode(): Record<string, Entry> {
     "etc/pam.d/common-password": "password required pam_unix.so\n",
     "etc/pam.d/sshd": GOOD_SSHD,
     "etc/ssh/sshd_config": "Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\n",
-    "etc/flux/system/conf.d/perilog.toml": GOOD_PERILOG,
-    "etc/flux/system/conf.d/pam.toml": GOOD_PAM_TOML,
-    "etc/flux/imp/conf.d/pam.toml": GOOD_IMP,
+    "etc/flux/system/conf.d/pam.toml": GOOD_FLUX_TOML,
+    "etc/flux/imp/conf.d/imp.toml": GOOD_IMP,
+    "usr/lib/systemd/system/flux.service": "[Unit]\nDescription=Flux message broker\n[Service]\nUser=flux\nGroup=flux\n",
+    "usr/bin/flux": { text: "#!/bin/sh\n", mode: 0o755 },
+    "usr/libexec/flux/flux-imp": { text: "#!/bin/sh\n", mode: 0o4755 },
     "usr/libexec/flux/cmd/flux-run-prolog": { text: "#!/bin/sh\n", mode: 0o755 },
     "usr/libexec/flux/cmd/flux-run-housekeeping": { text: "#!/bin/sh\n", mode: 0o755 },
     "usr/libexec/flux-pam/flux-pam": { text: "#!/bin/sh\n", mode: 0o755 },

@@ -83,6 +83,7 @@ describe("the live audit", () => {
     expect(await lines(opts())).toEqual([
       "ok systemd: systemd 252.30-1~deb12u1",
       `ok broker: local://${broker.path}: rank 3, instance owner root (uid 0), 4 running jobs here`,
+      `ok broker: local://${broker.path}, config in force: the instance runs as root: the hooks are its owner`,
       "error linger: linger is enabled for daemon (uid 1), who has running jobs here: user@1.service outlives the jobs, sessions can escape the slice, and daemon's next prolog here fails",
     ]);
     // One job-list.list for every user: no userid in the constraint.
@@ -91,13 +92,38 @@ describe("the live audit", () => {
   });
 
   test("the broker running with other values than the files is a warning", async () => {
-    const files = { manageUserSlice: false, killUserSlice: false, killSliceGraceTime: 30, debug: false, constrainResources: false, allowGuestUser: false };
+    const files = { manageUserSlice: false, killUserSlice: false, killSliceGraceTime: 30, debug: false, constrainResources: false, allowGuestUser: false, allowRootOwner: false, privateMode: false };
     expect((await lines(opts(), files)).filter((l) => l.startsWith("warning"))).toEqual([
       "warning broker: the broker runs with pam.manage-user-slice = true, /etc/flux/system/conf.d says false",
     ]);
     expect(auditConfigInForce(new ConfigError("broker config: pam.debug must be true or false"), files)[0]!.what).toBe(
       "the broker's config in force is not usable: broker config: pam.debug must be true or false",
     );
+  });
+
+  test("an instance owned by flux: root's owner role and sdexec-mapper in force are checked", async () => {
+    const b = startBroker(join(dir.path, "flux-owned.sock"), {
+      owner: 64999,
+      config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } },
+      mapper: "absent",
+    });
+    try {
+      const got = (await lines({ ...opts(), uri: `local://${b.path}` })).filter((l) => l.startsWith("error broker") || l.startsWith("ok broker"));
+      expect(got.slice(1)).toEqual([
+        `error broker: local://${b.path}, config in force: access.allow-root-owner is not true: the hooks run as root, which the broker treats as a guest, so it refuses them the job's R (job-info.lookup: EPERM): every prolog fails and drains the node`,
+        "error broker: sdexec-mapper does not answer (the sdexec-mapper module is not loaded) while exec.sdexec-constrain-resources is on: every prolog fails",
+      ]);
+      b.set({ owner: 64999, config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true }, access: { "allow-root-owner": true } } });
+      expect((await lines({ ...opts(), uri: `local://${b.path}` })).filter((l) => l.startsWith("ok broker")).slice(1)).toEqual([
+        `ok broker: local://${b.path}, config in force: access.allow-root-owner = true: the hooks (run as root) are an owner of the instance`,
+        "ok broker: sdexec-mapper answers: the prolog can map jobs' resources to the slice's properties",
+      ]);
+      // The mapper was asked with stats-get, which changes nothing, never with a lookup.
+      expect(b.requests.map((r) => r.topic)).toContain("sdexec-mapper.stats-get");
+      expect(b.requests.map((r) => r.topic)).not.toContain("sdexec-mapper.lookup");
+    } finally {
+      b.stop();
+    }
   });
 
   test("no broker and no bus: both said, linger read from the files", async () => {

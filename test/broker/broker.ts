@@ -157,6 +157,10 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
         return { errnum: EINVAL, text: (e as Error).message };
       }
     }
+    case "sdexec-mapper.stats-get": {
+      if ((s.mapper ?? "auto") === "absent") return { errnum: ENOSYS, text: `No service matching ${topic} is registered` };
+      return { json: { config: { mapper_class: "HwlocMapper", mapper_searchpath: "" }, requests: 0 } };
+    }
     default:
       return { errnum: ENOSYS, text: `No service matching ${topic} is registered` };
   }

@@ -72,6 +72,8 @@ describe("flux-pam check-user", () => {
       debug: false,
       constrainResources: false,
       allowGuestUser: false,
+      allowRootOwner: false,
+      privateMode: false,
     });
   });
 

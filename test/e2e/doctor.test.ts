@@ -1,7 +1,7 @@
 // flux-pam doctor --root: the compiled binary audits a node's files laid out in a temp dir.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { GOOD_IMP, fakeTree, goodNode } from "../audit/fake-tree";
+import { fakeTree, goodNode } from "../audit/fake-tree";
 import { runBinary } from "./harness";
 
 const good = fakeTree(goodNode());
@@ -16,9 +16,10 @@ session  required    pam_flux.so
 @include common-session
 `,
   "etc/pam.d/common-session": "session required pam_unix.so\nsession optional pam_systemd.so\n",
-  "etc/flux/system/conf.d/perilog.toml": '[job-manager]\nplugins = [ { load = "perilog.so" } ]\n[job-manager.prolog]\nper-rank = true\n[job-manager.housekeeping]\n',
-  // the prolog's allowed-environment without FLUX_*
-  "etc/flux/imp/conf.d/pam.toml": GOOD_IMP.replace('allowed-environment = [ "FLUX_*" ]', 'allowed-environment = [ "PATH" ]'),
+  // the reference README's mistake: flux-core's housekeeping has no per-rank, and refuses the table
+  "etc/flux/system/conf.d/perilog.toml": "[job-manager.housekeeping]\nper-rank = true\n",
+  // a site file that sorts after ours: its [run] replaces ours whole
+  "etc/flux/imp/conf.d/site.toml": '[run.epilog]\nallowed-users = [ "flux" ]\nallowed-environment = [ "FLUX_*" ]\npath = "/usr/libexec/flux/cmd/flux-run-epilog"\n',
   "run/flux-pam": { dir: true, mode: 0o777 },
   "var/lib/systemd/linger/alice": "",
   "usr/libexec/flux/housekeeping.d/flux-pam-housekeeping": { link: "../../flux-pam/flux-pam-gone" },
@@ -37,10 +38,14 @@ describe("flux-pam doctor --root", () => {
 ok      pam: /etc/pam.d/sshd: account sufficient pam_flux.so (line 5); session requisite pam_flux.so first (line 8), no pam_systemd.so
 ok      sshd: /etc/ssh/sshd_config:2: UsePAM yes
 ok      flux-config: /etc/flux/system/conf.d: pam.manage-user-slice = true, kill-user-slice = true, kill-slice-grace-time = 30s
-ok      flux-config: /etc/flux/system/conf.d: perilog.so loaded; prolog and housekeeping per-rank
-ok      flux-config: /etc/flux/system/conf.d: exec.service = "sdexec", sdexec-constrain-resources = true
-ok      imp: /etc/flux/imp/conf.d: [run.prolog] lets flux run /usr/libexec/flux/cmd/flux-run-prolog with FLUX_JOB_ID, FLUX_JOB_USERID
-ok      imp: /etc/flux/imp/conf.d: [run.housekeeping] lets flux run /usr/libexec/flux/cmd/flux-run-housekeeping with FLUX_JOB_ID, FLUX_JOB_USERID
+ok      flux-config: /etc/flux/system/conf.d: perilog.so loaded, prolog per-rank; prolog and housekeeping run through /usr/libexec/flux/flux-imp run
+ok      flux-config: exec.imp /usr/libexec/flux/flux-imp: setuid root
+ok      flux-config: /etc/flux/system/conf.d: exec.service = "sdexec", sdexec-constrain-resources = true, systemd.enable = true
+ok      flux-config: /etc/flux/system/conf.d: access.allow-root-owner = true: the hooks (run as root) are an owner of the instance
+ok      imp: in force: [run.prolog], [run.housekeeping] from /etc/flux/imp/conf.d/imp.toml
+ok      imp: /etc/flux/imp/conf.d/imp.toml: [run.prolog] lets flux run /usr/libexec/flux/cmd/flux-run-prolog with FLUX_JOB_ID, FLUX_JOB_USERID, FLUX_URI
+ok      imp: /etc/flux/imp/conf.d/imp.toml: [run.housekeeping] lets flux run /usr/libexec/flux/cmd/flux-run-housekeeping with FLUX_JOB_ID, FLUX_JOB_USERID, FLUX_URI
+ok      imp: /usr/bin/flux: flux-run-prolog and flux-run-housekeeping find flux on the IMP's PATH
 ok      hooks: /usr/libexec/flux/prolog.d/flux-pam-prolog -> /usr/libexec/flux-pam/flux-pam
 ok      hooks: /usr/libexec/flux/housekeeping.d/flux-pam-housekeeping -> /usr/libexec/flux-pam/flux-pam
 ok      lock-dir: /run/flux-pam: not in the tree (a runtime directory: tmpfiles.d creates it at boot)
@@ -66,13 +71,20 @@ ERROR   pam: /etc/pam.d/sshd:6: session required pam_flux.so instead of requisit
 ERROR   pam: /etc/pam.d/common-session:2 (via /etc/pam.d/sshd:7): pam_systemd.so is in the session stack of /etc/pam.d/sshd with pam_flux.so: logind would move the login out of the job's slice and stop user@UID.service on logout
         fix: replace the include of /etc/pam.d/common-session in /etc/pam.d/sshd with the lines of it /etc/pam.d/sshd needs, without pam_systemd.so
 ok      sshd: /etc/ssh/sshd_config:2: UsePAM yes
+ERROR   flux-config: /etc/flux/system/conf.d: job-manager.housekeeping.per-rank is not a key of [job-manager.housekeeping] (it takes command, release-after, use-systemd-unit, exit-on-first-error): the broker refuses the table ("job-manager.housekeeping: 1 object item(s) left unpacked: per-rank") and the instance does not start
+        fix: correct or remove it in [job-manager.housekeeping] (flux-config-pam(5))
 ok      flux-config: /etc/flux/system/conf.d: pam.manage-user-slice = true, kill-user-slice = true, kill-slice-grace-time = 30s
-ERROR   flux-config: /etc/flux/system/conf.d: job-manager.housekeeping.per-rank is not true: the housekeeping runs on the job's first node only, the other nodes' slices are never torn down
-        fix: set per-rank = true in [job-manager.housekeeping]
-ok      flux-config: /etc/flux/system/conf.d: exec.service = "sdexec", sdexec-constrain-resources = true
-ERROR   imp: /etc/flux/imp/conf.d: run.prolog.allowed-environment does not pass FLUX_JOB_ID, FLUX_JOB_USERID: flux-pam prolog cannot tell whose job it is
-        fix: allowed-environment = [ "FLUX_*" ] in [run.prolog]
-ok      imp: /etc/flux/imp/conf.d: [run.housekeeping] lets flux run /usr/libexec/flux/cmd/flux-run-housekeeping with FLUX_JOB_ID, FLUX_JOB_USERID
+ok      flux-config: /etc/flux/system/conf.d: perilog.so loaded, prolog per-rank; prolog and housekeeping run through /usr/libexec/flux/flux-imp run
+ok      flux-config: exec.imp /usr/libexec/flux/flux-imp: setuid root
+ok      flux-config: /etc/flux/system/conf.d: exec.service = "sdexec", sdexec-constrain-resources = true, systemd.enable = true
+ok      flux-config: /etc/flux/system/conf.d: access.allow-root-owner = true: the hooks (run as root) are an owner of the instance
+ERROR   imp: /etc/flux/imp/conf.d/imp.toml's [run] is replaced whole by /etc/flux/imp/conf.d/site.toml's: the IMP merges its conf.d one top-level table at a time, so [run.prolog], [run.housekeeping] of /etc/flux/imp/conf.d/imp.toml have no effect
+        fix: keep every [run.*] table in one file: move them from /etc/flux/imp/conf.d/imp.toml into /etc/flux/imp/conf.d/site.toml (or the other way round)
+ok      imp: in force: [run.epilog] from /etc/flux/imp/conf.d/site.toml
+ERROR   imp: /etc/flux/imp/conf.d: no [run.prolog] in force: the IMP refuses flux-run-prolog ("run: prolog: no configuration found"), so every job's prolog fails
+        fix: add [run.prolog] to the file that holds your other [run.*] tables (flux-config-pam(5))
+ERROR   imp: /etc/flux/imp/conf.d: no [run.housekeeping] in force: the IMP refuses flux-run-housekeeping ("run: housekeeping: no configuration found"), so every job's housekeeping fails
+        fix: add [run.housekeeping] to the file that holds your other [run.*] tables (flux-config-pam(5))
 ok      hooks: /usr/libexec/flux/prolog.d/flux-pam-prolog -> /usr/libexec/flux-pam/flux-pam
 ERROR   hooks: /usr/libexec/flux/housekeeping.d/flux-pam-housekeeping is a link to nothing: flux-pam housekeeping does not run
         fix: reinstall flux-pam (make install), or remove /usr/libexec/flux/housekeeping.d/flux-pam-housekeeping
@@ -85,7 +97,7 @@ ok      systemd: not checked: --root audits files only (systemd's version is ask
 ok      broker: not checked: --root audits files only (the broker is asked on the running node)
 WARNING linger: --root, no broker asked: every linger file counts: linger is enabled for alice (/var/lib/systemd/linger/alice): every prolog of alice's jobs on this node fails
         fix: remove /var/lib/systemd/linger/alice
-9 errors, 1 warning
+11 errors, 1 warning
 `);
     expect(r.code).toBe(1);
   });
@@ -94,7 +106,7 @@ WARNING linger: --root, no broker asked: every linger file counts: linger is ena
     const r = await runBinary(["doctor", "--root", bad.path, "--json"], {});
     expect(r.code).toBe(1);
     const j = JSON.parse(r.stdout);
-    expect(j).toMatchObject({ root: bad.path, live: false, errors: 9, warnings: 1 });
+    expect(j).toMatchObject({ root: bad.path, live: false, errors: 11, warnings: 1 });
     expect(j.findings[0]).toEqual({
       area: "pam",
       severity: "error",

@@ -48,7 +48,7 @@ describe("hook input", () => {
   test("a missing FLUX_JOB_USERID fails naming the variable", async () => {
     const r = await runBinary(["prolog", "--dry-run"], { FLUX_URI: broker.uri, FLUX_JOB_ID: JOB });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("flux-pam-prolog[ƒZEr9Bmq]: FLUX_JOB_USERID is not set\n");
+    expect(r.stderr).toBe("flux-pam-prolog[fZEr9Bmq]: FLUX_JOB_USERID is not set\n");
   });
 
   test("a malformed FLUX_JOB_ID fails naming the variable", async () => {
@@ -132,7 +132,7 @@ describe("prolog", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toBe(
-      "flux-pam-prolog[ƒZEr9Bmq]: exec.sdexec-constrain-resources is on but the resource mapping failed, so user-1.slice cannot be constrained: sdexec-mapper.lookup: No service matching sdexec-mapper.lookup is registered (ENOSYS)\n",
+      "flux-pam-prolog[fZEr9Bmq]: exec.sdexec-constrain-resources is on but the resource mapping failed, so user-1.slice cannot be constrained: sdexec-mapper.lookup: No service matching sdexec-mapper.lookup is registered (ENOSYS)\n",
     );
   });
 
@@ -151,13 +151,13 @@ describe("prolog", () => {
   test("a bad config value fails rather than guessing", async () => {
     const r = await hook("prolog", node({ config: { pam: { "manage-user-slice": "yes" } } }));
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("flux-pam-prolog[ƒZEr9Bmq]: broker config: pam.manage-user-slice must be true or false\n");
+    expect(r.stderr).toBe("flux-pam-prolog[fZEr9Bmq]: broker config: pam.manage-user-slice must be true or false\n");
   });
 
   test("debug lines come with FLUX_PAM_SCRIPTS_DEBUG", async () => {
     const r = await hook("prolog", node(), { FLUX_PAM_SCRIPTS_DEBUG: "1" });
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain("flux-pam-prolog[ƒZEr9Bmq]: union of 1 job(s) [ƒZEr9Bmq] on rank 0");
+    expect(r.stderr).toContain("flux-pam-prolog[fZEr9Bmq]: union of 1 job(s) [ƒZEr9Bmq] on rank 0");
   });
 });
 
@@ -195,7 +195,7 @@ describe("a uid without a passwd entry", () => {
   test("fails the prolog (the linger file is named after the user)", async () => {
     const r = await hook("prolog", node({ jobs: [{ id: JOB, userid: 4242424 }] }), { FLUX_JOB_USERID: "4242424" });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("flux-pam-prolog[ƒZEr9Bmq]: uid 4242424 has no passwd entry on this node\n");
+    expect(r.stderr).toBe("flux-pam-prolog[fZEr9Bmq]: uid 4242424 has no passwd entry on this node\n");
   });
 
   test("is torn down by uid all the same: a deleted user must not drain the node", async () => {
@@ -226,6 +226,6 @@ describe("the lock directory (without --dry-run; refused before systemd is touch
     symlinkSync(join(dir.path, "elsewhere"), join(locks, "uid.1.lock"));
     const r = await hook("housekeeping", node(), { FLUX_PAM_LOCK_DIR: locks }, []);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`flux-pam-housekeeping[ƒZEr9Bmq]: ${locks}/uid.1.lock: lock file is a symbolic link\n`);
+    expect(r.stderr).toBe(`flux-pam-housekeeping[fZEr9Bmq]: ${locks}/uid.1.lock: lock file is a symbolic link\n`);
   });
 });

@@ -10,6 +10,8 @@ describe("pamConfig()", () => {
       debug: false,
       constrainResources: false,
       allowGuestUser: false,
+      allowRootOwner: false,
+      privateMode: false,
     });
   });
 
@@ -18,9 +20,18 @@ describe("pamConfig()", () => {
       pamConfig({
         pam: { "manage-user-slice": true, "kill-user-slice": true, "kill-slice-grace-time": "0.5h", debug: true },
         exec: { service: "sdexec", "sdexec-constrain-resources": true },
-        access: { "allow-guest-user": true },
+        access: { "allow-guest-user": true, "allow-root-owner": true, "private-mode": true },
       }),
-    ).toEqual({ manageUserSlice: true, killUserSlice: true, killSliceGraceTime: 1800, debug: true, constrainResources: true, allowGuestUser: true });
+    ).toEqual({
+      manageUserSlice: true,
+      killUserSlice: true,
+      killSliceGraceTime: 1800,
+      debug: true,
+      constrainResources: true,
+      allowGuestUser: true,
+      allowRootOwner: true,
+      privateMode: true,
+    });
   });
 
   test("a bare number of seconds is a grace time", () => {
