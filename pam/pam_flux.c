@@ -51,6 +51,7 @@ enum phase { ACCOUNT, SESSION };
 
 struct options {
 	int allow_guest_user;
+	int no_job_hint;		/* a denied user is not told where their jobs run */
 	int debug;
 	const char *uri;		/* NULL: FLUX_URI of a root caller, else DEFAULT_URI */
 	const char *helper;
@@ -160,6 +161,8 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct options *opt)
 
 		if (strcmp(a, "allow-guest-user") == 0) {
 			opt->allow_guest_user = 1;
+		} else if (strcmp(a, "no-job-hint") == 0) {
+			opt->no_job_hint = 1;
 		} else if (strcmp(a, "debug") == 0) {
 			opt->debug = 1;
 		} else if (strncmp(a, "uri=", 4) == 0 && a[4] != '\0') {
@@ -681,7 +684,7 @@ static const struct {
 
 /* argv and envp for the helper, as PROTOCOL.md has them. Returns -1 when out of memory. */
 static int
-helper_command(pam_handle_t *pamh, const struct options *opt, enum phase phase, const char *path,
+helper_command(pam_handle_t *pamh, const struct options *opt, int flags, enum phase phase, const char *path,
 	       const char *user, const char *service, char **args, char **envp)
 {
 	const char *uri = root_env(opt->uri, "FLUX_URI", DEFAULT_URI);
@@ -699,6 +702,9 @@ helper_command(pam_handle_t *pamh, const struct options *opt, enum phase phase, 
 	if (push(args, MAX_ARGS, "%s", path) ||
 	    push(args, MAX_ARGS, "%s", phase == ACCOUNT ? "account" : "session-open") ||
 	    (phase == ACCOUNT && opt->allow_guest_user && push(args, MAX_ARGS, "allow-guest-user")) ||
+	    (phase == ACCOUNT && opt->no_job_hint && push(args, MAX_ARGS, "no-job-hint")) ||
+	    /* nothing the helper says is shown: it need not look anything up to say it */
+	    (phase == ACCOUNT && (flags & PAM_SILENT) && push(args, MAX_ARGS, "silent")) ||
 	    (phase == SESSION && opt->scope_prefix && push(args, MAX_ARGS, "scope-prefix=%s", opt->scope_prefix)) ||
 	    (phase == SESSION && push(args, MAX_ARGS, "lock-dir=%s", lock_dir)) ||
 	    (opt->debug && push(args, MAX_ARGS, "debug")) ||
@@ -812,7 +818,7 @@ perform(pam_handle_t *pamh, int flags, int argc, const char **argv, enum phase p
 	if (path == NULL)
 		goto out;
 	run.buf = malloc(MAX_REPLY + 2);
-	if (run.buf == NULL || helper_command(pamh, &opt, phase, path, user, service, args, envp) != 0) {
+	if (run.buf == NULL || helper_command(pamh, &opt, flags, phase, path, user, service, args, envp) != 0) {
 		pam_syslog(pamh, LOG_CRIT, "out of memory");
 		goto out;
 	}

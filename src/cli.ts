@@ -61,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
   cli
     .command("account [...words]", "decide whether PAM_USER may log in (pam_exec-compatible)")
     .option("--allow-guest-user", "admit guests of a multi-user instance the owner runs here")
+    .option("--no-job-hint", "do not tell a denied user where their running jobs are")
+    .option("--silent", "the caller shows nothing (PAM_SILENT): no job hint is looked up")
     .option("--debug", "log every decision")
     .option("--uri <uri>", "broker URI (default: FLUX_URI for a root caller, else local:///run/flux/local)")
     .option("--timeout <fsd>", "time budget for the decision", { default: "5s" });

@@ -8,12 +8,12 @@ import type { Tree } from "./tree";
 export const PAM_DIRS = ["/etc/pam.d", "/usr/lib/pam.d"];
 const SSHD = "sshd";
 /** pam_flux(8)'s options; test/audit checks this against pam_flux.c's parse_args. */
-export const PAM_FLUX_OPTIONS = ["allow-guest-user", "debug", "uri=", "helper=", "scope-prefix=", "lock-dir=", "timeout="];
+export const PAM_FLUX_OPTIONS = ["allow-guest-user", "no-job-hint", "debug", "uri=", "helper=", "scope-prefix=", "lock-dir=", "timeout="];
 const MAX_TIMEOUT_S = 3600; // pam_flux.c: MAX_TIMEOUT_MS
 
 /** Why pam_flux.so would refuse an argument (and fail every call with PAM_SYSTEM_ERR), or undefined. */
 export function optionProblem(arg: string): string | undefined {
-  if (arg === "allow-guest-user" || arg === "debug") return undefined;
+  if (arg === "allow-guest-user" || arg === "no-job-hint" || arg === "debug") return undefined;
   const eq = arg.indexOf("=");
   const key = eq < 0 ? arg : arg.slice(0, eq + 1);
   const value = eq < 0 ? "" : arg.slice(eq + 1);

@@ -1,9 +1,11 @@
 // flux-pam account: may PAM_USER log in here? pam_exec-compatible; pam_flux.so reads the reply.
 
 import { decideAdmission } from "../decide/admission";
+import { jobHint } from "../decide/job-hint";
 import { FluxClient } from "../flux/client";
 import { Deadline } from "../flux/deadline";
 import { brokerUri, childLocalUri } from "../flux/uri";
+import { jobsElsewhere } from "../flux/jobs-elsewhere";
 import { childAllowsGuests, userJobs } from "../flux/user-jobs";
 import { formatF58 } from "../flux/jobid";
 import { getuid } from "../node/libc";
@@ -16,6 +18,8 @@ export interface AccountOptions {
   uri?: string;
   /** seconds for the whole decision */
   timeout: number;
+  /** tell a denied user where their running jobs are (off with no-job-hint, or silent: PAM_SILENT) */
+  jobHint: boolean;
 }
 
 export const EXIT_ADMIT = 0;
@@ -24,6 +28,9 @@ export const EXIT_DENY = 1;
 export function denialMessage(user: string): string {
   return `Access denied: user ${user} has no active jobs on this node`;
 }
+
+/** The hint's share of the decision's budget: the denial never waits on it for longer. */
+export const HINT_SHARE = 0.2;
 
 export async function account(opts: AccountOptions, env: Record<string, string | undefined>): Promise<number> {
   const reply = Reply.fromEnv(env, "flux-pam account", opts.debug);
@@ -48,9 +55,13 @@ export async function account(opts: AccountOptions, env: Record<string, string |
     reply.result("user-unknown");
     return EXIT_DENY;
   }
-  const deny = (why: string | undefined): number => {
+  const deny = (why: string | undefined, hint?: string): number => {
     reply.log(why === undefined ? "notice" : "err", `access denied for user ${pw.name} (uid=${pw.uid})${why ? `: ${why}` : ""}`);
     reply.say("error", denialMessage(pw.name));
+    if (hint !== undefined) {
+      reply.say("info", hint);
+      reply.log("debug", `told ${pw.name}: ${hint}`);
+    }
     reply.result("deny");
     return EXIT_DENY;
   };
@@ -80,12 +91,27 @@ export async function account(opts: AccountOptions, env: Record<string, string |
         reply.result("guest");
         return EXIT_ADMIT;
       default:
-        return deny(undefined);
+        return deny(undefined, opts.jobHint ? await hintFor(client, pw, node.rank, deadline, opts.timeout, reply) : undefined);
     }
   } catch (e) {
     // Any failure to reach or understand Flux denies: a login is never let through on an error.
     return deny((e as Error).message);
   } finally {
     client?.close();
+  }
+}
+
+/**
+ * Where the denied user's running jobs are, as one line, or undefined. Its own small share of the
+ * budget: a broker slow to answer it costs the denial that share at most, and the line is dropped.
+ */
+async function hintFor(client: FluxClient, pw: { name: string; uid: number }, rank: number, deadline: Deadline, timeout: number, reply: Reply): Promise<string | undefined> {
+  try {
+    const ms = Math.min(deadline.left("the job hint"), Math.max(timeout * 1000 * HINT_SHARE, 1));
+    const { here, jobs } = await jobsElsewhere(client, pw.uid, rank, ms);
+    return jobHint(pw.name, here, jobs.map((j) => ({ id: j.id, nodelist: j.nodelist! })));
+  } catch (e) {
+    reply.log("debug", `no job hint for ${pw.name}: ${(e as Error).message}`);
+    return undefined;
   }
 }

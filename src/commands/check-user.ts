@@ -5,10 +5,12 @@ import { FluxClient } from "../flux/client";
 import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
 import { formatIdset } from "../flux/idset";
-import { formatF58 } from "../flux/jobid";
+import { formatF58, jobId } from "../flux/jobid";
 import { getConfig, getOwner, getRank, type Job, JobState, jobStateName, listJobs } from "../flux/rpc";
 import { brokerUri, childLocalUri } from "../flux/uri";
 import { childAllowsGuests } from "../flux/user-jobs";
+import { jobsElsewhere } from "../flux/jobs-elsewhere";
+import { placeItem } from "../decide/job-hint";
 import { getuid } from "../node/libc";
 import { type Passwd, getpwnam } from "../node/passwd";
 import { checkLockDir, DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
@@ -63,11 +65,16 @@ interface Report {
   owner?: number;
   jobs: JobReport[];
   guest: { job: string; ok: boolean; why?: string }[];
+  /** the user's running jobs on other ranks of the instance: what a denied login is told */
+  elsewhere?: { id: string; f58: string; nodelist: string }[];
+  elsewhereProblem?: string;
   config?: PamConfig;
   node?: NodeReport;
   error?: string;
 }
 
+/** Jobs elsewhere listed by name in the text report. */
+const ELSEWHERE_SHOWN = 10;
 const SLICE_PROPS = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow"];
 
 async function nodeReport(pw: Passwd, env: Record<string, string | undefined>): Promise<NodeReport> {
@@ -148,7 +155,12 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
     report.config = pamConfig(cfg);
     const userids = opts.allowGuestUser ? [pw.uid, owner] : [pw.uid];
     // RUN and CLEANUP both shown: a CLEANUP job is the usual "but my job is there" surprise.
-    const all = await listJobs(client, { userids, rank, states: [JobState.RUN, JobState.CLEANUP] }, deadline.left("job-list.list"));
+    const [all, elsewhere] = await Promise.all([
+      listJobs(client, { userids, rank, states: [JobState.RUN, JobState.CLEANUP] }, deadline.left("job-list.list")),
+      jobsElsewhere(client, pw.uid, rank, deadline.left("job-list.list")).catch((e: Error) => e),
+    ]);
+    if (elsewhere instanceof Error) report.elsewhereProblem = elsewhere.message;
+    else report.elsewhere = elsewhere.jobs.map((j) => ({ id: j.id.toString(), f58: formatF58(j.id), nodelist: j.nodelist! }));
     report.jobs = all.filter((j) => j.userid === pw.uid).map(jobReport);
     const running = all.filter((j) => j.state === JobState.RUN);
     const { admission, candidates } = await decideAdmission(
@@ -191,6 +203,11 @@ function emit(r: Report, json: boolean): number {
       lines.push("jobs here:");
       for (const j of r.jobs) lines.push(`  ${j.f58}  ${j.state.padEnd(8)} ranks ${j.ranks}${j.counts ? "" : "  (does not admit: not RUN)"}`);
     } else if (r.rank !== undefined) lines.push("jobs here: none");
+    if (r.elsewhere?.length) {
+      const items = r.elsewhere.map((e) => placeItem({ id: jobId(BigInt(e.id)), nodelist: e.nodelist }) ?? `(a nodelist that is not a hostlist) (${e.f58})`);
+      const more = items.length > ELSEWHERE_SHOWN ? ` and ${items.length - ELSEWHERE_SHOWN} more` : "";
+      lines.push(`elsewhere: ${items.slice(0, ELSEWHERE_SHOWN).join(", ")}${more}`);
+    } else if (r.elsewhereProblem) lines.push(`elsewhere: not known: ${r.elsewhereProblem}`);
     for (const g of r.guest) lines.push(`guest via ${g.job}: ${g.ok ? "yes" : `no: ${g.why}`}`);
     if (r.node) {
       const n = r.node;

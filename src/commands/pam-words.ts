@@ -44,10 +44,12 @@ export const SESSION_DEFAULT_TIMEOUT = "10s";
 export const DEFAULT_SCOPE_PREFIX = "flux-pam";
 
 export function parseAccountArgs(args: readonly string[]): AccountOptions {
-  const w = parseWords("account", args, { switches: ["allow-guest-user", "debug"], values: ["uri", "timeout"] });
+  // silent: pam_flux.so was called with PAM_SILENT, so nothing said is shown: no hint to look up.
+  const w = parseWords("account", args, { switches: ["allow-guest-user", "debug", "no-job-hint", "silent"], values: ["uri", "timeout"] });
   return {
     allowGuestUser: w.switches.has("allow-guest-user"),
     debug: w.switches.has("debug"),
+    jobHint: !w.switches.has("no-job-hint") && !w.switches.has("silent"),
     ...(w.values.has("uri") ? { uri: w.values.get("uri") } : {}),
     timeout: parseTimeout(w.values.get("timeout") ?? ACCOUNT_DEFAULT_TIMEOUT, "account: timeout"),
   };

@@ -31,6 +31,8 @@ export interface Job {
   state: number;
   /** annotations.user.uri: set when the job is a Flux instance */
   uri?: string;
+  /** the job's nodes as an RFC 29 hostlist (job-list's nodelist), when asked for */
+  nodelist?: string;
 }
 
 async function attrGet(client: FluxClient, name: string, timeoutMs?: number): Promise<string> {
@@ -51,6 +53,11 @@ export async function getRank(client: FluxClient, timeoutMs?: number): Promise<n
 /** The uid of the instance owner (security.owner). */
 export async function getOwner(client: FluxClient, timeoutMs?: number): Promise<number> {
   return uintFrom("attr.get", "security.owner", await attrGet(client, "security.owner", timeoutMs));
+}
+
+/** This broker's host name (the hostname attribute): the node's name as Flux knows it, never DNS's. */
+export async function getHostname(client: FluxClient, timeoutMs?: number): Promise<string> {
+  return attrGet(client, "hostname", timeoutMs);
 }
 
 /** The broker's whole effective config, as JSON tables. */
@@ -90,7 +97,7 @@ export async function listJobs(client: FluxClient, q: JobListQuery, timeoutMs?: 
   return r.jobs.map((j) => parseJob(topic, j));
 }
 
-function parseJob(topic: string, j: Json): Job {
+export function parseJob(topic: string, j: Json): Job {
   if (!isObject(j)) throw new BadReplyError(topic, "a job is not an object");
   const id = toBigInt(j.id);
   if (id === undefined || id < 0n || id >= 1n << 64n) throw new BadReplyError(topic, "a job has no valid id");
@@ -107,6 +114,10 @@ function parseJob(topic: string, j: Json): Job {
     }
   }
   const job: Job = { id: jobId(id), userid: j.userid, ranks, state: j.state };
+  if (j.nodelist !== undefined) {
+    if (typeof j.nodelist !== "string") throw new BadReplyError(topic, `job ${id} has a nodelist that is not a string`);
+    job.nodelist = j.nodelist;
+  }
   const ann = j.annotations;
   if (isObject(ann) && isObject(ann.user) && typeof ann.user.uri === "string") job.uri = ann.user.uri;
   return job;

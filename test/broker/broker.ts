@@ -57,6 +57,37 @@ export function autoMapper(r: R, rank: number): Record<string, string> {
   return out;
 }
 
+/** The host of each rank, as the scenario names them. */
+export function hostOf(s: Scenario, rank: number): string {
+  return s.hosts?.[rank] ?? `node${rank}`;
+}
+
+/** An RFC 29 hostlist of `hosts` in order: runs of one prefix with consecutive numbers in brackets. */
+export function formatHostlist(hosts: string[]): string {
+  const groups: { prefix: string; nums: string[] }[] = [];
+  for (const h of hosts) {
+    const m = /^(.*?)(\d+)$/.exec(h);
+    const prefix = m ? m[1]! : h;
+    const last = groups.at(-1);
+    if (m && last && last.prefix === prefix && last.nums.length > 0) last.nums.push(m[2]!);
+    else groups.push({ prefix, nums: m ? [m[2]!] : [] });
+  }
+  return groups
+    .map((g) => {
+      if (g.nums.length === 0) return g.prefix;
+      if (g.nums.length === 1) return `${g.prefix}${g.nums[0]}`;
+      const ranges: string[] = [];
+      for (let i = 0; i < g.nums.length; ) {
+        let j = i;
+        while (j + 1 < g.nums.length && Number(g.nums[j + 1]) === Number(g.nums[j]) + 1 && g.nums[j + 1]!.length === g.nums[i]!.length) j++;
+        ranges.push(i === j ? g.nums[i]! : `${g.nums[i]}-${g.nums[j]}`);
+        i = j + 1;
+      }
+      return `${g.prefix}[${ranges.join(",")}]`;
+    })
+    .join(",");
+}
+
 // The index lives as long as the scenario object: a benchmark asks for 1000 jobs of 1000.
 const indexes = new WeakMap<Scenario, Map<string, ScenarioJob>>();
 function jobIndex(s: Scenario): Map<string, ScenarioJob> {
@@ -112,6 +143,7 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
       const name = isObject(payload) ? payload.name : undefined;
       if (name === "rank") return { json: { value: String(s.rank ?? 0), flags: 1 } };
       if (name === "security.owner") return { json: { value: String(s.owner ?? 0), flags: 1 } };
+      if (name === "hostname") return { json: { value: hostOf(s, s.rank ?? 0), flags: 1 } };
       return { errnum: ENOENT };
     }
     case "config.get":
@@ -133,6 +165,7 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
             if (attrs.includes("state")) o.state = j.state ?? RUN;
             if (attrs.includes("ranks")) o.ranks = formatIdset(parseIdset(j.ranks ?? "0"));
             if (attrs.includes("annotations") && j.uri) o.annotations = { user: { uri: j.uri } };
+            if (attrs.includes("nodelist")) o.nodelist = formatHostlist(parseIdset(j.ranks ?? "0").map((r) => hostOf(s, r)));
             return o;
           }),
         },
@@ -210,6 +243,8 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
       return;
     }
     if (s.silent?.includes(topic)) return;
+    const quiet = s.silentMatching?.[topic];
+    if (quiet !== undefined && m.payload && payloadText(m.payload).includes(quiet)) return;
     const delay = s.delayMs?.[topic];
     if (delay) await Bun.sleep(delay);
     if (s.garbage?.includes(topic)) {

@@ -17,6 +17,8 @@ export interface ScenarioJob {
 
 export interface Scenario {
   rank?: number;
+  /** host name of each rank (attr.get hostname, a job's nodelist); default node0, node1, ... */
+  hosts?: string[];
   owner?: number;
   config?: Record<string, unknown>;
   /** the handshake byte: 0 accepts, an errno refuses and closes */
@@ -27,6 +29,8 @@ export interface Scenario {
   /** per-topic misbehaviour */
   delayMs?: Record<string, number>;
   silent?: string[];
+  /** per-topic: no answer to a request whose payload's JSON text contains this string */
+  silentMatching?: Record<string, string>;
   garbage?: string[];
   errors?: Record<string, { errnum: number; text?: string }>;
   /** per-topic JSON sent verbatim instead of the computed answer (for replies that lie) */

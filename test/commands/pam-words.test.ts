@@ -4,7 +4,7 @@ import { UsageError } from "../../src/commands/pam-args";
 
 describe("parseAccountArgs()", () => {
   test("no words: defaults", () => {
-    expect(parseAccountArgs([])).toEqual({ allowGuestUser: false, debug: false, timeout: 5 });
+    expect(parseAccountArgs([])).toEqual({ allowGuestUser: false, debug: false, timeout: 5, jobHint: true });
   });
 
   test("pam.d words", () => {
@@ -13,7 +13,14 @@ describe("parseAccountArgs()", () => {
       debug: true,
       uri: "local:///run/x=y",
       timeout: 0.5,
+      jobHint: true,
     });
+  });
+
+  test("no-job-hint (the module option) and silent (PAM_SILENT) both turn the job hint off", () => {
+    expect(parseAccountArgs(["no-job-hint"]).jobHint).toBe(false);
+    expect(parseAccountArgs(["silent"]).jobHint).toBe(false);
+    expect(parseAccountArgs(["--no-job-hint"]).jobHint).toBe(false);
   });
 
   test("flag forms, with = or a separate value", () => {

@@ -58,8 +58,10 @@ describe("flux-pam account: job owners", () => {
     expectAdmitted(await account({ rank: 0, jobs: [{ id: "1227286904832", userid: UID, ranks: "0" }] }));
   });
 
-  test("a job on another rank does not admit", async () => {
-    expectDenied(await account({ rank: 2, jobs: [{ id: "1227286904832", userid: UID, ranks: "0-1,3" }] }));
+  test("a job on another rank does not admit; the denial is followed by where the job runs", async () => {
+    const r = await account({ rank: 2, jobs: [{ id: "1227286904832", userid: UID, ranks: "0-1,3" }] });
+    expect(r.stdout).toBe(`${DENIED}daemon has a running job on node[0-1,3] (ƒZEr9Bmq), not on node2\n`);
+    expect(r.code).toBe(1);
   });
 
   test("a job in CLEANUP does not admit", async () => {

@@ -77,6 +77,28 @@ describe("flux-pam check-user", () => {
     });
   });
 
+  test("jobs elsewhere in the instance: the same nodes a denied login is told, in text and JSON", async () => {
+    const s: Scenario = {
+      rank: 0,
+      hosts: ["fluke7", "fluke12", "fluke13"],
+      jobs: [
+        { id: "1227286904832", userid: 1, ranks: "1-2" },
+        { id: "1227286904833", userid: 2, ranks: "1" }, // someone else's
+        { id: "1227286904834", userid: 1, ranks: "2", state: 32 }, // not running
+      ],
+    };
+    const { code, report } = await json(s, "daemon");
+    expect(code).toBe(1);
+    expect(report.elsewhere).toEqual([{ id: "1227286904832", f58: "ƒZEr9Bmq", nodelist: "fluke[12-13]" }]);
+    const text = await checkUser(s, "daemon");
+    expect(text.stdout).toContain("\nelsewhere: fluke[12-13] (ƒZEr9Bmq)\n");
+  });
+
+  test("no jobs elsewhere: no elsewhere line", async () => {
+    const text = await checkUser({ rank: 0, jobs: [] }, "daemon");
+    expect(text.stdout).not.toContain("elsewhere");
+  });
+
   test("an unknown user is reported as such, exit 1", async () => {
     const { code, report } = await json({}, "no-such-user-x");
     expect(code).toBe(1);
