@@ -7,7 +7,14 @@ import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
 import { MODULE, driverArgs, ensureBuilt, pamConfDir, realHelper, standIn } from "../test/pam/harness";
 
 const N = Number(process.argv[2] ?? 200);
-const JOB: Scenario = { rank: 0, jobs: [{ id: "1227286904832", userid: 1, ranks: "0" }] };
+// daemon (1) has a job here; bin (2) has one on another node (the denial's job hint names it); sys (3) none.
+const JOB: Scenario = {
+  rank: 0,
+  jobs: [
+    { id: "1227286904832", userid: 1, ranks: "0" },
+    { id: "1227286904833", userid: 2, ranks: "1" },
+  ],
+};
 
 function quantile(sorted: number[], q: number): number {
   // nearest rank
@@ -43,7 +50,9 @@ async function main() {
     const stub = standIn(dir.path, "echo 'result owner' >&3");
     const rows: [string, string, string][] = [
       ["pam_flux.so + flux-pam, owner admitted", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "daemon"],
-      ["pam_flux.so + flux-pam, denied", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "bin"],
+      ["pam_flux.so + flux-pam, denied, no job anywhere", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "sys"],
+      ["pam_flux.so + flux-pam, denied, a job elsewhere", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "bin"],
+      ["... the same with no-job-hint", `account required ${MODULE} helper=${helper} uri=${broker.uri} no-job-hint`, "bin"],
       ["pam_exec.so + flux-pam, owner admitted", `account required pam_exec.so quiet stdout ${BINARY} account uri=${broker.uri}`, "daemon"],
       ["pam_flux.so + /bin/sh stand-in (wrapper floor)", `account required ${MODULE} helper=${stub}`, "daemon"],
     ];
