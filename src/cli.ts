@@ -33,6 +33,20 @@ const HOT: Record<string, (args: string[], env: Env) => Promise<number>> = {
     const { parseHookArgs } = await import("./commands/pam-words");
     return (await import("./commands/prolog")).prolog(parseHookArgs("prolog", args), env);
   },
+  status: async (args, env) => {
+    const { parseNodeArgs } = await import("./commands/pam-words");
+    const { user, words } = parseNodeArgs("status", args, ["json"]);
+    return (await import("./commands/status")).status(
+      {
+        ...(user === undefined ? {} : { user }),
+        json: words.switches.has("json"),
+        ...(words.values.has("uri") ? { uri: words.values.get("uri") } : {}),
+        ...(words.values.has("scope-prefix") ? { scopePrefix: words.values.get("scope-prefix") } : {}),
+        timeout: parseTimeout(words.values.get("timeout") ?? "10s", "status: --timeout"),
+      },
+      env,
+    );
+  },
   housekeeping: async (args, env) => {
     const { parseHookArgs } = await import("./commands/pam-words");
     return (await import("./commands/housekeeping")).housekeeping(parseHookArgs("housekeeping", args), env);
@@ -81,6 +95,13 @@ async function main(argv: string[]): Promise<number> {
           env,
         );
     });
+
+  cli
+    .command("status [user]", "every contained user and login on this node, their limits against their jobs, and what drifted")
+    .option("--json", "machine-readable report (a stable shape, see flux-pam(1))")
+    .option("--uri <uri>", "broker URI")
+    .option("--scope-prefix <p>", "the login scopes' prefix, as pam_flux.so's scope-prefix=", { default: "flux-pam" })
+    .option("--timeout <fsd>", "time budget for the broker and the bus", { default: "10s" });
 
   cli
     .command("doctor", "audit this node's flux-pam setup and say how to fix each finding")

@@ -13,7 +13,7 @@ interface WordSpec {
   values: readonly string[];
 }
 
-interface Words {
+export interface Words {
   switches: Set<string>;
   values: Map<string, string>;
 }
@@ -71,4 +71,23 @@ export function parseSessionArgs(args: readonly string[]): SessionOptions {
 
 export function parseHookArgs(hook: string, args: readonly string[]): { dryRun: boolean } {
   return { dryRun: parseWords(hook, args, { switches: ["dry-run"], values: [] }).switches.has("dry-run") };
+}
+
+/**
+ * `[USER] [--json] [--uri URI] [--timeout FSD] [--scope-prefix P] [--dry-run]` of the admin commands
+ * that scan the node (status, reconcile): flags only in their -- form, at most one USER.
+ */
+export function parseNodeArgs(command: string, args: readonly string[], switches: readonly string[]): { user?: string; words: Words } {
+  const flags: string[] = [];
+  let user: string | undefined;
+  const values = ["uri", "timeout", "scope-prefix"];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a.startsWith("--")) {
+      flags.push(a);
+      if (values.includes(a.slice(2)) && i + 1 < args.length) flags.push(args[++i]!);
+    } else if (user === undefined && a !== "") user = a;
+    else throw new UsageError(`${command}: one user at most (${JSON.stringify(a)} is a second)`);
+  }
+  return { ...(user === undefined ? {} : { user }), words: parseWords(command, flags, { switches, values }) };
 }

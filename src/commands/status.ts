@@ -1,0 +1,269 @@
+// flux-pam status [USER]: every contained user and login on this node, the slice's limits against
+// the union of their running jobs, and what drifted. One broker round trip for all users.
+
+import { type Limits, LIMITS, type UserNodeState, type Verdict, verdict } from "../decide/drift";
+import { FluxClient } from "../flux/client";
+import { type PamConfig, pamConfig } from "../flux/config";
+import { Deadline } from "../flux/deadline";
+import { formatF58, type JobId } from "../flux/jobid";
+import { mapJobsUnion } from "../flux/map-union";
+import { getConfig, getHostname, getOwner, getRank, type Job, listJobs, runningOn } from "../flux/rpc";
+import { brokerUri } from "../flux/uri";
+import { type HookFailure, hookUnit, readHookFailure } from "../node/hook-failure";
+import { getuid } from "../node/libc";
+import { DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
+import { markerExists } from "../node/marker";
+import { getpwnam, getpwuid } from "../node/passwd";
+import { type ProcInfo, procInfo } from "../node/proc-info";
+import { type SliceScan, scanSlices, slicesWithDropins } from "../node/slice-scan";
+import type { Systemd } from "../systemd/types";
+import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
+import { UsageError } from "./pam-args";
+import { readdirSync } from "node:fs";
+
+export interface StatusOptions {
+  user?: string;
+  json: boolean;
+  uri?: string;
+  scopePrefix?: string;
+  /** seconds */
+  timeout: number;
+}
+
+export const EXIT_CONSISTENT = 0;
+export const EXIT_DRIFT = 1;
+
+/** The report's JSON shape (documented in flux-pam(1)); `version` changes only when it does. */
+export interface StatusReport {
+  version: 1;
+  uri: string;
+  rank?: number;
+  host?: string;
+  owner?: number;
+  manageUserSlice?: boolean;
+  constrainResources?: boolean;
+  /** the broker could not be asked: jobs unknown, nothing judged */
+  error?: string;
+  consistent: boolean;
+  users: UserReport[];
+}
+
+export interface UserReport {
+  uid: number;
+  name?: string;
+  consistent: boolean;
+  drift: string[];
+  notes: string[];
+  jobs: { id: string; f58: string; state: "RUN" }[];
+  marker: boolean;
+  /** the slice's limits in force; null when systemd could not say */
+  limits: Limits | null;
+  /** what the mapper gives for the union of the RUN jobs; null without jobs or constraints */
+  expected: Limits | null;
+  userService: string | null;
+  linger: boolean;
+  logins: { scope: string; processes: ProcInfo[] }[];
+  strays: { cgroup: string; processes: ProcInfo[] }[];
+  lastFailure?: HookFailure & { unit: string };
+}
+
+const MARKER = /^uid\.(\d{1,10})\.active$/;
+
+function markerUids(dir: string): number[] {
+  try {
+    return readdirSync(dir)
+      .map((n) => MARKER.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]));
+  } catch {
+    return []; // no lock dir: no markers (check-user and doctor say why)
+  }
+}
+
+function pick(props: Record<string, string>): Limits {
+  const out: Limits = {};
+  for (const k of LIMITS) out[k] = props[k] ?? "";
+  return out;
+}
+
+interface BrokerView {
+  rank: number;
+  host: string;
+  owner: number;
+  config: PamConfig;
+  jobs: Job[];
+  client: FluxClient;
+}
+
+async function askBroker(uri: string, deadline: Deadline): Promise<BrokerView> {
+  const client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect"), 2000) });
+  try {
+    const [cfg, rank, owner, host] = await Promise.all([
+      getConfig(client, deadline.left("config.get")),
+      getRank(client, deadline.left("attr.get")),
+      getOwner(client, deadline.left("attr.get")),
+      getHostname(client, deadline.left("attr.get")).catch(() => ""),
+    ]);
+    const jobs = (await listJobs(client, { rank }, deadline.left("job-list.list"))).filter((j) => runningOn(j, rank));
+    return { rank, host, owner, config: pamConfig(cfg), jobs, client };
+  } catch (e) {
+    client.close();
+    throw e;
+  }
+}
+
+export async function status(opts: StatusOptions, env: Record<string, string | undefined>): Promise<number> {
+  const uri = brokerUri(opts.uri, env.FLUX_URI, getuid());
+  const prefix = opts.scopePrefix ?? DEFAULT_SCOPE_PREFIX;
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) throw new UsageError(`status: --scope-prefix "${prefix}" is not usable in a unit name`);
+  let only: number | undefined;
+  if (opts.user !== undefined) {
+    const pw = /^\d+$/.test(opts.user) ? getpwuid(Number(opts.user)) : getpwnam(opts.user);
+    if (!pw && !/^\d+$/.test(opts.user)) throw new UsageError(`status: no such user ${JSON.stringify(opts.user)}`);
+    only = pw?.uid ?? Number(opts.user);
+  }
+  const lockDir = getuid() === 0 ? lockDirFromEnv(env) : DEFAULT_LOCK_DIR;
+  const deadline = new Deadline(opts.timeout * 1000);
+  const report: StatusReport = { version: 1, uri, consistent: true, users: [] };
+
+  // The bus connects while the broker answers (loading the D-Bus library costs milliseconds).
+  const { openSystemd } = await import("../systemd/systemd");
+  const sdPending = openSystemd(false, { timeoutMs: 2000 });
+  sdPending.catch(() => {});
+  let broker: BrokerView | undefined;
+  let sd: Systemd | undefined;
+  try {
+    try {
+      broker = await askBroker(uri, deadline);
+      Object.assign(report, {
+        rank: broker.rank,
+        host: broker.host || undefined,
+        owner: broker.owner,
+        manageUserSlice: broker.config.manageUserSlice,
+        constrainResources: broker.config.constrainResources,
+      });
+    } catch (e) {
+      report.error = `the broker could not be asked: ${(e as Error).message}`;
+    }
+    sd = await sdPending.catch(() => undefined);
+
+    const scans = new Map<number, SliceScan>(scanSlices(prefix, only).map((s) => [s.uid, s]));
+    const dropins = new Set(slicesWithDropins());
+    const jobsOf = new Map<number, JobId[]>();
+    for (const j of broker?.jobs ?? []) jobsOf.set(j.userid, [...(jobsOf.get(j.userid) ?? []), j.id]);
+    const uids = new Set<number>([...jobsOf.keys(), ...markerUids(lockDir), ...scans.keys(), ...dropins]);
+    const skipped = (uid: number) => uid !== only && (uid === 0 || uid === broker?.owner);
+    const users = [...uids].filter((u) => (only === undefined || u === only) && !skipped(u)).sort((a, b) => a - b);
+    if (only !== undefined && !users.includes(only)) users.push(only);
+
+    const constrain = broker?.config.constrainResources ?? false;
+    await Promise.all(
+      users.map(async (uid) => {
+        const ids = jobsOf.get(uid) ?? [];
+        const scan = scans.get(uid) ?? { uid, scopes: [], userServicePids: [], strays: [] };
+        const [expected, props, unit, linger] = await Promise.all([
+          broker && constrain && ids.length ? mapJobsUnion(broker.client, broker.rank, ids, deadline).then((m) => pick(m.props), (e: Error) => e) : undefined,
+          sd?.unitProperties(`user-${uid}.slice`).then(pick, () => undefined),
+          sd?.unitState(`user@${uid}.service`).then((s) => s.activeState, () => undefined),
+          lingerOf(sd, uid),
+        ]);
+        let marker = false;
+        try {
+          marker = markerExists(lockDir, uid);
+        } catch {
+          // a marker that is not a file is itself drift: check-user names it
+        }
+        const state: UserNodeState = {
+          uid,
+          jobs: ids.length,
+          marker,
+          constrain,
+          limits: props,
+          ...(expected instanceof Error ? { expectedError: expected.message } : expected ? { expected } : {}),
+          dropins: dropins.has(uid),
+          userService: unit,
+          linger,
+          scopes: scan.scopes,
+          strays: scan.strays,
+        };
+        const v: Verdict = broker ? verdict(state) : { drift: [], notes: ["the broker was not asked: nothing judged"] };
+        if (broker && !broker.config.manageUserSlice) {
+          v.notes.unshift("pam.manage-user-slice is off: nothing is contained on this node");
+          v.drift = v.drift.filter((d) => d.startsWith("processes in") || d.startsWith("linger"));
+        }
+        let lastFailure: UserReport["lastFailure"];
+        try {
+          const f = readHookFailure(lockDir, uid);
+          if (f) lastFailure = { ...f, unit: hookUnit(f) };
+        } catch (e) {
+          v.notes.push((e as Error).message);
+        }
+        if (lastFailure) v.notes.push(`last failed hook: ${lastFailure.hook} of ${lastFailure.job}: ${lastFailure.message} (journalctl -u ${lastFailure.unit})`);
+        report.users.push({
+          uid,
+          ...(getpwuid(uid)?.name ? { name: getpwuid(uid)!.name } : {}),
+          consistent: v.drift.length === 0,
+          drift: v.drift,
+          notes: v.notes,
+          jobs: ids.map((id) => ({ id: id.toString(), f58: formatF58(id), state: "RUN" as const })),
+          marker,
+          limits: props ?? null,
+          expected: expected instanceof Error || expected === undefined ? null : expected,
+          userService: unit ?? null,
+          linger,
+          logins: scan.scopes.map((s) => ({ scope: s.name, processes: s.pids.map(procInfo) })),
+          strays: scan.strays.map((s) => ({ cgroup: s.cgroup, processes: s.pids.map(procInfo) })),
+          ...(lastFailure ? { lastFailure } : {}),
+        });
+      }),
+    );
+  } finally {
+    broker?.client.close();
+    await sd?.close();
+  }
+  report.users.sort((a, b) => a.uid - b.uid);
+  report.consistent = report.error === undefined && report.users.every((u) => u.consistent);
+  process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+  return report.consistent ? EXIT_CONSISTENT : EXIT_DRIFT;
+}
+
+async function lingerOf(sd: Systemd | undefined, uid: number): Promise<boolean> {
+  const pw = getpwuid(uid);
+  if (!pw) return false;
+  try {
+    if (sd) return (await sd.linger({ name: pw.name, uid })).enabled;
+    const { lingerFileExists } = await import("../systemd/logind");
+    return lingerFileExists(pw.name);
+  } catch {
+    return false;
+  }
+}
+
+function limitsText(l: Limits | null): string {
+  if (!l) return "(not known)";
+  const set = LIMITS.filter((k) => l[k] && !(k === "DevicePolicy" && l[k] === "auto"));
+  return set.length ? set.map((k) => `${k}=${l[k]}`).join(" ") : "none";
+}
+
+function proc(p: ProcInfo): string {
+  return `${p.pid} ${p.command}${p.tty ? ` ${p.tty}` : ""}${p.start ? ` since ${p.start}` : ""}${p.remote ? ` from ${p.remote}` : ""}`;
+}
+
+export function formatStatus(r: StatusReport): string {
+  const lines: string[] = [];
+  const where = r.rank === undefined ? r.uri : `rank ${r.rank}${r.host ? ` (${r.host})` : ""}, ${r.uri}`;
+  lines.push(`flux-pam status: ${where}: ${r.users.length} user${r.users.length === 1 ? "" : "s"}, ${r.error ? "not judged" : r.consistent ? "consistent" : "DRIFT"}`);
+  if (r.error) lines.push(`error: ${r.error}`);
+  for (const u of r.users) {
+    lines.push("", `${u.name ?? `uid ${u.uid}`} (uid ${u.uid}): ${u.consistent ? "consistent" : "DRIFT"}`);
+    for (const d of u.drift) lines.push(`  drift:  ${d}`);
+    for (const n of u.notes) lines.push(`  note:   ${n}`);
+    lines.push(`  jobs:   ${u.jobs.length ? u.jobs.map((j) => j.f58).join(" ") : "none running here"}`);
+    lines.push(`  marker: ${u.marker ? "present" : "absent"}`);
+    lines.push(`  slice:  ${limitsText(u.limits)}${u.expected ? `; the jobs hold ${limitsText(u.expected)}` : ""}`);
+    lines.push(`  user@:  ${u.userService ?? "(not known)"}; linger ${u.linger ? "ENABLED" : "off"}`);
+    for (const l of u.logins) for (const p of l.processes) lines.push(`  login:  ${l.scope}: ${proc(p)}`);
+    for (const s of u.strays) for (const p of s.processes) lines.push(`  stray:  ${s.cgroup}: ${proc(p)}`);
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,120 @@
+// Is a user's containment on this node what their running jobs call for? The drift, in words.
+
+import { IdsetError, parseIdset } from "../flux/idset";
+import { parseDeviceAllow } from "../systemd/properties";
+
+/** The slice properties containment sets, as the mapper spells them. */
+export const LIMITS = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow"] as const;
+export type Limits = Partial<Record<(typeof LIMITS)[number], string>>;
+
+export interface UserNodeState {
+  uid: number;
+  /** RUN jobs of the user on this rank */
+  jobs: number;
+  marker: boolean;
+  /** exec.sdexec-constrain-resources */
+  constrain: boolean;
+  /** the slice's limits in force (undefined: systemd could not say) */
+  limits?: Limits;
+  /** what the mapper gives for the union of the RUN jobs (with jobs and constraints only) */
+  expected?: Limits;
+  /** why `expected` could not be had */
+  expectedError?: string;
+  /** runtime drop-ins of the slice exist under /run/systemd/system.control */
+  dropins: boolean;
+  /** user@UID.service's ActiveState (undefined: not asked or not known) */
+  userService?: string;
+  linger: boolean;
+  /** login scopes that hold processes */
+  scopes: { name: string; pids: number[] }[];
+  /** processes in the slice outside user@ and the login scopes */
+  strays: { cgroup: string; pids: number[] }[];
+}
+
+export interface Verdict {
+  /** what is wrong, one phrase each; empty: consistent */
+  drift: string[];
+  /** worth saying, not wrong */
+  notes: string[];
+}
+
+type Compare = "same" | "wider" | "narrower" | "different";
+
+function ids(v: string): Set<number> | undefined {
+  try {
+    return new Set(parseIdset(v.trim().replace(/\s+/g, ",")));
+  } catch (e) {
+    if (e instanceof IdsetError) return undefined;
+    throw e;
+  }
+}
+
+function devices(v: string): Set<string> {
+  return new Set(v === "" ? [] : parseDeviceAllow(v).map(([p, r]) => `${p} ${r}`));
+}
+
+function compareSets<T>(inForce: Set<T>, want: Set<T>): Compare {
+  const sub = [...inForce].every((x) => want.has(x));
+  const sup = [...want].every((x) => inForce.has(x));
+  return sub && sup ? "same" : sup ? "wider" : sub ? "narrower" : "different";
+}
+
+/** How a limit in force stands against the jobs' (an empty CPU or node set is no limit: all of them). */
+export function compareLimit(name: (typeof LIMITS)[number], inForce = "", want = ""): Compare {
+  if (inForce === want) return "same";
+  switch (name) {
+    case "AllowedCPUs":
+    case "AllowedMemoryNodes": {
+      if (inForce === "") return "wider";
+      if (want === "") return "narrower";
+      const a = ids(inForce);
+      const b = ids(want);
+      return a && b ? compareSets(a, b) : "different";
+    }
+    case "DevicePolicy": {
+      const rank = (p: string) => (p === "strict" ? 2 : p === "closed" ? 1 : 0); // "auto" or "" lets every device through
+      const a = rank(inForce);
+      const b = rank(want);
+      return a === b ? "same" : a < b ? "wider" : "narrower";
+    }
+    case "DeviceAllow":
+      return compareSets(devices(inForce), devices(want));
+  }
+}
+
+/** A limit that constrains anything: what an ended job's teardown must have lifted. */
+function constrains(name: (typeof LIMITS)[number], v: string | undefined): boolean {
+  if (v === undefined || v === "") return false;
+  return name !== "DevicePolicy" || v !== "auto";
+}
+
+const show = (v: string | undefined) => (v === undefined || v === "" ? "(none)" : v);
+
+export function verdict(u: UserNodeState): Verdict {
+  const drift: string[] = [];
+  const notes: string[] = [];
+  const slice = `user-${u.uid}.slice`;
+  if (u.jobs > 0 && !u.marker) drift.push("running job without a marker: logins are refused");
+  if (u.jobs === 0 && u.marker) drift.push("marker without a running job");
+  if (u.linger) drift.push("linger is enabled: its user manager outlives the jobs (loginctl disable-linger)");
+  if (u.jobs > 0 && u.constrain) {
+    if (u.expectedError !== undefined) drift.push(`the jobs' resources cannot be mapped: ${u.expectedError}`);
+    else if (u.expected && u.limits)
+      for (const name of LIMITS) {
+        const c = compareLimit(name, u.limits[name], u.expected[name]);
+        if (c === "same") continue;
+        const words = c === "different" ? "limits differ from the jobs" : `limits ${c} than the jobs`;
+        drift.push(`${words}: ${name}=${show(u.limits[name])}, jobs hold ${show(u.expected[name])}`);
+      }
+  }
+  if (u.jobs === 0) {
+    const left = u.limits ? LIMITS.filter((n) => constrains(n, u.limits![n])) : [];
+    if (left.length) drift.push(`limits left from ended jobs: ${left.map((n) => `${n}=${u.limits![n]}`).join(" ")}`);
+    if (u.dropins) drift.push(`runtime drop-ins left: /run/systemd/system.control/${slice}.d`);
+    for (const s of u.scopes) if (s.pids.length) drift.push(`login scope ${s.name} without a running job: ${s.pids.join(" ")}`);
+    if (u.userService === "active" || u.userService === "activating") drift.push(`user@${u.uid}.service is ${u.userService} without a running job`);
+  } else if (u.userService === "failed") notes.push(`user@${u.uid}.service failed to start (journalctl -u user@${u.uid}.service); the slice still contains the logins`);
+  for (const s of u.strays) drift.push(`processes in ${s.cgroup}, outside user@ and the login scopes: ${s.pids.join(" ")}`);
+  if (u.limits === undefined) notes.push(`systemd did not say what ${slice} holds: its limits were not compared`);
+  return { drift, notes };
+}

@@ -1,0 +1,93 @@
+// The drift status reports: each way a node can differ from what the running jobs call for.
+
+import { describe, expect, test } from "bun:test";
+import { type UserNodeState, compareLimit, verdict } from "../../src/decide/drift";
+
+const JOBS = { AllowedCPUs: "0-3", AllowedMemoryNodes: "0", DevicePolicy: "closed", DeviceAllow: "/dev/nvidia0 rw,/dev/nvidiactl rw" };
+const NONE = { AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" };
+const good: UserNodeState = {
+  uid: 1000,
+  jobs: 1,
+  marker: true,
+  constrain: true,
+  limits: JOBS,
+  expected: JOBS,
+  dropins: true,
+  userService: "active",
+  linger: false,
+  scopes: [{ name: "flux-pam-77.scope", pids: [77] }],
+  strays: [],
+};
+const idle: UserNodeState = { ...good, jobs: 0, marker: false, limits: NONE, expected: undefined, dropins: false, userService: "inactive", scopes: [] };
+
+describe("verdict()", () => {
+  test("a user held to exactly their jobs, and one fully torn down, are consistent", () => {
+    expect(verdict(good)).toEqual({ drift: [], notes: [] });
+    expect(verdict(idle)).toEqual({ drift: [], notes: [] });
+  });
+
+  test("a running job without a marker; a marker without a running job", () => {
+    expect(verdict({ ...good, marker: false }).drift).toEqual(["running job without a marker: logins are refused"]);
+    expect(verdict({ ...idle, marker: true }).drift).toEqual(["marker without a running job"]);
+  });
+
+  test("limits wider, narrower or other than the jobs, named with both values", () => {
+    expect(verdict({ ...good, limits: { ...JOBS, AllowedCPUs: "0-7" } }).drift).toEqual(["limits wider than the jobs: AllowedCPUs=0-7, jobs hold 0-3"]);
+    expect(verdict({ ...good, limits: { ...JOBS, AllowedCPUs: "0-1" } }).drift).toEqual(["limits narrower than the jobs: AllowedCPUs=0-1, jobs hold 0-3"]);
+    expect(verdict({ ...good, limits: { ...JOBS, AllowedCPUs: "4-7" } }).drift).toEqual(["limits differ from the jobs: AllowedCPUs=4-7, jobs hold 0-3"]);
+    expect(verdict({ ...good, limits: NONE }).drift).toEqual([
+      "limits wider than the jobs: AllowedCPUs=(none), jobs hold 0-3",
+      "limits wider than the jobs: AllowedMemoryNodes=(none), jobs hold 0",
+      "limits wider than the jobs: DevicePolicy=auto, jobs hold closed",
+      "limits narrower than the jobs: DeviceAllow=(none), jobs hold /dev/nvidia0 rw,/dev/nvidiactl rw",
+    ]);
+  });
+
+  test("the same sets spelled differently are the same", () => {
+    expect(compareLimit("AllowedCPUs", "0-1 4-5", "0-1,4-5")).toBe("same");
+    expect(compareLimit("DeviceAllow", "/dev/nvidiactl rw,/dev/nvidia0 rw", "/dev/nvidia0 rw,/dev/nvidiactl rw")).toBe("same");
+    expect(compareLimit("DeviceAllow", "/dev/nvidia0 rw,/dev/nvidia1 rw", "/dev/nvidia0 rw")).toBe("wider");
+    expect(compareLimit("DevicePolicy", "strict", "closed")).toBe("narrower");
+  });
+
+  test("constraints off: the limits are not compared", () => {
+    expect(verdict({ ...good, constrain: false, limits: NONE, expected: undefined }).drift).toEqual([]);
+  });
+
+  test("a mapper that cannot map the jobs is drift that names why", () => {
+    expect(verdict({ ...good, expected: undefined, expectedError: "sdexec-mapper.lookup: ENOSYS" }).drift).toEqual(["the jobs' resources cannot be mapped: sdexec-mapper.lookup: ENOSYS"]);
+  });
+
+  test("what an ended job's teardown should have removed", () => {
+    const v = verdict({
+      ...idle,
+      limits: { ...NONE, AllowedCPUs: "0-3", DevicePolicy: "closed" },
+      dropins: true,
+      userService: "active",
+      scopes: [{ name: "flux-pam-77.scope", pids: [77, 78] }, { name: "flux-pam-79.scope", pids: [] }],
+    });
+    expect(v.drift).toEqual([
+      "limits left from ended jobs: AllowedCPUs=0-3 DevicePolicy=closed",
+      "runtime drop-ins left: /run/systemd/system.control/user-1000.slice.d",
+      "login scope flux-pam-77.scope without a running job: 77 78",
+      "user@1000.service is active without a running job",
+    ]);
+  });
+
+  test("stray processes and linger are drift with or without jobs", () => {
+    const strays = [{ cgroup: "user.slice/user-1000.slice/session-3.scope", pids: [500] }];
+    expect(verdict({ ...good, strays, linger: true }).drift).toEqual([
+      "linger is enabled: its user manager outlives the jobs (loginctl disable-linger)",
+      "processes in user.slice/user-1000.slice/session-3.scope, outside user@ and the login scopes: 500",
+    ]);
+    expect(verdict({ ...idle, strays }).drift).toHaveLength(1);
+  });
+
+  test("a failed user@ start and an unknown slice are notes, not drift", () => {
+    expect(verdict({ ...good, userService: "failed" })).toEqual({
+      drift: [],
+      notes: ["user@1000.service failed to start (journalctl -u user@1000.service); the slice still contains the logins"],
+    });
+    expect(verdict({ ...good, limits: undefined }).notes).toEqual(["systemd did not say what user-1000.slice holds: its limits were not compared"]);
+  });
+});
