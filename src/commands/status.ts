@@ -178,6 +178,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
           jobs: ids.length,
           marker,
           constrain,
+          killUserSlice: broker?.config.killUserSlice ?? false,
           limits: props,
           ...(expected instanceof Error ? { expectedError: expected.message } : expected ? { expected } : {}),
           dropins: dropins.has(uid),

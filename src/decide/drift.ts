@@ -14,6 +14,8 @@ export interface UserNodeState {
   marker: boolean;
   /** exec.sdexec-constrain-resources */
   constrain: boolean;
+  /** pam.kill-user-slice: processes left after the last job are ended */
+  killUserSlice: boolean;
   /** the slice's limits in force (undefined: systemd could not say) */
   limits?: Limits;
   /** what the mapper gives for the union of the RUN jobs (with jobs and constraints only) */
@@ -108,13 +110,19 @@ export function verdict(u: UserNodeState): Verdict {
       }
   }
   if (u.jobs === 0) {
-    const left = u.limits ? LIMITS.filter((n) => constrains(n, u.limits![n])) : [];
-    if (left.length) drift.push(`limits left from ended jobs: ${left.map((n) => `${n}=${u.limits![n]}`).join(" ")}`);
+    const lifted = u.limits ? LIMITS.filter((n) => constrains(n, u.limits![n])) : [];
+    if (lifted.length) drift.push(`limits left from ended jobs: ${lifted.map((n) => `${n}=${u.limits![n]}`).join(" ")}`);
     if (u.dropins) drift.push(`runtime drop-ins left: /run/systemd/system.control/${slice}.d`);
-    for (const s of u.scopes) if (s.pids.length) drift.push(`login scope ${s.name} without a running job: ${s.pids.join(" ")}`);
+    // Without kill-user-slice the site keeps what outlives the last job (uncontained): said, not drift.
+    const left = (what: string) => (u.killUserSlice ? drift : notes).push(u.killUserSlice ? what : `${what} (kept: pam.kill-user-slice is off)`);
+    for (const s of u.scopes) if (s.pids.length) left(`login scope ${s.name} without a running job: ${s.pids.join(" ")}`);
+    for (const s of u.strays) left(`processes in ${s.cgroup} without a running job: ${s.pids.join(" ")}`);
     if (u.userService === "active" || u.userService === "activating") drift.push(`user@${u.uid}.service is ${u.userService} without a running job`);
-  } else if (u.userService === "failed") notes.push(`user@${u.uid}.service failed to start (journalctl -u user@${u.uid}.service); the slice still contains the logins`);
-  for (const s of u.strays) drift.push(`processes in ${s.cgroup}, outside user@ and the login scopes: ${s.pids.join(" ")}`);
+  } else {
+    if (u.userService === "failed") notes.push(`user@${u.uid}.service failed to start (journalctl -u user@${u.uid}.service); the slice still contains the logins`);
+    // Still in the slice, so held to the jobs' limits: only outside the login scopes.
+    for (const s of u.strays) notes.push(`processes in ${s.cgroup}, outside user@ and the login scopes (still held by the slice): ${s.pids.join(" ")}`);
+  }
   if (u.limits === undefined) notes.push(`systemd did not say what ${slice} holds: its limits were not compared`);
   return { drift, notes };
 }

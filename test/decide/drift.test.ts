@@ -10,6 +10,7 @@ const good: UserNodeState = {
   jobs: 1,
   marker: true,
   constrain: true,
+  killUserSlice: true,
   limits: JOBS,
   expected: JOBS,
   dropins: true,
@@ -74,13 +75,22 @@ describe("verdict()", () => {
     ]);
   });
 
-  test("stray processes and linger are drift with or without jobs", () => {
+  test("stray processes: drift without a job (kill-user-slice ends them), a note while the slice holds them", () => {
     const strays = [{ cgroup: "user.slice/user-1000.slice/session-3.scope", pids: [500] }];
-    expect(verdict({ ...good, strays, linger: true }).drift).toEqual([
-      "linger is enabled: its user manager outlives the jobs (loginctl disable-linger)",
-      "processes in user.slice/user-1000.slice/session-3.scope, outside user@ and the login scopes: 500",
-    ]);
-    expect(verdict({ ...idle, strays }).drift).toHaveLength(1);
+    expect(verdict({ ...idle, strays }).drift).toEqual(["processes in user.slice/user-1000.slice/session-3.scope without a running job: 500"]);
+    expect(verdict({ ...good, strays })).toEqual({
+      drift: [],
+      notes: ["processes in user.slice/user-1000.slice/session-3.scope, outside user@ and the login scopes (still held by the slice): 500"],
+    });
+  });
+
+  test("without kill-user-slice, what outlives the last job is kept: a note, not drift", () => {
+    const v = verdict({ ...idle, killUserSlice: false, scopes: [{ name: "flux-pam-9.scope", pids: [9] }] });
+    expect(v).toEqual({ drift: [], notes: ["login scope flux-pam-9.scope without a running job: 9 (kept: pam.kill-user-slice is off)"] });
+  });
+
+  test("linger is drift", () => {
+    expect(verdict({ ...good, linger: true }).drift).toEqual(["linger is enabled: its user manager outlives the jobs (loginctl disable-linger)"]);
   });
 
   test("a failed user@ start and an unknown slice are notes, not drift", () => {
