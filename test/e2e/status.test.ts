@@ -1,0 +1,103 @@
+// flux-pam status USER through the compiled binary, against the test broker, without systemd
+// (a bus address where none listens): markers, jobs, the verdict, exit codes, the --json shape.
+// The same on real systemd, with drift made on purpose and repaired: test/systemd/node-repair.test.ts.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Scenario } from "../broker/scenario";
+import { type BrokerProcess, runBinary, startBrokerProcess, tempDir } from "./harness";
+
+const dir = tempDir("flux-pam-status-");
+const locks = join(dir.path, "locks");
+const marker = join(locks, "uid.1.active");
+let broker: BrokerProcess;
+const JOB = { id: "1227286904832", userid: 1, ranks: "0" };
+const managed = (over: object = {}): Scenario => ({ rank: 0, owner: 64999, config: { pam: { "manage-user-slice": true } }, ...over });
+
+beforeAll(async () => {
+  mkdirSync(locks, { mode: 0o700 });
+  broker = await startBrokerProcess(managed(), dir.path);
+});
+afterAll(async () => {
+  await broker.stop();
+  dir.remove();
+});
+
+async function status(s: Scenario, ...args: string[]) {
+  broker.setScenario(s);
+  return runBinary(["status", "daemon", "--uri", broker.uri, "--timeout", "3s", ...args], {
+    FLUX_PAM_LOCK_DIR: locks,
+    DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${dir.path}/no-bus`,
+  });
+}
+
+describe("flux-pam status", () => {
+  test("a running job and its marker: consistent, exit 0", async () => {
+    writeFileSync(marker, "", { mode: 0o600 });
+    const r = await status(managed({ jobs: [JOB] }));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("daemon (uid 1): consistent\n");
+    expect(r.stdout).toContain("  jobs:   ƒZEr9Bmq\n");
+    expect(r.stdout).toContain("  marker: present\n");
+  });
+
+  test("a running job without its marker: drift in words, exit 1", async () => {
+    rmSync(marker, { force: true });
+    const r = await status(managed({ jobs: [JOB] }));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("daemon (uid 1): DRIFT\n  drift:  running job without a marker: logins are refused\n");
+  });
+
+  test("a marker without a running job (the job in CLEANUP): drift", async () => {
+    writeFileSync(marker, "", { mode: 0o600 });
+    const r = await status(managed({ jobs: [{ ...JOB, state: 32 }] }));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("  drift:  marker without a running job\n");
+  });
+
+  test("--json: the documented shape", async () => {
+    writeFileSync(marker, "", { mode: 0o600 });
+    const r = await status(managed({ jobs: [JOB] }), "--json");
+    const j = JSON.parse(r.stdout);
+    expect(Object.keys(j).sort()).toEqual(["constrainResources", "consistent", "manageUserSlice", "owner", "rank", "uri", "users", "version", "host"].sort());
+    expect(j).toMatchObject({ version: 1, rank: 0, host: "node0", owner: 64999, manageUserSlice: true, constrainResources: false, consistent: true });
+    expect(j.users).toHaveLength(1);
+    const u = j.users[0];
+    expect(Object.keys(u).sort()).toEqual(["consistent", "drift", "expected", "jobs", "limits", "linger", "logins", "marker", "name", "notes", "strays", "uid", "userService"].sort());
+    expect(u).toMatchObject({ uid: 1, name: "daemon", consistent: true, drift: [], jobs: [{ id: "1227286904832", f58: "ƒZEr9Bmq", state: "RUN" }], marker: true, limits: null, expected: null, userService: null });
+    expect(r.code).toBe(0);
+  });
+
+  test("without systemd the limits are not judged, and it says so", async () => {
+    writeFileSync(marker, "", { mode: 0o600 });
+    const r = await status(managed({ jobs: [JOB], config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } } }));
+    expect(r.stdout).toContain("  note:   systemd did not say what user-1.slice holds: its limits were not compared\n");
+  });
+
+  test("a failed hook is shown with the unit whose journal holds it", async () => {
+    writeFileSync(join(locks, "uid.1.failed"), JSON.stringify({ hook: "prolog", job: "fZEr9Bmq", time: 1795660432, message: "boom" }), { mode: 0o600 });
+    const r = await status(managed({ jobs: [JOB] }));
+    expect(r.stdout).toContain("  note:   last failed hook: prolog of fZEr9Bmq: boom (journalctl -u flux-prolog@fZEr9Bmq.service)\n");
+    rmSync(join(locks, "uid.1.failed"));
+  });
+
+  test("pam.manage-user-slice off: nothing contained, nothing drifts", async () => {
+    rmSync(marker, { force: true });
+    const r = await status({ rank: 0, owner: 64999, jobs: [JOB] });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("  note:   pam.manage-user-slice is off: nothing is contained on this node\n");
+  });
+
+  test("an unreachable broker: nothing judged, exit 1", async () => {
+    const r = await runBinary(["status", "daemon", "--uri", `local://${dir.path}/absent.sock`, "--timeout", "1s"], { FLUX_PAM_LOCK_DIR: locks });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toStartWith(`flux-pam status: local://${dir.path}/absent.sock: 1 user, not judged\nerror: the broker could not be asked: `);
+  });
+
+  test("usage errors exit 2", async () => {
+    expect((await runBinary(["status", "a", "b"], {})).code).toBe(2);
+    expect((await runBinary(["status", "--bogus"], {})).code).toBe(2);
+    expect((await runBinary(["status", "no-such-user-x"], {})).code).toBe(2);
+  });
+});
