@@ -122,11 +122,27 @@ describe("acquireUidLock()", () => {
     }
   });
 
-  test("locks of different users are independent", async () => {
+  test("locks of different users are independent: one user's held lock does not hold another's", async () => {
     const a = await acquireUidLock(dir, 1, 100);
-    const b = await acquireUidLock(dir, 2, 100);
-    a.release();
-    b.release();
+    try {
+      // The same user's lock is held (the control: this would time out for uid 2 if they were one lock)...
+      expect(await acquireUidLock(dir, 1, 50).catch((e) => e)).toBeInstanceOf(LockTimeoutError);
+      // ...while another user's is had at once.
+      const b = await acquireUidLock(dir, 2, 50);
+      expect(b.path).toBe(lockPath(dir, 2));
+      b.release();
+    } finally {
+      a.release();
+    }
+  });
+
+  test("refuses a lock file that root does not own (someone else made it first)", async () => {
+    checkLockDir(dir, true);
+    writeFileSync(lockPath(dir, 1000), "", { mode: 0o600 });
+    chownSync(lockPath(dir, 1000), 65534, 65534);
+    const e = await acquireUidLock(dir, 1000, 100).catch((e) => e);
+    expect(e).toBeInstanceOf(NodeStateError);
+    expect(e.message).toBe(`${lockPath(dir, 1000)}: lock file is owned by uid 65534, not root`);
   });
 
   test("refuses a symlinked lock file", async () => {

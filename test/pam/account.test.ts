@@ -64,6 +64,14 @@ describe("pam_flux.so account: the decision of flux-pam", () => {
     expect(r.syslog).toEqual(["LOG_NOTICE pam_flux(flux-pam-test:account): access denied for user daemon (uid=1)"]);
   });
 
+  test("the log goes to syslog at facility authpriv (a line at any other facility reads differently)", async () => {
+    broker.setScenario({ rank: 0 });
+    pam.service(SERVICE, [`account required ${MODULE} helper=${helper} uri=${broker.uri}`]);
+    const r = await runDriver({ confdir: pam.path, actions: ["acct"], user: USER, facilityControl: true });
+    // The control, logged by the driver at LOG_USER (1), shows the facility is read, not dropped.
+    expect(r.syslog).toEqual(["FAC=1 LOG_NOTICE facility control", "LOG_NOTICE pam_flux(flux-pam-test:account): access denied for user daemon (uid=1)"]);
+  });
+
   test("PAM_SILENT keeps the denial off the conversation, not out of the log", async () => {
     broker.setScenario({ rank: 0 });
     const r = await account([`uri=${broker.uri}`], { silent: true });

@@ -12,13 +12,16 @@
  *     -R RUID     call setresuid(RUID, 0, 0) first, as su/sudo run their PAM stack
  *     -n N        repeat the actions N times (for the benchmark)
  *     -T          print how long each call took, in microseconds
+ *     -F          log one line at LOG_USER first (the control for the facility check below)
  *     -H          be a careless caller: leak an fd without close-on-exec, ignore SIGPIPE, block
  *                 SIGUSR1, and reap every child from a SIGCHLD handler; afterwards print
  *                 "sigchld handler kept" if the modules restored that handler
  *   ACTION: acct | open | close | auth
  *
  * Prints, one per line and in order: "conv STYLE TEXT" for each conversation message,
- * "syslog PRIORITY TEXT" for each line a module logs, "ACTION NAME NUMBER" for each return
+ * "syslog PRIORITY TEXT" for each line a module logs at facility LOG_AUTHPRIV ("syslog
+ * FAC=N PRIORITY TEXT" at any other facility N, so that every exact assertion on a log line
+ * also asserts authpriv), "ACTION NAME NUMBER" for each return
  * code, "env NAME=VALUE" for the PAM environment after open, "pid N" first of all.
  */
 
@@ -109,7 +112,10 @@ priority_name(int priority)
 void
 vsyslog(int priority, const char *fmt, va_list ap)
 {
-	printf("syslog %s ", priority_name(priority));
+	if ((priority & LOG_FACMASK) == LOG_AUTHPRIV)
+		printf("syslog %s ", priority_name(priority));
+	else
+		printf("syslog FAC=%d %s ", LOG_FAC(priority), priority_name(priority));
 	vprintf(fmt, ap);
 	printf("\n");
 	fflush(stdout);
@@ -192,10 +198,10 @@ main(int argc, char **argv)
 	struct pam_conv conv = { conversation, NULL };
 	const char *confdir = ".", *service = "flux-pam-test", *user = "nobody", *rhost = NULL, *tty = NULL;
 	pam_handle_t *pamh = NULL;
-	int flags = 0, timing = 0, careless = 0, repeat = 1, opt, i, k, rc = 0, last = PAM_SUCCESS;
+	int flags = 0, timing = 0, careless = 0, control = 0, repeat = 1, opt, i, k, rc = 0, last = PAM_SUCCESS;
 	long ruid = -1, t0;
 
-	while ((opt = getopt(argc, argv, "c:s:u:r:t:qR:n:TH")) != -1) {
+	while ((opt = getopt(argc, argv, "c:s:u:r:t:qR:n:THF")) != -1) {
 		switch (opt) {
 		case 'c': confdir = optarg; break;
 		case 's': service = optarg; break;
@@ -207,6 +213,7 @@ main(int argc, char **argv)
 		case 'n': repeat = atoi(optarg); break;
 		case 'T': timing = 1; break;
 		case 'H': careless = 1; break;
+		case 'F': control = 1; break;
 		default: usage();
 		}
 	}
@@ -224,6 +231,8 @@ main(int argc, char **argv)
 	if (careless)
 		be_careless();
 	printf("pid %ld\n", (long)getpid());
+	if (control)
+		syslog(LOG_USER | LOG_NOTICE, "facility control");
 	rc = pam_start_confdir(service, user, &conv, confdir, &pamh);
 	if (rc != PAM_SUCCESS) {
 		printf("start %s %d\n", code_name(rc), rc);

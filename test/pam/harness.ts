@@ -115,6 +115,8 @@ export interface DriverOptions {
   /** real uid of the caller (effective uid stays 0), as under su/sudo */
   ruid?: number;
   careless?: boolean;
+  /** log one line at LOG_USER first: the control that shows the driver tells facilities apart */
+  facilityControl?: boolean;
   repeat?: number;
   timing?: boolean;
   /** the caller's environment (PATH is always set) */
@@ -130,6 +132,7 @@ export function driverArgs(o: DriverOptions): string[] {
   if (o.silent) a.push("-q");
   if (o.ruid !== undefined) a.push("-R", String(o.ruid));
   if (o.careless) a.push("-H");
+  if (o.facilityControl) a.push("-F");
   if (o.repeat !== undefined) a.push("-n", String(o.repeat));
   if (o.timing) a.push("-T");
   return [...a, ...o.actions];
@@ -186,15 +189,16 @@ export async function runPamtester(pamDir: string, service: string, user: string
 
 /**
  * A working directory as a user could leave it for su: a bunfig.toml whose preload script, and a
- * .env whose FLUX_URI, would act if a root helper read them. `ran` is where the script writes.
+ * .env whose FLUX_URI (default: a socket that is not there; give a broker that vouches for the
+ * user to make reading it admit), would act if a root helper read them. `ran` is where the script writes.
  */
-export function hostileCwd(parent: string): { path: string; ran: string } {
+export function hostileCwd(parent: string, uri = "local:///nonexistent/evil.sock"): { path: string; ran: string } {
   const path = join(parent, "hostile-cwd");
   const ran = join(path, "preload-ran");
   mkdirSync(path, { recursive: true });
   writeFileSync(join(path, "evil.js"), `require("node:fs").writeFileSync(${JSON.stringify(ran)}, "yes");\n`);
   writeFileSync(join(path, "bunfig.toml"), 'preload = ["./evil.js"]\n');
-  writeFileSync(join(path, ".env"), "FLUX_URI=local:///nonexistent/evil.sock\n");
+  writeFileSync(join(path, ".env"), `FLUX_URI=${uri}\n`);
   return { path, ran };
 }
 

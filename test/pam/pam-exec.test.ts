@@ -2,7 +2,8 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Scenario } from "../broker/scenario";
-import { BINARY, type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
+import { join } from "node:path";
+import { BINARY, BUN, type BrokerProcess, ROOT, startBrokerProcess, tempDir } from "../e2e/harness";
 import { existsSync } from "node:fs";
 import { MODULE, SERVICE, codes, ensureBuilt, hostileCwd, pamConfDir, realHelper, runDriver, runPamtester } from "./harness";
 
@@ -62,6 +63,37 @@ describe("a caller's working directory is not the binary's configuration (su fro
     const r = await runDriver({ confdir: pam.path, actions: ["acct"], user: "daemon", cwd: cwd.path, ruid: 65534 });
     expect(codes(r)).toEqual(["acct PAM_SUCCESS"]);
     expect(existsSync(cwd.ran)).toBe(false);
+  });
+});
+
+describe("the caller's .env and bunfig.toml, with a positive control", () => {
+  // The control is the same program built with Bun's default autoloading: it must read both, or
+  // the tests above would pass for the wrong reason.
+  let control: string;
+  beforeAll(async () => {
+    control = join(dir.path, "flux-pam-autoload");
+    const b = Bun.spawnSync([BUN, "build", "--compile", join(ROOT, "src/cli.ts"), "--outfile", control], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    if (b.exitCode !== 0) throw new Error(`building the control failed: ${b.stderr.toString()}`);
+  }, 120_000);
+
+  /** pam_exec without uri=, run by root from `cwd`: the broker comes from FLUX_URI if anything set it. */
+  async function rootLogin(binary: string, cwd: string) {
+    pam.service(SERVICE, [`account required pam_exec.so quiet stdout ${binary} account`]);
+    return runDriver({ confdir: pam.path, actions: ["acct"], user: "daemon", cwd });
+  }
+
+  test("the build ignores a .env naming a broker that vouches for the user, and a bunfig.toml preload", async () => {
+    const cwd = hostileCwd(join(dir.path, "ours"), broker.uri);
+    const r = await rootLogin(BINARY, cwd.path);
+    expect(codes(r)).toEqual(["acct PAM_SYSTEM_ERR"]); // denied: no FLUX_URI, and no broker at the default
+    expect(existsSync(cwd.ran)).toBe(false);
+  });
+
+  test("control: a build with autoloading reads them there, admits the user, and runs the preload", async () => {
+    const cwd = hostileCwd(join(dir.path, "control"), broker.uri);
+    const r = await rootLogin(control, cwd.path);
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS"]);
+    expect(existsSync(cwd.ran)).toBe(true);
   });
 });
 
