@@ -116,7 +116,7 @@ function execTable(cfg: Table, pam: PamConfig, dir: string): Finding[] {
     out.push(
       error(
         "flux-config",
-        `${dir}: exec.sdexec-constrain-resources = true but systemd.enable is not true: flux-core loads neither sdexec nor sdexec-mapper, so every prolog fails to map the job's resources`,
+        `${dir}: exec.sdexec-constrain-resources = true but systemd.enable is not true: flux-core's systemd support (sdexec, sdexec-mapper) is off, so jobs are not run under systemd and the prolog cannot map their resources`,
         "set enable = true in [systemd]",
       ),
     );

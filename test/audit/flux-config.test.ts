@@ -128,9 +128,9 @@ describe("the Flux config files", () => {
     ]);
   });
 
-  test("constraints without systemd.enable are an error: sdexec-mapper is not loaded", () => {
+  test("constraints without systemd.enable are an error: flux-core's systemd support is off", () => {
     expect(problems(audit({ "pam.toml": edit("enable = true", "enable = false") }).findings)).toEqual([
-      "error: /etc/flux/system/conf.d: exec.sdexec-constrain-resources = true but systemd.enable is not true: flux-core loads neither sdexec nor sdexec-mapper, so every prolog fails to map the job's resources",
+      "error: /etc/flux/system/conf.d: exec.sdexec-constrain-resources = true but systemd.enable is not true: flux-core's systemd support (sdexec, sdexec-mapper) is off, so jobs are not run under systemd and the prolog cannot map their resources",
     ]);
   });
 

@@ -192,7 +192,7 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
     }
     case "sdexec-mapper.stats-get": {
       if ((s.mapper ?? "auto") === "absent") return { errnum: ENOSYS, text: `No service matching ${topic} is registered` };
-      return { json: { config: { mapper_class: "HwlocMapper", mapper_searchpath: "" }, requests: 0 } };
+      return { json: { config: { mapper_class: "flux.sdexec.map.HwlocMapper", mapper_searchpath: "" }, requests: 0 } };
     }
     default:
       return { errnum: ENOSYS, text: `No service matching ${topic} is registered` };
