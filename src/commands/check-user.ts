@@ -169,6 +169,11 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
   return emit(report, opts.json);
 }
 
+/** The user manager's state; a failed one is a start the prolog queued (and did not wait for) that did not succeed. */
+function userServiceText(uid: number, state: string): string {
+  return state === "failed" ? `failed (its last start did not succeed: journalctl -u user@${uid}.service)` : state;
+}
+
 function emit(r: Report, json: boolean): number {
   if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
   else {
@@ -192,7 +197,7 @@ function emit(r: Report, json: boolean): number {
         const sl = n.systemd.slice;
         lines.push(
           `slice:    user-${r.uid}.slice ${SLICE_PROPS.map((k) => `${k}=${sl[k] || "(none)"}`).join(" ")}`,
-          `systemd:  user@${r.uid}.service ${n.systemd.userService}; linger ${n.systemd.linger ? "ENABLED (prologs fail: loginctl disable-linger)" : "off"} (${n.systemd.lingerSource})`,
+          `systemd:  user@${r.uid}.service ${userServiceText(r.uid!, n.systemd.userService)}; linger ${n.systemd.linger ? "ENABLED (prologs fail: loginctl disable-linger)" : "off"} (${n.systemd.lingerSource})`,
         );
       } else lines.push(`systemd:  not asked: ${n.systemdProblem}`);
     }

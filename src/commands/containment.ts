@@ -9,6 +9,7 @@ import { formatF58 } from "../flux/jobid";
 import { rankShare, unionR } from "../flux/r";
 import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup, runningOn } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
+import { writeAll } from "../node/libc";
 import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { type Passwd, getpwuid } from "../node/passwd";
@@ -50,6 +51,12 @@ export function userServiceName(uid: number): string {
   return `user@${uid}.service`;
 }
 
+/** The warning a hook prints when it finds user@UID.service failed: an earlier start did not succeed. */
+export function userServiceFailed(uid: number, then: string): string {
+  const unit = userServiceName(uid);
+  return `warning: ${unit} is failed: an earlier start did not succeed (journalctl -u ${unit}; slice containment still applies); ${then}`;
+}
+
 /**
  * Runs a hook body with the broker connected, the config read, the per-uid lock held and
  * the skip rules applied. Every error becomes one stderr line prefixed with the hook's tag.
@@ -68,7 +75,14 @@ export async function runHook(
   let sd: Systemd | undefined;
   let sdPending: Promise<Systemd> | undefined;
   let debugOn = env.FLUX_PAM_SCRIPTS_DEBUG !== undefined;
-  const say = (text: string) => process.stderr.write(`${tag}: ${text}\n`);
+  // write(2), not process.stderr: Bun builds that stream on first use, which costs a hook milliseconds.
+  const say = (text: string) => {
+    try {
+      writeAll(2, Buffer.from(`${tag}: ${text}\n`));
+    } catch {
+      // stderr is gone: there is no one left to tell, and the exit code still says it
+    }
+  };
   try {
     const input = parseHookInput(env);
     let user = getpwuid(input.uid);
@@ -129,7 +143,10 @@ export async function runHook(
       debug: (t) => debugOn && say(`${t} [+${(performance.now() - t0).toFixed(1)} ms]`),
       warn: say,
     });
-    if (debugOn) say(`done in ${(performance.now() - t0).toFixed(1)} ms`);
+    if (debugOn) {
+      const t = sd.busTime();
+      say(`done in ${(performance.now() - t0).toFixed(1)} ms (systemd: ${t.calls} calls, ${t.waitedMs.toFixed(1)} ms waiting; bus connect ${t.connectMs.toFixed(1)} ms)`);
+    }
     return 0;
   } catch (e) {
     say((e as Error).message);
