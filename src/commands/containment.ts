@@ -6,10 +6,11 @@ import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
 import type { JobId } from "../flux/jobid";
 import { formatF58 } from "../flux/jobid";
-import { rankShare, unionR } from "../flux/r";
+import { type RankShare, rankShare, unionR } from "../flux/r";
 import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup, runningOn } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
 import { writeAll } from "../node/libc";
+import { readShares, writeShares } from "../node/job-shares";
 import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { type Passwd, getpwuid } from "../node/passwd";
@@ -167,15 +168,26 @@ export async function otherJobs(ctx: HookContext): Promise<JobId[]> {
 }
 
 /**
- * Sets user-UID.slice to the union of the jobs' resources on this rank: R of every job
- * (pipelined on one connection), one sdexec-mapper.lookup, one SetUnitProperties.
+ * Sets user-UID.slice to the union of the jobs' resources on this rank: R of every job not yet
+ * recorded here (pipelined on one connection), one sdexec-mapper.lookup, one SetUnitProperties.
  * Fails closed: a mapper error leaves the hook failing, never the slice silently unconstrained.
  */
 export async function applyUnion(ctx: HookContext, ids: JobId[]): Promise<void> {
-  // Each R is reduced to this rank's share as it arrives: a thousand full Rs are never held at once.
+  // A running job's R does not change: the shares earlier hooks recorded here are reused (not in a
+  // dry run, whose lock dir is not checked). Each R looked up is reduced to this rank's share as it
+  // arrives: a thousand full Rs are never held at once.
+  const known = ctx.dryRun ? new Map<bigint, RankShare>() : readShares(ctx.lockDir, ctx.input.uid, ctx.rank);
   const shares = await Promise.all(
-    ids.map((id) => lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup")).then((r) => rankShare(r, ctx.rank))),
+    ids.map((id) => known.get(id) ?? lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup")).then((r) => rankShare(r, ctx.rank))),
   );
+  if (!ctx.dryRun && (known.size !== ids.length || !ids.every((id) => known.has(id)))) {
+    try {
+      writeShares(ctx.lockDir, ctx.input.uid, ctx.rank, new Map(ids.map((id, i) => [id, shares[i]!])));
+    } catch (e) {
+      // Only the next hook's speed depends on it: it asks the broker for every R again.
+      ctx.warn(`warning: could not record the jobs' shares: ${(e as Error).message}`);
+    }
+  }
   const union = unionR(ctx.rank, shares);
   ctx.debug(`union of ${ids.length} job(s) [${ids.map((i) => formatF58(i)).join(" ")}] on rank ${ctx.rank}: ${JSON.stringify(union.execution.R_lite)}`);
   let props: Record<string, string>;

@@ -1,6 +1,7 @@
 // flux-pam housekeeping: after a job ends on this rank, shrink the user's slice, or tear it down
 // after the user's last job.
 
+import { removeShares } from "../node/job-shares";
 import { markerExists, removeMarker } from "../node/marker";
 import { DBusCallError, NO_SUCH_UNIT } from "../systemd/errors";
 import { liftDevices } from "../systemd/properties";
@@ -40,7 +41,15 @@ async function lastJob(ctx: HookContext): Promise<void> {
   // The marker goes first: from here on no new login may enter the slice.
   const marked = markerExists(ctx.lockDir, uid);
   if (ctx.dryRun) process.stdout.write(`marker remove ${ctx.lockDir}/uid.${uid}.active\n`);
-  else removeMarker(ctx.lockDir, uid);
+  else {
+    removeMarker(ctx.lockDir, uid);
+    try {
+      removeShares(ctx.lockDir, uid);
+    } catch (e) {
+      // A share left behind is only ever used for a job the broker says runs: harmless.
+      ctx.warn(`warning: could not remove the record of the jobs' shares: ${(e as Error).message}`);
+    }
+  }
   const dropins = ctx.sd.runtimeDropins(slice);
   const cgroup = userSliceCgroup(uid);
   const strays = () => pidsInCgroup(cgroup, managerUnits(uid));

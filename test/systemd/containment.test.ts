@@ -161,6 +161,20 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     expect(await exists(MARKER)).toBe(true);
   });
 
+  test("2: the jobs' shares are recorded beside the marker and reused; a garbled record is ignored (the broker's R decides)", async () => {
+    const record = "/run/flux-pam/uid.1000.shares";
+    expect(Object.keys(JSON.parse(await c.run(["cat", record])).jobs)).toEqual(["102"]);
+    expect((await c.run(["stat", "-c", "%a %U", record])).trim()).toBe("600 root");
+    await c.run(["bash", "-c", `echo garbage >${record}`]);
+    nodeWith([
+      { id: "102", userid: ALICE, cores: "4-5", gpus: "1" },
+      { id: "103", userid: ALICE, cores: "6" },
+    ]);
+    await expectHook("prolog", "103");
+    expect((await sliceProps()).AllowedCPUs).toBe("4-6");
+    expect(Object.keys(JSON.parse(await c.run(["cat", record])).jobs).sort()).toEqual(["102", "103"]);
+  });
+
   test("3: the last job's housekeeping removes the marker and the drop-ins and stops the slice; systemd frees it unconstrained, without a reload", async () => {
     expect(await exists(DROPINS)).toBe(true);
     const before = await reloads();
@@ -168,6 +182,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     const r = await hook("housekeeping", "102");
     expect([r.code, r.stderr]).toEqual([0, ""]);
     expect(await exists(MARKER)).toBe(false);
+    expect(await exists("/run/flux-pam/uid.1000.shares")).toBe(false);
     expect(await exists(DROPINS)).toBe(false);
     expect(await c.exec(["ls", "/run/systemd/system.control"]).then((r) => r.stdout)).not.toContain(SLICE);
     // The slice's stop is queued, not waited for: it takes user@ (and user-runtime-dir@) with it,
