@@ -9,7 +9,7 @@ import { formatF58 } from "../flux/jobid";
 import { getConfig, getOwner, getRank, type Job, JobState, jobStateName, listJobs } from "../flux/rpc";
 import { brokerUri, childLocalUri } from "../flux/uri";
 import { childAllowsGuests } from "../flux/user-jobs";
-import { getuid } from "../node/libc";
+import { getuid, writeAll } from "../node/libc";
 import { type Passwd, getpwnam } from "../node/passwd";
 import { checkLockDir, DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
@@ -175,7 +175,8 @@ function userServiceText(uid: number, state: string): string {
 }
 
 function emit(r: Report, json: boolean): number {
-  if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+  // write(2), not process.stdout: Bun builds that stream on first use (MiBs and milliseconds).
+  if (json) writeAll(1, Buffer.from(`${JSON.stringify(r, null, 2)}\n`));
   else {
     const lines = [
       `user:     ${r.user}${r.uid === undefined ? "" : ` (uid ${r.uid})`}`,
@@ -208,7 +209,7 @@ function emit(r: Report, json: boolean): number {
         `          exec.sdexec-constrain-resources=${c.constrainResources} access.allow-guest-user=${c.allowGuestUser}`,
       );
     }
-    process.stdout.write(`${lines.join("\n")}\n`);
+    writeAll(1, Buffer.from(`${lines.join("\n")}\n`));
   }
   return r.admitted ? 0 : 1;
 }

@@ -167,19 +167,22 @@ export async function otherJobs(ctx: HookContext): Promise<JobId[]> {
   return jobs.filter((j) => j.userid === ctx.input.uid && j.id !== ctx.input.jobid && runningOn(j, ctx.rank)).map((j) => j.id);
 }
 
+/** A job's R from the broker, reduced to this rank's share. */
+export function lookupShare(ctx: HookContext, id: JobId): Promise<RankShare> {
+  return lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup")).then((r) => rankShare(r, ctx.rank));
+}
+
 /**
  * Sets user-UID.slice to the union of the jobs' resources on this rank: R of every job not yet
  * recorded here (pipelined on one connection), one sdexec-mapper.lookup, one SetUnitProperties.
  * Fails closed: a mapper error leaves the hook failing, never the slice silently unconstrained.
  */
-export async function applyUnion(ctx: HookContext, ids: JobId[]): Promise<void> {
+export async function applyUnion(ctx: HookContext, ids: JobId[], asked: ReadonlyMap<bigint, Promise<RankShare>> = new Map()): Promise<void> {
   // A running job's R does not change: the shares earlier hooks recorded here are reused (not in a
   // dry run, whose lock dir is not checked). Each R looked up is reduced to this rank's share as it
   // arrives: a thousand full Rs are never held at once.
   const known = ctx.dryRun ? new Map<bigint, RankShare>() : readShares(ctx.lockDir, ctx.input.uid, ctx.rank);
-  const shares = await Promise.all(
-    ids.map((id) => known.get(id) ?? lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup")).then((r) => rankShare(r, ctx.rank))),
-  );
+  const shares = await Promise.all(ids.map((id) => known.get(id) ?? asked.get(id) ?? lookupShare(ctx, id)));
   if (!ctx.dryRun && (known.size !== ids.length || !ids.every((id) => known.has(id)))) {
     try {
       writeShares(ctx.lockDir, ctx.input.uid, ctx.rank, new Map(ids.map((id, i) => [id, shares[i]!])));
