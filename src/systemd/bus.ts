@@ -4,7 +4,7 @@
 import type { Socket } from "bun";
 import type { Message } from "dbus-native";
 import { QueuedWriter } from "../flux/writer";
-import { BadBusReplyError, BusClosedError, BusUnavailableError, DBusCallError, DBusTimeoutError } from "./errors";
+import { BusClosedError, BusUnavailableError, DBusCallError, DBusTimeoutError } from "./errors";
 
 export const DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket";
 export const DEFAULT_CALL_MS = 10_000;
@@ -317,13 +317,6 @@ export class SystemBus {
   /** Asks the bus to route signals matching `rule` to us. */
   async addMatch(rule: string, timeoutMs = DEFAULT_CALL_MS): Promise<void> {
     await this.call({ ...DBUS, member: "AddMatch", signature: "s", body: [rule] }, timeoutMs);
-  }
-
-  /** The unique name that owns a well-known name now (GetNameOwner). */
-  async nameOwner(name: string, timeoutMs = DEFAULT_CALL_MS): Promise<string> {
-    const [owner] = await this.call({ ...DBUS, member: "GetNameOwner", signature: "s", body: [name] }, timeoutMs);
-    if (typeof owner !== "string") throw new BadBusReplyError("GetNameOwner", name, "no owner name");
-    return owner;
   }
 
   /**

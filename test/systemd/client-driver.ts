@@ -72,6 +72,12 @@ async function main(args: string[]): Promise<unknown> {
       return withClient((sd) => sd.killUnit(arg(0), Number(arg(1))));
     case "revert":
       return withClient((sd) => sd.revertUnit(arg(0)));
+    case "status":
+      return withClient(async (sd) => (await sd.unitStatus(arg(0))) ?? null);
+    case "active":
+      return withClient((sd) => sd.unitActiveState(arg(0)));
+    case "enqueue-stop":
+      return withClient((sd) => sd.enqueueStop(arg(0)));
     case "linger":
       return withClient((sd) => sd.linger({ name: arg(0), uid: Number(arg(1)) }));
     case "linger-no-bus":
