@@ -7,7 +7,7 @@ import { DBusCallError, NO_SUCH_UNIT } from "../systemd/errors";
 import { liftDevices } from "../systemd/properties";
 import { openSystemd } from "../systemd/systemd";
 import { applyUnion, HookError, type HookContext, type HookOptions, otherJobs, runHook, sliceName, userServiceFailed, userServiceName } from "./containment";
-import { childCgroups, pidsInCgroup, userSliceCgroup } from "../node/cgroup";
+import { pidsInCgroup, userSliceCgroup } from "../node/cgroup";
 import { SIGTERM, teardownSlice } from "../decide/slice-teardown";
 
 /** How long SIGKILLed processes get to disappear before the node is drained. */
@@ -28,6 +28,14 @@ export async function housekeeping(opts: HookOptions, env: Record<string, string
 /** systemd's own units in the slice: what they run is not a stray of the user's. */
 function managerUnits(uid: number): string[] {
   return [userServiceName(uid), `user-runtime-dir@${uid}.service`];
+}
+
+/** Does systemd free `unit` within `ms`? (GetUnit: never loads it.) */
+async function freed(ctx: HookContext, unit: string, ms = 300): Promise<boolean> {
+  for (const end = Date.now() + ms; ; await Bun.sleep(10)) {
+    if ((await ctx.sd.unitStatus(unit)) === undefined) return true;
+    if (Date.now() >= end) return false;
+  }
 }
 
 /** A unit in one of these states needs nothing from a teardown: it is down, or on its way down. */
@@ -56,49 +64,53 @@ async function lastJob(ctx: HookContext): Promise<void> {
   let left = strays();
   let userState: string | undefined;
   let stop = true;
+  let held = true;
   let stale = false;
   let kept = false;
   if (!marked) {
     // Without a marker another housekeeping may have torn it all down already: look first, and
     // without loading anything (GetUnit). When many jobs of the user end at once, every
     // housekeeping but the first ends here, having made no write call.
-    const [user, held] = await Promise.all([ctx.sd.unitStatus(userService), ctx.sd.unitStatus(slice)]);
+    const [user, seen] = await Promise.all([ctx.sd.unitStatus(userService), ctx.sd.unitStatus(slice)]);
+    // Stopped, yet held with stale properties: systemd may be about to free it (it collects a
+    // stopped unit nothing refers to right after the stop). Give it that moment before judging.
+    const slc = seen?.needDaemonReload && seen.activeState === "inactive" && seen.job === undefined && (await freed(ctx, slice)) ? undefined : seen;
     userState = user?.activeState ?? "inactive";
     // A stop already queued is a teardown under way: the slice says NeedDaemonReload until systemd frees it.
-    const stopping = held?.job === "stop";
-    stale = held !== undefined && !stopping && held.needDaemonReload;
+    const stopping = slc?.job === "stop";
+    stale = slc !== undefined && !stopping && slc.needDaemonReload;
     if (settled(userState) && left.length === 0 && dropins.length === 0 && !stale) {
-      ctx.debug(`nothing left to tear down: ${userService} ${userState}, ${slice} ${held ? `${held.activeState}${stopping ? " (stopping)" : ""}` : "not loaded"}, no runtime properties, no process`);
+      ctx.debug(`nothing left to tear down: ${userService} ${userState}, ${slice} ${slc ? `${slc.activeState}${stopping ? " (stopping)" : ""}` : "not loaded"}, no runtime properties, no process`);
       return;
     }
-    stop = held !== undefined && held.activeState !== "inactive" && !stopping;
-    kept = stale && held?.activeState === "inactive";
+    held = slc !== undefined;
+    stop = slc !== undefined && slc.activeState !== "inactive" && !stopping;
+    kept = stale && slc?.activeState === "inactive";
   }
   if (left.length > 0) {
     userState ??= await ctx.sd.unitActiveState(userService);
     if (ctx.config.killUserSlice) {
       if (!settled(userState)) await stopUserService(ctx);
-      const units = childCgroups(cgroup).filter((n) => /\.(service|scope)$/.test(n));
       await killSlice(ctx);
-      // A unit whose processes died of SIGKILL stays loaded as failed, and keeps its slice loaded with it.
-      await Promise.all(units.map((u) => ctx.sd.resetFailedUnit(u).catch(() => {})));
       left = ctx.dryRun ? [] : strays();
     }
     if (left.length > 0) return revertKeptSlice(ctx, !settled(userState), dropins.length > 0 || stale);
   }
-  // Asked before the stop is (same connection, same write): systemd answers as the job left it.
+  // Asked before the stop is (same connection, same write): systemd answers as the job left them.
   const userNow = userState !== undefined ? Promise.resolve(userState) : ctx.sd.unitActiveState(userService).catch(() => undefined);
+  const inSlice = held ? ctx.sd.sliceUnits(slice).catch(() => [] as string[]) : Promise.resolve([] as string[]);
   await stopSlice(ctx, stop);
-  if ((await userNow) === "failed") {
-    // A failed unit stays in systemd's memory, and the slice with it.
-    ctx.warn(userServiceFailed(uid, "resetting it"));
-    await ctx.sd.resetFailedUnit(userService).catch((e: Error) => ctx.warn(`warning: could not reset ${userService}: ${e.message}`));
-  }
-  if (kept) {
+  const userFailed = (await userNow) === "failed";
+  if (userFailed) ctx.warn(userServiceFailed(uid, "resetting it"));
+  // A failed unit stays in systemd's memory, and keeps its slice there with it: its failure is
+  // forgotten (a no-op for a unit that did not fail: none of these runs a process any more), so
+  // that systemd can free the slice once it is stopped. The journal keeps why it failed.
+  const forget = [...(userFailed ? [userService] : []), ...(await inSlice).filter((u) => !managerUnits(uid).includes(u))];
+  await Promise.all(forget.map((u) => ctx.sd.resetFailedUnit(u).catch((e: Error) => ctx.warn(`warning: could not reset ${u}: ${e.message}`))));
+  if (kept && !(await freed(ctx, slice))) {
     // systemd stopped the slice before, yet still holds it, with the properties of drop-ins that
-    // are gone (a failed unit of the slice, or some other unit, refers to it). Only a reload makes
-    // it read its files again.
-    ctx.warn(`warning: systemd holds the stopped ${slice} with runtime properties whose drop-ins are gone (systemctl list-units --all --state=failed): reloading systemd`);
+    // are gone (something still refers to it). Only a reload makes it read its files again.
+    ctx.warn(`warning: systemd holds the stopped ${slice} with runtime properties whose drop-ins are gone (systemctl list-dependencies --reverse ${slice}): reloading systemd`);
     await ctx.sd.reload();
   }
 }

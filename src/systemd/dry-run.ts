@@ -114,6 +114,10 @@ export class DryRunSystemd implements Systemd {
     return this.reads ? this.reads.unitActiveState(unit, opts) : Promise.resolve("inactive");
   }
 
+  sliceUnits(slice: string, opts?: CallOptions): Promise<string[]> {
+    return this.reads ? this.reads.sliceUnits(slice, opts) : Promise.resolve([]);
+  }
+
   unitStatus(unit: string, opts?: CallOptions): Promise<UnitStatus | undefined> {
     if (this.reads) return this.reads.unitStatus(unit, opts);
     return Promise.resolve(undefined);

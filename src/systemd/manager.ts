@@ -281,14 +281,27 @@ export class SystemdClient implements Systemd {
     return { loadState, activeState, subState };
   }
 
-  async unitActiveState(unit: string, opts: CallOptions = {}): Promise<string> {
+  /** One Unit property on the unit's object path (systemd loads the unit if it must). */
+  private async unitProperty(unit: string, name: string, opts: CallOptions): Promise<unknown> {
     checkUnitName(unit);
     const [v] = await this.bus.call(
-      { destination: SYSTEMD.destination, path: unitPath(unit), interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Unit", "ActiveState"], unit },
+      { destination: SYSTEMD.destination, path: unitPath(unit), interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Unit", name], unit },
       opts.timeoutMs ?? DEFAULT_CALL_MS,
     );
+    return v;
+  }
+
+  async unitActiveState(unit: string, opts: CallOptions = {}): Promise<string> {
+    const v = await this.unitProperty(unit, "ActiveState", opts);
     if (typeof v !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
     return v;
+  }
+
+  async sliceUnits(slice: string, opts: CallOptions = {}): Promise<string[]> {
+    checkUnitName(slice, ".slice");
+    const v = await this.unitProperty(slice, "SliceOf", opts);
+    if (!Array.isArray(v) || !v.every((u) => typeof u === "string")) throw new BadBusReplyError("Get", slice, "SliceOf is not a list of names");
+    return v as string[];
   }
 
   async unitStatus(unit: string, opts: CallOptions = {}): Promise<UnitStatus | undefined> {

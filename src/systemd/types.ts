@@ -113,6 +113,8 @@ export interface Systemd {
   unitState(unit: string, opts?: CallOptions): Promise<UnitState>;
   /** A unit's ActiveState in one call (its object path: systemd loads the unit if needed, never starts it). */
   unitActiveState(unit: string, opts?: CallOptions): Promise<string>;
+  /** The units in a slice (its SliceOf: failed ones included), by its object path. */
+  sliceUnits(slice: string, opts?: CallOptions): Promise<string[]>;
   /** The unit as systemd holds it (GetUnit: never loads it); undefined when systemd does not hold it. */
   unitStatus(unit: string, opts?: CallOptions): Promise<UnitStatus | undefined>;
   /** The resource properties now in force on a unit, spelled as the mapper spells them. */

@@ -393,4 +393,19 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
       await c.exec(["systemctl", "reset-failed", "user@1000.service"]);
     }
   });
+
+  test("11: a failed unit left in the slice does not keep systemd holding it: the teardown forgets the failure, no reload", async () => {
+    nodeWith([{ id: "700", userid: ALICE, cores: "0" }]);
+    await expectHook("prolog", "700");
+    await c.run(["systemd-run", "--uid=1000", `--slice=${SLICE}`, "--unit=doomed", "false"]);
+    expect(await until(async () => (await active("doomed.service")) === "failed")).toBe(true);
+    const before = await reloads();
+    nodeWith([{ id: "700", userid: ALICE, cores: "0", state: 64 }]);
+    const r = await hook("housekeeping", "700");
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    expect(await until(async () => !(await held(SLICE)))).toBe(true);
+    expect(await active("doomed.service")).not.toBe("failed");
+    expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("no");
+    expect(await reloads()).toBe(before);
+  });
 });
