@@ -79,7 +79,8 @@ async function lastJob(ctx: HookContext): Promise<void> {
     // A stop already queued is a teardown under way: the slice says NeedDaemonReload until systemd frees it.
     const stopping = slc?.job === "stop";
     stale = slc !== undefined && !stopping && slc.needDaemonReload;
-    if (settled(userState) && left.length === 0 && dropins.length === 0 && !stale) {
+    // (A user manager in a slice being stopped is on its way down too, even before its own stop began.)
+    if ((settled(userState) || stopping) && left.length === 0 && dropins.length === 0 && !stale) {
       ctx.debug(`nothing left to tear down: ${userService} ${userState}, ${slice} ${slc ? `${slc.activeState}${stopping ? " (stopping)" : ""}` : "not loaded"}, no runtime properties, no process`);
       return;
     }

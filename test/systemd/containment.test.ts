@@ -379,7 +379,9 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
       expect(again.stderr).toBe(
         "flux-pam-prolog[ƒBN]: warning: user@1000.service is failed: an earlier start did not succeed (journalctl -u user@1000.service; slice containment still applies); starting it again\n",
       );
-      expect(await until(async () => (await active("user@1000.service")) === "failed")).toBe(true);
+      // (Its new start is queued: wait until systemd has run it and it failed again.)
+      const settledFailed = async () => (await c.run(["systemctl", "show", "-P", "ActiveState,Job", "user@1000.service"])).trim() === "failed";
+      expect(await until(settledFailed)).toBe(true);
       // So does the last job's housekeeping, which forgets the failure so that systemd can free the slice.
       nodeWith([{ id: "600", userid: ALICE, cores: "0", state: 64 }, { id: "601", userid: ALICE, cores: "1", state: 64 }]);
       const end = await hook("housekeeping", "601");
@@ -407,5 +409,30 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     expect(await active("doomed.service")).not.toBe("failed");
     expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("no");
     expect(await reloads()).toBe(before);
+  });
+
+  test("12: a stopped slice that another unit refers to stays held with stale properties: the next teardown reloads, once, and says so", async () => {
+    nodeWith([{ id: "800", userid: ALICE, cores: "1" }]);
+    await expectHook("prolog", "800");
+    await c.run(["systemd-run", "--unit=holder", `--property=After=${SLICE}`, "sleep", "infinity"]);
+    try {
+      nodeWith([{ id: "800", userid: ALICE, cores: "1", state: 64 }]);
+      const before = await reloads();
+      const first = await hook("housekeeping", "800");
+      expect([first.code, first.stderr]).toEqual([0, ""]);
+      expect(await until(async () => (await active(SLICE)) === "inactive")).toBe(true);
+      expect(await held(SLICE)).toBe(true);
+      expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("yes");
+      const again = await hook("housekeeping", "800");
+      expect(again.code).toBe(0);
+      expect(again.stderr).toContain(`warning: systemd holds the stopped ${SLICE} with runtime properties whose drop-ins are gone`);
+      expect(await reloads()).toBe(before + 1);
+      expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("no");
+      expect((await sliceProps()).AllowedCPUs).toBe("");
+      expect((await hook("housekeeping", "800")).stderr).toBe("");
+      expect(await reloads()).toBe(before + 1);
+    } finally {
+      await c.run(["systemctl", "stop", "holder.service"]);
+    }
   });
 });
