@@ -86,7 +86,7 @@ async function nodeReport(pw: Passwd, env: Record<string, string | undefined>): 
   try {
     sd = await openSystemd(false, { timeoutMs: 2000 });
     const [props, state, linger] = await Promise.all([
-      sd.unitProperties(`user-${pw.uid}.slice`),
+      sd.unitProperties(`user-${pw.uid}.slice`, { names: SLICE_PROPS }),
       sd.unitState(`user@${pw.uid}.service`),
       sd.linger({ name: pw.name, uid: pw.uid }),
     ]);

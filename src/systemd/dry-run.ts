@@ -128,7 +128,7 @@ export class DryRunSystemd implements Systemd {
     return Promise.resolve({ loadState: "loaded", activeState: "inactive", subState: "dead" });
   }
 
-  unitProperties(unit: string, opts?: CallOptions): Promise<Record<string, string>> {
+  unitProperties(unit: string, opts?: CallOptions & { names?: readonly string[] }): Promise<Record<string, string>> {
     return this.reads ? this.reads.unitProperties(unit, opts) : Promise.resolve({});
   }
 

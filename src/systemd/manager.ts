@@ -342,9 +342,22 @@ export class SystemdClient implements Systemd {
     return status;
   }
 
-  async unitProperties(unit: string, opts: CallOptions = {}): Promise<Record<string, string>> {
+  async unitProperties(unit: string, opts: CallOptions & { names?: readonly string[] } = {}): Promise<Record<string, string>> {
     checkUnitName(unit);
-    return decodeProperties(await this.getAll(unit, typeInterface(unit), new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetAll", unit)));
+    const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetAll", unit);
+    if (!opts.names) return decodeProperties(await this.getAll(unit, typeInterface(unit), budget));
+    // A few names: one Get each, all at once; a GetAll is a hundred properties to unmarshal.
+    const iface = typeInterface(unit);
+    const values = await Promise.all(
+      opts.names.map(async (name) => {
+        const [v] = await this.bus.call(
+          { destination: SYSTEMD.destination, path: unitPath(unit), interface: PROPERTIES, member: "Get", signature: "ss", body: [iface, name], unit },
+          budget.left(),
+        );
+        return [name, v] as const;
+      }),
+    );
+    return decodeProperties(Object.fromEntries(values));
   }
 
   async revertUnit(unit: string, opts: CallOptions = {}): Promise<void> {

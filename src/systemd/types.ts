@@ -117,8 +117,8 @@ export interface Systemd {
   sliceUnits(slice: string, opts?: CallOptions): Promise<string[]>;
   /** The unit as systemd holds it (GetUnit: never loads it); undefined when systemd does not hold it. */
   unitStatus(unit: string, opts?: CallOptions): Promise<UnitStatus | undefined>;
-  /** The resource properties now in force on a unit, spelled as the mapper spells them. */
-  unitProperties(unit: string, opts?: CallOptions): Promise<Record<string, string>>;
+  /** The resource properties now in force on a unit, spelled as the mapper spells them (only `names`, D-Bus names, when given). */
+  unitProperties(unit: string, opts?: CallOptions & { names?: readonly string[] }): Promise<Record<string, string>>;
   /** What `systemctl revert UNIT` does: RevertUnitFiles, then Reload. */
   revertUnit(unit: string, opts?: CallOptions): Promise<void>;
   /** Manager.Reload (systemctl daemon-reload): node-wide, re-reads every unit. */

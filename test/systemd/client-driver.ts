@@ -61,7 +61,7 @@ async function main(args: string[]): Promise<unknown> {
     case "set":
       return withClient((sd) => sd.setSliceProperties(arg(0), JSON.parse(arg(1)) as Record<string, string>));
     case "props":
-      return withClient((sd) => sd.unitProperties(arg(0)));
+      return withClient((sd) => sd.unitProperties(arg(0), a[1] ? { names: a.slice(1) } : {}));
     case "state":
       return withClient((sd) => sd.unitState(arg(0)));
     case "start":

@@ -129,6 +129,14 @@ describe.skipIf(skip !== undefined)("systemd client in a container (real systemd
       expect(await ok("props", "user-1000.slice")).toMatchObject({ AllowedCPUs: "0-1", DevicePolicy: "closed", DeviceAllow: "/dev/null rw,/dev/zero r" });
     });
 
+    test("unitProperties of a few names reads only those, as GetAll spells them", async () => {
+      expect(await ok("props", "user-1000.slice", "AllowedCPUs", "DevicePolicy", "DeviceAllow")).toEqual({
+        AllowedCPUs: "0-1",
+        DevicePolicy: "closed",
+        DeviceAllow: "/dev/null rw,/dev/zero r",
+      });
+    });
+
     test("a second SetUnitProperties with one device drops the other", async () => {
       await ok("set", "user-1000.slice", JSON.stringify({ AllowedCPUs: "0-1", DevicePolicy: "closed", DeviceAllow: "/dev/zero r" }));
       expect(await show("user-1000.slice", "DeviceAllow")).toBe("DeviceAllow=/dev/zero r");
