@@ -141,10 +141,10 @@ async function stopSlice(ctx: HookContext, stop: boolean): Promise<void> {
 
 /**
  * Processes remain in the slice (pam.kill-user-slice is off): the slice stays up and systemd keeps
- * it, and systemd 252 has no call that re-reads one loaded unit's drop-ins. The one case of the job
- * paths that takes a node-wide reload, and only when the slice carries runtime properties: lift the
- * device filter (the reload alone would leave the last job's device program in the kernel), remove
- * the drop-ins, reload.
+ * it, and systemd 252 has no call that re-reads one loaded unit's drop-ins. One of the two cases of
+ * the job paths that take a node-wide reload (the other: a stopped slice systemd still holds, in
+ * lastJob), and only when the slice carries runtime properties: lift the device filter (the reload
+ * alone would leave the last job's device program in the kernel), remove the drop-ins, reload.
  */
 async function revertKeptSlice(ctx: HookContext, userUp: boolean, constrained: boolean): Promise<void> {
   const slice = sliceName(ctx.user.uid);
