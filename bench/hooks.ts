@@ -1,30 +1,66 @@
-// How long prolog and housekeeping take on real systemd (systemd-nspawn container) against the
-// test broker: one job, and 1000 running jobs of the same user. Timed inside the container, so
-// nsenter is not counted. Usage: bun bench/hooks.ts [RUNS]   (root; make bench builds first)
+// How long prolog, housekeeping and session-open take on real systemd 252 (systemd-nspawn
+// container) against the test broker, path by path: the user's first job, a further job, a job
+// ending while others remain, the last job, 8 last jobs ending at once, a login, and the same with
+// 1000 running jobs. For each: the median wall time (runs without debug output), the part spent
+// waiting on systemd (median over further runs with FLUX_PAM_SCRIPTS_DEBUG / `debug`, whose last
+// line says it; "-" for a binary that does not), the manager reloads the timed runs caused (systemd
+// logs "Reloading." each time), and the peak RSS of one run. Timed inside the container, so
+// nsenter is not counted.
+//
+// Usage: bun bench/hooks.ts [RUNS]   (root; make bench builds first)
+//        FLUX_PAM_BENCH_BIN=/path/to/flux-pam bun bench/hooks.ts   (time another build of the binary)
 
-import { chmodSync, mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { Scenario, ScenarioJob } from "../test/broker/scenario";
-import { startBrokerProcess, tempDir } from "../test/e2e/harness";
-import { bootContainer, containerSkipReason } from "../test/systemd/container";
+import { type BrokerProcess, startBrokerProcess, tempDir } from "../test/e2e/harness";
+import { BUILD, bootContainer, containerSkipReason } from "../test/systemd/container";
 
-const RUNS = Number(process.argv[2] ?? 30);
-const BIN = "/opt/flux-pam/flux-pam";
+const RUNS = Number(process.argv[2] ?? 20);
+/** runs with debug output, for systemd's share */
+const DEBUG_RUNS = Math.min(RUNS, 10);
 const UID = 1000;
+const ENDED = 64; // INACTIVE: the job whose housekeeping runs
+const GNU_TIME = "/usr/bin/time";
+const OTHER_BIN = process.env.FLUX_PAM_BENCH_BIN;
+const BIN = OTHER_BIN ? `/opt/bench-bin/${basename(OTHER_BIN)}` : "/opt/flux-pam/flux-pam";
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor((s.length - 1) / 2)]!;
 }
 
-function node(jobs: ScenarioJob[]): Scenario {
+function node(jobs: ScenarioJob[], kill = true): Scenario {
   return {
     rank: 0,
     owner: 64999,
-    config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } },
+    config: { pam: { "manage-user-slice": true, "kill-user-slice": kill }, exec: { "sdexec-constrain-resources": true } },
     jobs,
     mapper: "auto",
   };
+}
+
+const job = (id: number, state?: number): ScenarioJob => ({ id: String(id), userid: UID, cores: String(id % 2), ...(state ? { state } : {}) });
+const jobs = (from: number, n: number, state?: number) => Array.from({ length: n }, (_, i) => job(from + i, state));
+
+/** One broker per node state, so that a loop inside the container switches state by FLUX_URI alone. */
+const STATES: Record<string, Scenario> = {
+  run: node([job(1000)]), // the user's one job runs
+  two: node([job(1000), job(1001)]), // a further job starts
+  remain: node([job(999, ENDED), job(1000)]), // 999 ended, 1000 remains
+  ended: node([job(1000, ENDED)]), // the last job ended
+  ended8: node(jobs(1000, 8, ENDED)), // 8 jobs ended at once
+  many: node(jobs(1000, 1000)),
+  manyRemain: node([job(999, ENDED), ...jobs(1000, 1000)]),
+};
+
+interface Row {
+  path: string;
+  wall: number[];
+  waits: number[];
+  calls: number[];
+  reloads: number;
+  rssMiB?: number;
 }
 
 async function main() {
@@ -33,55 +69,138 @@ async function main() {
     console.log(`hooks benchmark skipped: ${skip}`);
     return;
   }
+  if (!existsSync(GNU_TIME)) throw new Error(`${GNU_TIME} is missing (apt-get install time): it measures peak RSS`);
   const dir = tempDir("flux-pam-bench-");
   const socks = join(dir.path, "socks");
   mkdirSync(socks);
   chmodSync(socks, 0o755);
-  const broker = await startBrokerProcess(node([]), socks);
-  const c = await bootContainer({ binds: [{ host: socks, container: "/run/test-flux" }] });
+  const brokers: BrokerProcess[] = [];
+  for (const [name, s] of Object.entries(STATES)) brokers.push(await startBrokerProcess(s, socks, name));
+  const binds = [
+    { host: socks, container: "/run/test-flux" },
+    { host: GNU_TIME, container: "/usr/local/bin/gtime", readOnly: true },
+    ...(OTHER_BIN ? [{ host: dirname(OTHER_BIN), container: "/opt/bench-bin", readOnly: true }] : []),
+  ];
+  const c = await bootContainer({ binds });
+  const rows: Row[] = [];
   try {
-    // One loop inside the container, timed by bash's own clock (no fork of date per run).
-    const time = async (hook: string, jobid: string, n: number): Promise<number[]> => {
-      const script = `for i in $(seq ${n}); do s=\${EPOCHREALTIME/./}; ${BIN} ${hook} || exit 1; e=\${EPOCHREALTIME/./}; echo $(( e - s )); done`;
-      const out = await c.run(["bash", "-c", script], {
-        env: { FLUX_URI: "local:///run/test-flux/broker.sock", FLUX_JOB_USERID: String(UID), FLUX_JOB_ID: jobid },
-        timeoutMs: 600_000,
-      });
-      return out.trim().split("\n").map((l) => Number(l) / 1000);
-    };
-    const rows: string[] = [];
-    for (const count of [1, 1000]) {
-      const jobs = Array.from({ length: count }, (_, i) => ({ id: String(1000 + i), userid: UID, cores: String(i % 2) }));
-      broker.setScenario(node(jobs));
-      await time("prolog", "1000", 3); // warm: user@ started, page cache
-      const prolog = await time("prolog", "1000", RUNS);
-      // housekeeping of a job that ended while the others remain: the update path
-      broker.setScenario(node([...jobs, { id: "999", userid: UID, cores: "1", state: 64 }]));
-      const update = await time("housekeeping", "999", RUNS);
-      rows.push(`${String(count).padStart(5)} job(s)  prolog ${median(prolog).toFixed(1).padStart(7)} ms   housekeeping (jobs remain) ${median(update).toFixed(1).padStart(7)} ms`);
+    const prelude = preludeScript();
+    const sh = (script: string) => c.run(["bash", "-c", `${prelude}\n${script}`], { timeoutMs: 900_000 });
+    // Warm the page cache and user@'s first start.
+    await sh(`hook run prolog 1000 >/dev/null; settle_up; hook ended housekeeping 1000 >/dev/null; settle_down`);
+
+    rows.push(await path(sh, "prolog, the user's first job", `settle_down; timed run prolog 1000; settle_up; hook ended housekeeping 1000 >/dev/null`));
+    await sh(`hook run prolog 1000 >/dev/null; settle_up`);
+    rows.push(await path(sh, "prolog, a further job", `timed two prolog 1001`));
+    rows.push(await path(sh, "housekeeping, jobs remain", `timed remain housekeeping 999`));
+    rows.push(await path(sh, "housekeeping, the last job", `settle_down; hook run prolog 1000 >/dev/null; settle_up; timed ended housekeeping 1000`));
+    rows.push(await path(sh, "8 last-job housekeepings at once (slowest)", `settle_down; hook run prolog 1000 >/dev/null; settle_up; timed8`));
+    await sh(`hook run prolog 1000 >/dev/null; settle_up`);
+    rows.push(await path(sh, "session-open (start job awaited)", `timed_session`));
+    rows.push(await path(sh, "prolog, a further job, 1000 jobs", `timed many prolog 1000`));
+    rows.push(await path(sh, "housekeeping, jobs remain, 1000 jobs", `timed manyRemain housekeeping 999`));
+
+    // Peak RSS, one run of each (GNU time's %M, KiB). A binary just written by the compiler sits
+    // whole in the page cache and fault-around then maps more of it into each process: drop it.
+    await Bun.$`sync && dd if=${OTHER_BIN ?? join(BUILD, "flux-pam")} iflag=nocache count=0 status=none`;
+    const rss = async (script: string) => Number((await sh(script)).trim().split("\n").at(-1)) / 1024;
+    const byPath = new Map(rows.map((r) => [r.path, r]));
+    const set = (p: string, v: number) => (byPath.get(p)!.rssMiB = v);
+    await sh(`hook ended housekeeping 1000 >/dev/null; settle_down`);
+    set("prolog, the user's first job", await rss(`rss run prolog 1000`));
+    await sh(`settle_up`);
+    set("prolog, a further job", await rss(`rss two prolog 1001`));
+    set("housekeeping, jobs remain", await rss(`rss remain housekeeping 999`));
+    set("session-open (start job awaited)", await rss(`sleep 300 & p=$!; PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p gtime -f %M ${BIN} session-open uri=$(uri run) 2>&1 >/dev/null | tail -1; kill $p`));
+    // The record of the jobs' shares holds the 999 others, as it does after the 1000th job's
+    // prolog; without it (the first hook after an upgrade) every R is asked for: the cold row.
+    const cold = await rss(`rm -f /run/flux-pam/uid.${UID}.shares; rss many prolog 1000`);
+    set("prolog, a further job, 1000 jobs", await rss(`rss many prolog 1000`));
+    set("housekeeping, jobs remain, 1000 jobs", await rss(`rss manyRemain housekeeping 999`));
+    set("housekeeping, the last job", await rss(`rss ended housekeeping 1000`));
+    await sh(`hook run prolog 1000 >/dev/null; settle_up`);
+    const checkUser = await rss(`gtime -f %M ${BIN} check-user alice --uri $(uri run) 2>&1 >/dev/null | tail -1`);
+
+    console.log(`flux-pam hooks on real systemd 252 (nspawn container), ${BIN}, median of ${RUNS} runs`);
+    console.log(`${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)}`);
+    for (const r of rows) {
+      const wall = median(r.wall);
+      const wait = r.waits.length ? median(r.waits) : undefined;
+      console.log(
+        `${r.path.padEnd(44)} ${wall.toFixed(1).padStart(8)} ${(wait === undefined ? "-" : wait.toFixed(1)).padStart(10)} ${(wait === undefined ? "-" : (wall - wait).toFixed(1)).padStart(10)} ${(r.calls.length ? String(median(r.calls)) : "-").padStart(5)} ${String(r.reloads).padStart(7)} ${(r.rssMiB === undefined ? "-" : r.rssMiB.toFixed(1)).padStart(7)}`,
+      );
     }
-    // session-open of a login (the session half of an ssh login): a scope for a waiting process
-    broker.setScenario(node([{ id: "1000", userid: UID, cores: "0" }]));
-    await time("prolog", "1000", 1);
-    const sessionScript = `for i in $(seq ${RUNS}); do sleep 300 & p=$!; s=\${EPOCHREALTIME/./}; PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p ${BIN} session-open uri=local:///run/test-flux/broker.sock >/dev/null || exit 1; e=\${EPOCHREALTIME/./}; echo $(( e - s )); kill $p; done`;
-    const sessions = (await c.run(["bash", "-c", sessionScript], { timeoutMs: 600_000 })).trim().split("\n").map((l) => Number(l) / 1000);
-    rows.push(`    1 job   session-open (scope for a login, start job awaited) ${median(sessions).toFixed(1).padStart(7)} ms`);
-    // the last job's teardown (marker, user@ stop, revert), one job
-    const teardown: number[] = [];
-    for (let i = 0; i < Math.min(RUNS, 10); i++) {
-      broker.setScenario(node([{ id: "1000", userid: UID, cores: "0" }]));
-      await time("prolog", "1000", 1);
-      broker.setScenario(node([{ id: "1000", userid: UID, cores: "0", state: 64 }]));
-      teardown.push(...(await time("housekeeping", "1000", 1)));
-    }
-    console.log(`prolog / housekeeping on real systemd 252, median of ${RUNS} runs (ms)`);
-    for (const r of rows) console.log(r);
-    console.log(`    1 job   housekeeping (last job: marker, user@ stop, revert) ${median(teardown).toFixed(1).padStart(7)} ms`);
+    const rssRow = (name: string, mib: number) => console.log(`${name.padEnd(44)} ${"".padStart(8)} ${"".padStart(10)} ${"".padStart(10)} ${"".padStart(5)} ${"".padStart(7)} ${mib.toFixed(1).padStart(7)}`);
+    rssRow("prolog, 1000 jobs, no record of shares (RSS)", cold);
+    rssRow("check-user (peak RSS only)", checkUser);
+    console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code)");
   } finally {
     await c.stop();
-    await broker.stop();
+    for (const b of brokers) await b.stop();
     dir.remove();
   }
+
+  async function path(sh: (s: string) => Promise<string>, name: string, body: string): Promise<Row> {
+    const out = await sh(`for i in $(seq ${RUNS}); do DBG= ; ${body}; done; for i in $(seq ${DEBUG_RUNS}); do DBG=1; ${body}; done`);
+    const row: Row = { path: name, wall: [], waits: [], calls: [], reloads: 0 };
+    for (const line of out.trim().split("\n")) {
+      // one line per timed run: DEBUG WALL_US RELOADS CALLS WAIT_MS (- - when the binary does not say)
+      const [debug, wall, reloads, calls, wait] = line.split(" ");
+      row.reloads += Number(reloads);
+      if (debug === "0") row.wall.push(Number(wall) / 1000);
+      else if (calls !== undefined && calls !== "-") {
+        row.calls.push(Number(calls));
+        row.waits.push(Number(wait));
+      }
+    }
+    return row;
+  }
+}
+
+/** Bash functions the loops use inside the container. */
+function preludeScript(): string {
+  return `
+set -e
+B=${BIN}
+uri() { echo "local:///run/test-flux/$1.sock"; }
+DBG=
+# FLUX_PAM_SCRIPTS_DEBUG only when DBG is set: debug output is not free
+hook() { env FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 \${DBG:+FLUX_PAM_SCRIPTS_DEBUG=1} $B $2 2>/tmp/hook.err || { cat /tmp/hook.err >&2; exit 1; }; }
+reloads() { journalctl --sync; journalctl -b -o cat _PID=1 --no-pager | grep -c '^Reloading' || true; }
+# systemd's own wait, as the debug line says it: "systemd: N calls, X ms waiting"
+waited() { sed -n 's/.*systemd: \\([0-9]*\\) calls\\?, \\([0-9.]*\\) ms waiting.*/\\1 \\2/p' "$1" | tail -1; }
+settle_up() { for i in $(seq 500); do [ "$(systemctl is-active user@${UID}.service)" = active ] && return 0; sleep 0.01; done; echo "user@${UID} did not come up" >&2; exit 1; }
+# down: user@ stopped and the slice freed by systemd (the teardown queues the stop)
+settle_down() { for i in $(seq 500); do systemctl is-active -q user@${UID}.service || ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${UID}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${UID}.slice was not freed" >&2; exit 1; }
+timed() {
+  local r0=$(reloads) s e
+  s=\${EPOCHREALTIME/./}; hook "$@"; e=\${EPOCHREALTIME/./}
+  local w=$(waited /tmp/hook.err); echo "\${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
+}
+timed8() {
+  local r0=$(reloads) s e slowest=0
+  s=\${EPOCHREALTIME/./}
+  for j in 0 1 2 3 4 5 6 7; do
+    ( env FLUX_URI=$(uri ended8) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$((1000 + j)) \${DBG:+FLUX_PAM_SCRIPTS_DEBUG=1} $B housekeeping 2>/tmp/hook8.$j.err || { cat /tmp/hook8.$j.err >&2; exit 1; }; e=\${EPOCHREALTIME/./}; echo $(( e - s )) >/tmp/hook8.$j.t ) &
+  done
+  wait
+  local w=-
+  for j in 0 1 2 3 4 5 6 7; do
+    t=$(cat /tmp/hook8.$j.t); if [ "$t" -gt "$slowest" ]; then slowest=$t; w=$(waited /tmp/hook8.$j.err); fi
+  done
+  echo "\${DBG:-0} $slowest $(( $(reloads) - r0 )) \${w:-- -}"
+}
+timed_session() {
+  local r0=$(reloads) s e p
+  sleep 300 & p=$!
+  s=\${EPOCHREALTIME/./}
+  PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p $B session-open uri=$(uri run) \${DBG:+debug} >/dev/null 2>/tmp/session.err || { cat /tmp/session.err >&2; exit 1; }
+  e=\${EPOCHREALTIME/./}
+  kill $p
+  local w=$(waited /tmp/session.err); echo "\${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
+}
+rss() { FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 gtime -f %M $B $2 2>&1 >/dev/null | tail -1; }
+`;
 }
 
 await main();

@@ -1,6 +1,7 @@
 // Peak resident memory (max RSS, as /usr/bin/time reports it) of the compiled binary per command,
 // against the test broker. Hooks run with --dry-run (no systemd here; they still load the D-Bus
-// library and try the bus). Usage: bun bench/rss.ts   (make bench builds first)
+// library and try the bus; a dry run uses no record of the jobs' shares, so it asks for every R: the
+// real hooks with 1000 jobs, on systemd, are in bench/hooks.ts). Usage: bun bench/rss.ts   (make bench builds first)
 
 import type { Scenario } from "../test/broker/scenario";
 import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
@@ -38,7 +39,7 @@ async function main() {
       ["account (admitted)", ["account", `uri=${one.uri}`], { PAM_USER: "daemon" }],
       ["check-user", ["check-user", "daemon", "--uri", one.uri], {}],
       ["prolog --dry-run, 1 job", ["prolog", "--dry-run"], { FLUX_URI: one.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
-      ["prolog --dry-run, 1000 jobs", ["prolog", "--dry-run"], { FLUX_URI: many.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
+      ["prolog --dry-run, 1000 jobs (every R)", ["prolog", "--dry-run"], { FLUX_URI: many.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
     ];
     console.log(`peak RSS of build/flux-pam (its page cache dropped first), max of ${RUNS} runs (MiB)`);
     for (const [name, args, env] of rows) {

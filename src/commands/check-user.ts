@@ -11,7 +11,7 @@ import { brokerUri, childLocalUri } from "../flux/uri";
 import { childAllowsGuests } from "../flux/user-jobs";
 import { jobsElsewhere } from "../flux/jobs-elsewhere";
 import { placeItem } from "../decide/job-hint";
-import { getuid } from "../node/libc";
+import { getuid, writeAll } from "../node/libc";
 import { type Passwd, getpwnam } from "../node/passwd";
 import { checkLockDir, DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
@@ -103,7 +103,7 @@ async function nodeReport(pw: Passwd, env: Record<string, string | undefined>): 
   try {
     sd = await openSystemd(false, { timeoutMs: 2000 });
     const [props, state, linger] = await Promise.all([
-      sd.unitProperties(`user-${pw.uid}.slice`),
+      sd.unitProperties(`user-${pw.uid}.slice`, { names: SLICE_PROPS }),
       sd.unitState(`user@${pw.uid}.service`),
       sd.linger({ name: pw.name, uid: pw.uid }),
     ]);
@@ -191,8 +191,14 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
   return emit(report, opts.json);
 }
 
+/** The user manager's state; a failed one is a start the prolog queued (and did not wait for) that did not succeed. */
+function userServiceText(uid: number, state: string): string {
+  return state === "failed" ? `failed (its last start did not succeed: journalctl -u user@${uid}.service)` : state;
+}
+
 function emit(r: Report, json: boolean): number {
-  if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+  // write(2), not process.stdout: Bun builds that stream on first use (MiBs and milliseconds).
+  if (json) writeAll(1, Buffer.from(`${JSON.stringify(r, null, 2)}\n`));
   else {
     const lines = [
       `user:     ${r.user}${r.uid === undefined ? "" : ` (uid ${r.uid})`}`,
@@ -223,7 +229,7 @@ function emit(r: Report, json: boolean): number {
         const sl = n.systemd.slice;
         lines.push(
           `slice:    user-${r.uid}.slice ${SLICE_PROPS.map((k) => `${k}=${sl[k] || "(none)"}`).join(" ")}`,
-          `systemd:  user@${r.uid}.service ${n.systemd.userService}; linger ${n.systemd.linger ? "ENABLED (prologs fail: loginctl disable-linger)" : "off"} (${n.systemd.lingerSource})`,
+          `systemd:  user@${r.uid}.service ${userServiceText(r.uid!, n.systemd.userService)}; linger ${n.systemd.linger ? "ENABLED (prologs fail: loginctl disable-linger)" : "off"} (${n.systemd.lingerSource})`,
         );
       } else lines.push(`systemd:  not asked: ${n.systemdProblem}`);
     }
@@ -234,7 +240,7 @@ function emit(r: Report, json: boolean): number {
         `          exec.sdexec-constrain-resources=${c.constrainResources} access.allow-guest-user=${c.allowGuestUser} access.allow-root-owner=${c.allowRootOwner}`,
       );
     }
-    process.stdout.write(`${lines.join("\n")}\n`);
+    writeAll(1, Buffer.from(`${lines.join("\n")}\n`));
   }
   return r.admitted ? 0 : 1;
 }

@@ -6,12 +6,13 @@ import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
 import type { JobId } from "../flux/jobid";
 import { formatF58 } from "../flux/jobid";
-import { rankShare, unionR } from "../flux/r";
+import { type RankShare, rankShare, unionR } from "../flux/r";
 import { FluxRpcError } from "../flux/errors";
 import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup, runningOn } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
 import { clearHookFailure, recordHookFailure } from "../node/hook-failure";
-import { getuid } from "../node/libc";
+import { getuid, writeAll } from "../node/libc";
+import { readShares, writeShares } from "../node/job-shares";
 import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { type Passwd, getpwuid } from "../node/passwd";
@@ -59,6 +60,12 @@ export function userServiceName(uid: number): string {
   return `user@${uid}.service`;
 }
 
+/** The warning a hook prints when it finds user@UID.service failed: an earlier start did not succeed. */
+export function userServiceFailed(uid: number, then: string): string {
+  const unit = userServiceName(uid);
+  return `warning: ${unit} is failed: an earlier start did not succeed (journalctl -u ${unit}; slice containment still applies); ${then}`;
+}
+
 /**
  * Runs a hook body with the broker connected, the config read, the per-uid lock held and
  * the skip rules applied. Every error becomes one stderr line prefixed with the hook's tag.
@@ -77,7 +84,14 @@ export async function runHook(
   let sd: Systemd | undefined;
   let sdPending: Promise<Systemd> | undefined;
   let debugOn = env.FLUX_PAM_SCRIPTS_DEBUG !== undefined;
-  const say = (text: string) => process.stderr.write(`${tag}: ${text}\n`);
+  // write(2), not process.stderr: Bun builds that stream on first use, which costs a hook milliseconds.
+  const say = (text: string) => {
+    try {
+      writeAll(2, Buffer.from(`${tag}: ${text}\n`));
+    } catch {
+      // stderr is gone: there is no one left to tell, and the exit code still says it
+    }
+  };
   let input: HookInput | undefined;
   let lockDir: string | undefined;
   /** set once we know whether the broker treats us as an owner; a refusal is explained then */
@@ -147,7 +161,10 @@ export async function runHook(
       warn: say,
     });
     if (!opts.dryRun) clearHookFailure(lockDir, input.uid);
-    if (debugOn) say(`done in ${(performance.now() - t0).toFixed(1)} ms`);
+    if (debugOn) {
+      const t = sd.busTime();
+      say(`done in ${(performance.now() - t0).toFixed(1)} ms (systemd: ${t.calls} calls, ${t.waitedMs.toFixed(1)} ms waiting; bus connect ${t.connectMs.toFixed(1)} ms)`);
+    }
     return 0;
   } catch (e) {
     let message = (e as Error).message;
@@ -184,16 +201,30 @@ export async function otherJobs(ctx: HookContext): Promise<JobId[]> {
   return jobs.filter((j) => j.userid === ctx.input.uid && j.id !== ctx.input.jobid && runningOn(j, ctx.rank)).map((j) => j.id);
 }
 
+/** A job's R from the broker, reduced to this rank's share. */
+export function lookupShare(ctx: HookContext, id: JobId): Promise<RankShare> {
+  return lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup")).then((r) => rankShare(r, ctx.rank));
+}
+
 /**
- * Sets user-UID.slice to the union of the jobs' resources on this rank: R of every job
- * (pipelined on one connection), one sdexec-mapper.lookup, one SetUnitProperties.
+ * Sets user-UID.slice to the union of the jobs' resources on this rank: R of every job not yet
+ * recorded here (pipelined on one connection), one sdexec-mapper.lookup, one SetUnitProperties.
  * Fails closed: a mapper error leaves the hook failing, never the slice silently unconstrained.
  */
-export async function applyUnion(ctx: HookContext, ids: JobId[]): Promise<void> {
-  // Each R is reduced to this rank's share as it arrives: a thousand full Rs are never held at once.
-  const shares = await Promise.all(
-    ids.map((id) => lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup")).then((r) => rankShare(r, ctx.rank))),
-  );
+export async function applyUnion(ctx: HookContext, ids: JobId[], asked: ReadonlyMap<bigint, Promise<RankShare>> = new Map()): Promise<void> {
+  // A running job's R does not change: the shares earlier hooks recorded here are reused (not in a
+  // dry run, whose lock dir is not checked). Each R looked up is reduced to this rank's share as it
+  // arrives: a thousand full Rs are never held at once.
+  const known = ctx.dryRun ? new Map<bigint, RankShare>() : readShares(ctx.lockDir, ctx.input.uid, ctx.rank);
+  const shares = await Promise.all(ids.map((id) => known.get(id) ?? asked.get(id) ?? lookupShare(ctx, id)));
+  if (!ctx.dryRun && (known.size !== ids.length || !ids.every((id) => known.has(id)))) {
+    try {
+      writeShares(ctx.lockDir, ctx.input.uid, ctx.rank, new Map(ids.map((id, i) => [id, shares[i]!])));
+    } catch (e) {
+      // Only the next hook's speed depends on it: it asks the broker for every R again.
+      ctx.warn(`warning: could not record the jobs' shares: ${(e as Error).message}`);
+    }
+  }
   const union = unionR(ctx.rank, shares);
   ctx.debug(`union of ${ids.length} job(s) [${ids.map((i) => formatF58(i)).join(" ")}] on rank ${ctx.rank}: ${JSON.stringify(union.execution.R_lite)}`);
   let props: Record<string, string>;

@@ -1,10 +1,12 @@
 // flux-pam housekeeping: after a job ends on this rank, shrink the user's slice, or tear it down
 // after the user's last job.
 
-import { removeMarker } from "../node/marker";
+import { removeShares } from "../node/job-shares";
+import { markerExists, removeMarker } from "../node/marker";
+import { DBusCallError, NO_SUCH_UNIT } from "../systemd/errors";
 import { liftDevices } from "../systemd/properties";
 import { openSystemd } from "../systemd/systemd";
-import { applyUnion, HookError, type HookContext, type HookOptions, otherJobs, runHook, sliceName, userServiceName } from "./containment";
+import { applyUnion, HookError, type HookContext, type HookOptions, otherJobs, runHook, sliceName, userServiceFailed, userServiceName } from "./containment";
 import { pidsInCgroup, userSliceCgroup } from "../node/cgroup";
 import { SIGTERM, teardownSlice } from "../decide/slice-teardown";
 
@@ -23,32 +25,155 @@ export async function housekeeping(opts: HookOptions, env: Record<string, string
   });
 }
 
+/** systemd's own units in the slice: what they run is not a stray of the user's. */
+function managerUnits(uid: number): string[] {
+  return [userServiceName(uid), `user-runtime-dir@${uid}.service`];
+}
+
+/** Does systemd free `unit` within `ms`? (GetUnit: never loads it.) */
+async function freed(ctx: HookContext, unit: string, ms = 300): Promise<boolean> {
+  for (const end = Date.now() + ms; ; await Bun.sleep(10)) {
+    if ((await ctx.sd.unitStatus(unit)) === undefined) return true;
+    if (Date.now() >= end) return false;
+  }
+}
+
+/** A unit in one of these states needs nothing from a teardown: it is down, or on its way down. */
+const settled = (state: string | undefined) => state === undefined || state === "inactive" || state === "deactivating";
+
 async function lastJob(ctx: HookContext): Promise<void> {
   const uid = ctx.user.uid;
-  ctx.debug(`last job of ${ctx.user.name} on rank ${ctx.rank} ended: tearing down ${sliceName(uid)}`);
+  const slice = sliceName(uid);
+  const userService = userServiceName(uid);
+  ctx.debug(`last job of ${ctx.user.name} on rank ${ctx.rank} ended: tearing down ${slice}`);
   // The marker goes first: from here on no new login may enter the slice.
+  const marked = markerExists(ctx.lockDir, uid);
   if (ctx.dryRun) process.stdout.write(`marker remove ${ctx.lockDir}/uid.${uid}.active\n`);
-  else removeMarker(ctx.lockDir, uid);
-  try {
-    await ctx.sd.stopUnit(userServiceName(uid));
-  } catch (e) {
-    ctx.warn(`warning: could not stop ${userServiceName(uid)}: ${(e as Error).message}`);
+  else {
+    removeMarker(ctx.lockDir, uid);
+    try {
+      removeShares(ctx.lockDir, uid);
+    } catch (e) {
+      // A share left behind is only ever used for a job the broker says runs: harmless.
+      ctx.warn(`warning: could not remove the record of the jobs' shares: ${(e as Error).message}`);
+    }
   }
-  if (ctx.config.killUserSlice) await killSlice(ctx);
-  await liftDeviceFilter(ctx);
-  await ctx.sd.revertUnit(sliceName(uid));
+  const dropins = ctx.sd.runtimeDropins(slice);
+  const cgroup = userSliceCgroup(uid);
+  const strays = () => pidsInCgroup(cgroup, managerUnits(uid));
+  let left = strays();
+  let userState: string | undefined;
+  let stop = true;
+  let held = true;
+  let stale = false;
+  let kept = false;
+  if (!marked) {
+    // Without a marker another housekeeping may have torn it all down already: look first, and
+    // without loading anything (GetUnit). When many jobs of the user end at once, every
+    // housekeeping but the first ends here, having made no write call.
+    const [user, seen] = await Promise.all([ctx.sd.unitStatus(userService), ctx.sd.unitStatus(slice)]);
+    // Stopped, yet held with stale properties: systemd may be about to free it (it collects a
+    // stopped unit nothing refers to right after the stop). Give it that moment before judging.
+    const slc = seen?.needDaemonReload && seen.activeState === "inactive" && seen.job === undefined && (await freed(ctx, slice)) ? undefined : seen;
+    userState = user?.activeState ?? "inactive";
+    // A stop already queued is a teardown under way: the slice says NeedDaemonReload until systemd frees it.
+    const stopping = slc?.job === "stop";
+    stale = slc !== undefined && !stopping && slc.needDaemonReload;
+    // (A user manager in a slice being stopped is on its way down too, even before its own stop began.)
+    if ((settled(userState) || stopping) && left.length === 0 && dropins.length === 0 && !stale) {
+      ctx.debug(`nothing left to tear down: ${userService} ${userState}, ${slice} ${slc ? `${slc.activeState}${stopping ? " (stopping)" : ""}` : "not loaded"}, no runtime properties, no process`);
+      return;
+    }
+    held = slc !== undefined;
+    stop = slc !== undefined && slc.activeState !== "inactive" && !stopping;
+    kept = stale && slc?.activeState === "inactive";
+  }
+  if (left.length > 0) {
+    userState ??= await ctx.sd.unitActiveState(userService);
+    if (ctx.config.killUserSlice) {
+      if (!settled(userState)) await stopUserService(ctx);
+      await killSlice(ctx);
+      left = ctx.dryRun ? [] : strays();
+    }
+    if (left.length > 0) return revertKeptSlice(ctx, !settled(userState), dropins.length > 0 || stale);
+  }
+  // Asked before the stop is (same connection, same write): systemd answers as the job left them.
+  const userNow = userState !== undefined ? Promise.resolve(userState) : ctx.sd.unitActiveState(userService).catch(() => undefined);
+  const inSlice = held ? ctx.sd.sliceUnits(slice).catch(() => [] as string[]) : Promise.resolve([] as string[]);
+  await stopSlice(ctx, stop);
+  const userFailed = (await userNow) === "failed";
+  if (userFailed) ctx.warn(userServiceFailed(uid, "resetting it"));
+  // A failed unit stays in systemd's memory, and keeps its slice there with it: its failure is
+  // forgotten (a no-op for a unit that did not fail: none of these runs a process any more), so
+  // that systemd can free the slice once it is stopped. The journal keeps why it failed.
+  const forget = [...(userFailed ? [userService] : []), ...(await inSlice).filter((u) => !managerUnits(uid).includes(u))];
+  await Promise.all(forget.map((u) => ctx.sd.resetFailedUnit(u).catch((e: Error) => ctx.warn(`warning: could not reset ${u}: ${e.message}`))));
+  if (kept && !(await freed(ctx, slice))) {
+    // systemd stopped the slice before, yet still holds it, with the properties of drop-ins that
+    // are gone (something still refers to it). Only a reload makes it read its files again.
+    ctx.warn(`warning: systemd holds the stopped ${slice} with runtime properties whose drop-ins are gone (systemctl list-dependencies --reverse ${slice}): reloading systemd`);
+    await ctx.sd.reload();
+  }
 }
 
 /**
- * Lets every device through the slice's cgroup before the revert. systemd 252 replaces or removes
- * the kernel's device program (eBPF, cgroup v2) only while the unit has a device policy: after the
- * revert (DevicePolicy=auto, no DeviceAllow) it leaves the last job's program in place, so a
- * process kept in the slice (kill-user-slice off) and every new one would stay held to the last
- * job's devices while systemd reports no restriction. DevicePolicy=auto with char-* and block-*
- * installs a program that refuses nothing, and the revert keeps it. Sent on every last job, not
- * only with sdexec-constrain-resources: the slice may hold a policy set while it was on, and on an
- * empty slice it costs one call whose drop-ins the revert removes. A failure is only a warning:
- * the revert still runs, and the stale program then stays until the next prolog or the slice stops.
+ * Nothing of the user's runs in the slice any more (systemd's user units aside): its runtime
+ * drop-ins go, then its stop is queued, not waited for. The stop takes user@ and user-runtime-dir@
+ * with it (the user manager's own shutdown is most of its time); the slice's cgroup goes, and with
+ * it the kernel's cpuset and device program; then systemd frees the stopped unit, and whoever loads
+ * it next reads its files afresh: without the drop-ins, with NeedDaemonReload "no", without a
+ * reload. Until the stop is done systemd still holds the slice with its old properties (and
+ * NeedDaemonReload "yes", the drop-ins being gone), with only the user manager's exiting
+ * processes left in it.
+ */
+async function stopSlice(ctx: HookContext, stop: boolean): Promise<void> {
+  const slice = sliceName(ctx.user.uid);
+  const removed = ctx.sd.removeRuntimeDropins(slice);
+  if (removed.length > 0) ctx.debug(`${slice}: removed ${removed.join(" ")}`);
+  if (!stop) return;
+  try {
+    const q = await ctx.sd.enqueueStop(slice);
+    ctx.debug(`${slice} stop queued (${q.job}), not waited for`);
+  } catch (e) {
+    ctx.warn(`warning: could not stop ${slice}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Processes remain in the slice (pam.kill-user-slice is off): the slice stays up and systemd keeps
+ * it, and systemd 252 has no call that re-reads one loaded unit's drop-ins. One of the two cases of
+ * the job paths that take a node-wide reload (the other: a stopped slice systemd still holds, in
+ * lastJob), and only when the slice carries runtime properties: lift the device filter (the reload
+ * alone would leave the last job's device program in the kernel), remove the drop-ins, reload.
+ */
+async function revertKeptSlice(ctx: HookContext, userUp: boolean, constrained: boolean): Promise<void> {
+  const slice = sliceName(ctx.user.uid);
+  if (userUp) await stopUserService(ctx);
+  if (!constrained) return;
+  ctx.debug(`processes remain in ${slice} (pam.kill-user-slice is off): reverting it with a reload`);
+  await liftDeviceFilter(ctx);
+  ctx.sd.removeRuntimeDropins(slice);
+  await ctx.sd.reload();
+}
+
+async function stopUserService(ctx: HookContext): Promise<void> {
+  try {
+    await ctx.sd.stopUnit(userServiceName(ctx.user.uid));
+  } catch (e) {
+    ctx.warn(`warning: could not stop ${userServiceName(ctx.user.uid)}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Lets every device through the slice's cgroup before a revert that keeps the slice up. systemd 252
+ * replaces or removes the kernel's device program (eBPF, cgroup v2) only while the unit has a
+ * device policy: after the revert (DevicePolicy=auto, no DeviceAllow) it leaves the last job's
+ * program in place, so a process kept in the slice (kill-user-slice off) and every new one would
+ * stay held to the last job's devices while systemd reports no restriction. DevicePolicy=auto with
+ * char-* and block-* installs a program that refuses nothing, and the revert keeps it. (A slice
+ * that stops needs none of this: its cgroup, and the program with it, goes away.) A failure is
+ * only a warning: the revert still runs, and the stale program then stays until the next prolog
+ * or the slice stops.
  */
 async function liftDeviceFilter(ctx: HookContext): Promise<void> {
   const slice = sliceName(ctx.user.uid);
@@ -67,7 +192,7 @@ async function killSlice(ctx: HookContext): Promise<void> {
   const uid = ctx.user.uid;
   const slice = sliceName(uid);
   const dir = userSliceCgroup(uid);
-  const pids = () => pidsInCgroup(dir, [userServiceName(uid)]);
+  const pids = () => pidsInCgroup(dir, managerUnits(uid));
   if (ctx.dryRun) {
     // Show what would be signalled; nothing dies in a dry run, so there is nothing to wait for.
     if (pids().length > 0) await ctx.sd.killUnit(slice, SIGTERM);
@@ -76,9 +201,14 @@ async function killSlice(ctx: HookContext): Promise<void> {
   const outcome = await teardownSlice(
     {
       pids,
-      kill: (signal) => {
+      kill: async (signal) => {
         ctx.debug(`${slice}: sending ${signal === SIGTERM ? "SIGTERM" : "SIGKILL"} to ${pids().join(" ")}`);
-        return ctx.sd.killUnit(slice, signal);
+        try {
+          await ctx.sd.killUnit(slice, signal);
+        } catch (e) {
+          // systemd freed the slice since we looked: its processes are gone with it.
+          if (!(e instanceof DBusCallError && e.dbusName === NO_SUCH_UNIT)) throw e;
+        }
       },
       sleep: (ms) => Bun.sleep(ms),
       now: () => Date.now(),

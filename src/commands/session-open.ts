@@ -36,6 +36,7 @@ function pamPid(env: Record<string, string | undefined>): number {
 }
 
 export async function sessionOpen(opts: SessionOptions, env: Record<string, string | undefined>): Promise<number> {
+  const t0 = performance.now();
   const reply = Reply.fromEnv(env, "flux-pam session-open", opts.debug);
   if (env.PAM_SERVICE === "systemd-user") {
     // user@UID.service's own PAM stack: scoping it would recurse.
@@ -93,7 +94,10 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
     );
     lock.release();
     lock = undefined;
-    reply.log("debug", `pid ${pid} is in ${scope} under user-${pw.uid}.slice`);
+    if (reply.debug) {
+      const t = sd.busTime();
+      reply.log("debug", `pid ${pid} is in ${scope} under user-${pw.uid}.slice (${(performance.now() - t0).toFixed(1)} ms; systemd: ${t.calls} calls, ${t.waitedMs.toFixed(1)} ms waiting)`);
+    }
     reply.env("XDG_RUNTIME_DIR", `/run/user/${pw.uid}`);
     reply.env("DBUS_SESSION_BUS_ADDRESS", `unix:path=/run/user/${pw.uid}/bus`);
     reply.result("success");

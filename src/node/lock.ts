@@ -33,7 +33,7 @@ export async function acquireUidLock(dir: string, uid: number, timeoutMs: number
     if (!st.isFile()) throw new NodeStateError(path, "lock file is not a regular file");
     if (st.uid !== 0) throw new NodeStateError(path, `lock file is owned by uid ${st.uid}, not root`);
     const deadline = Date.now() + timeoutMs;
-    let wait = 2;
+    let wait = 1;
     for (;;) {
       const err = flock(fd, LOCK_EX | LOCK_NB);
       if (err === 0) break;
@@ -41,7 +41,9 @@ export async function acquireUidLock(dir: string, uid: number, timeoutMs: number
       const left = deadline - Date.now();
       if (left <= 0) throw new LockTimeoutError(path, `lock not acquired within ${Math.round(timeoutMs / 1000)} s`);
       await Bun.sleep(Math.min(wait, left));
-      wait = Math.min(wait * 2, 50);
+      // At most 5 ms between looks: when several jobs of a user end at once, each housekeeping
+      // waits for the one before it, and a longer poll would add itself to every handover.
+      wait = Math.min(wait * 2, 5);
     }
   } catch (e) {
     closeSync(fd);

@@ -1,8 +1,23 @@
 // The Systemd interface for --dry-run: prints each call that would change systemd's state, changes nothing.
 
+import type { BusTime } from "./bus";
+import { runtimeDropins } from "./dropins";
 import { lingerEnabled } from "./logind";
 import { encodeProperties, formatProperty } from "./properties";
-import type { CallOptions, JobDone, JobOptions, KillWho, Linger, LingerUser, ScopeRequest, Systemd, UnitProperty, UnitState } from "./types";
+import type {
+  CallOptions,
+  JobDone,
+  JobOptions,
+  JobQueued,
+  KillWho,
+  Linger,
+  LingerUser,
+  ScopeRequest,
+  Systemd,
+  UnitProperty,
+  UnitState,
+  UnitStatus,
+} from "./types";
 import { constants } from "node:os";
 
 const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).map(([name, n]) => [n, name]));
@@ -10,8 +25,8 @@ const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).m
 /**
  * Records every mutating call as one line, `UNIT METHOD [PROPERTIES...]`, and hands it to `print`.
  * Reads (state, properties, linger) go to `reads`, a real client, when given: a dry run still
- * looks at the node; without one, state and properties answer as an idle node would and linger
- * reads the linger file.
+ * looks at the node; without one, units read as an idle node's (not loaded, inactive, no
+ * properties) and linger reads the linger file.
  */
 export class DryRunSystemd implements Systemd {
   readonly lines: string[] = [];
@@ -50,9 +65,23 @@ export class DryRunSystemd implements Systemd {
     return this.done(unit);
   }
 
+  async enqueueStart(unit: string, opts: JobOptions = {}): Promise<JobQueued> {
+    this.record(unit, "StartUnit", `mode=${opts.mode ?? "replace"}`);
+    return { job: "(dry-run)", unit };
+  }
+
   async stopUnit(unit: string, opts: JobOptions = {}): Promise<JobDone> {
     this.record(unit, "StopUnit", `mode=${opts.mode ?? "replace"}`);
     return this.done(unit);
+  }
+
+  async enqueueStop(unit: string, opts: JobOptions = {}): Promise<JobQueued> {
+    this.record(unit, "StopUnit", `mode=${opts.mode ?? "replace"}`);
+    return { job: "(dry-run)", unit };
+  }
+
+  async resetFailedUnit(unit: string): Promise<void> {
+    this.record(unit, "ResetFailedUnit");
   }
 
   async killUnit(unit: string, signal: number, opts: CallOptions & { who?: KillWho } = {}): Promise<void> {
@@ -63,12 +92,43 @@ export class DryRunSystemd implements Systemd {
     this.record(unit, "RevertUnitFiles", "reload=yes");
   }
 
+  async reload(): Promise<void> {
+    this.record("systemd", "Reload");
+  }
+
+  runtimeDropins(unit: string): string[] {
+    return runtimeDropins(unit);
+  }
+
+  removeRuntimeDropins(unit: string): string[] {
+    const files = runtimeDropins(unit);
+    if (files.length > 0) this.record(unit, "remove-drop-ins", ...files);
+    return files;
+  }
+
+  busTime(): BusTime {
+    return this.reads?.busTime() ?? { calls: 0, waitedMs: 0, connectMs: 0 };
+  }
+
+  unitActiveState(unit: string, opts?: CallOptions): Promise<string> {
+    return this.reads ? this.reads.unitActiveState(unit, opts) : Promise.resolve("inactive");
+  }
+
+  sliceUnits(slice: string, opts?: CallOptions): Promise<string[]> {
+    return this.reads ? this.reads.sliceUnits(slice, opts) : Promise.resolve([]);
+  }
+
+  unitStatus(unit: string, opts?: CallOptions): Promise<UnitStatus | undefined> {
+    if (this.reads) return this.reads.unitStatus(unit, opts);
+    return Promise.resolve(undefined);
+  }
+
   unitState(unit: string, opts?: CallOptions): Promise<UnitState> {
     if (this.reads) return this.reads.unitState(unit, opts);
     return Promise.resolve({ loadState: "loaded", activeState: "inactive", subState: "dead" });
   }
 
-  unitProperties(unit: string, opts?: CallOptions): Promise<Record<string, string>> {
+  unitProperties(unit: string, opts?: CallOptions & { names?: readonly string[] }): Promise<Record<string, string>> {
     return this.reads ? this.reads.unitProperties(unit, opts) : Promise.resolve({});
   }
 

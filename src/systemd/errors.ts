@@ -16,6 +16,9 @@ export class BusUnavailableError extends Error {
   }
 }
 
+/** systemd's answer for a unit it does not hold (GetUnit, KillUnit) or cannot find (LoadUnit). */
+export const NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit";
+
 /** systemd (or logind) answered a call with a D-Bus error reply. */
 export class DBusCallError extends Error {
   override name = "DBusCallError";

@@ -1,15 +1,29 @@
 // The systemd manager over D-Bus: transient scopes, runtime properties, start/stop/kill, state, revert.
 
-import { type ConnectOptions, DEFAULT_CALL_MS, type MethodCall, type Signal, SystemBus } from "./bus";
-import { BadBusReplyError, BusClosedError, DBusTimeoutError, JobFailedError, JobTimeoutError } from "./errors";
+import { type BusTime, type ConnectOptions, DEFAULT_CALL_MS, type MethodCall, type Signal, SystemBus } from "./bus";
+import { removeRuntimeDropins, runtimeDropins } from "./dropins";
+import { BadBusReplyError, BusClosedError, DBusCallError, DBusTimeoutError, JobFailedError, JobTimeoutError, NO_SUCH_UNIT } from "./errors";
 import { lingerEnabled } from "./logind";
 import { decodeProperties, encodeProperties } from "./properties";
-import type { CallOptions, JobDone, JobOptions, KillWho, Linger, LingerUser, ScopeRequest, Systemd, UnitProperty, UnitState } from "./types";
+import type {
+  CallOptions,
+  JobDone,
+  JobOptions,
+  JobQueued,
+  KillWho,
+  Linger,
+  LingerUser,
+  ScopeRequest,
+  Systemd,
+  UnitProperty,
+  UnitState,
+  UnitStatus,
+} from "./types";
 
 const SYSTEMD = { destination: "org.freedesktop.systemd1", path: "/org/freedesktop/systemd1", interface: "org.freedesktop.systemd1.Manager" };
 const PROPERTIES = "org.freedesktop.DBus.Properties";
 
-// Only systemd's own JobRemoved: the bus filters on the sender, so no other client can fake one.
+// Only systemd's own JobRemoved: the bus routes only those to us (but see waitJob: anyone may address one to us).
 const JOB_REMOVED_RULE =
   "type='signal',sender='org.freedesktop.systemd1',path='/org/freedesktop/systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'";
 
@@ -23,6 +37,21 @@ const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]{1,255}$/;
 function checkUnitName(unit: string, suffix?: string): void {
   if (!UNIT_NAME.test(unit) || !unit.includes(".") || (suffix !== undefined && !unit.endsWith(suffix)))
     throw new TypeError(`${JSON.stringify(unit)} is not a valid ${suffix ? `${suffix.slice(1)} ` : ""}unit name`);
+}
+
+/**
+ * A unit's object path, as systemd's bus_label_escape spells it: every byte but a-z, A-Z and (not
+ * first) 0-9 as _XX in hex. systemd loads the unit when something asks for a path not yet loaded.
+ */
+export function unitPath(unit: string): string {
+  let label = "";
+  const bytes = new TextEncoder().encode(unit);
+  bytes.forEach((b, i) => {
+    const alpha = (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a);
+    const digit = b >= 0x30 && b <= 0x39 && i > 0;
+    label += alpha || digit ? String.fromCharCode(b) : `_${b.toString(16).padStart(2, "0")}`;
+  });
+  return `/org/freedesktop/systemd1/unit/${label || "_"}`;
 }
 
 /** The interface that holds a unit type's resource properties. */
@@ -49,10 +78,13 @@ class Budget {
 }
 
 export class SystemdClient implements Systemd {
-  private jobWatch: Promise<void> | undefined;
-  /** JobRemoved results that arrived before we learnt the job's path (kept only while jobs are in flight). */
-  private readonly early = new Map<string, string>();
-  private readonly waiters = new Map<string, (result: string) => void>();
+  private jobMatch: Promise<void> | undefined;
+  /**
+   * JobRemoved signals that arrived before we learnt the job's path, with who sent them (kept only
+   * while jobs are in flight): job path -> (sender, result).
+   */
+  private readonly early = new Map<string, { sender: string; result: string }[]>();
+  private readonly waiters = new Map<string, (sender: string, result: string) => void>();
   private jobsInFlight = 0;
 
   constructor(readonly bus: SystemBus) {
@@ -68,53 +100,44 @@ export class SystemdClient implements Systemd {
     return { ...SYSTEMD, member, unit, ...(signature ? { signature, body } : {}) };
   }
 
-  /** systemd's unique name on the bus: only its JobRemoved signals count. */
-  private systemdName: string | undefined;
-
   /**
-   * Subscribe + AddMatch for JobRemoved, once per connection, before the first job is asked for:
-   * a job can finish before its method reply is even read, and a signal we are not yet routed is lost.
+   * AddMatch for JobRemoved, once per connection, sent in the same write as the first job's call:
+   * the bus handles one connection's messages in order, so the rule is in place before systemd
+   * even reads the call. No Subscribe: systemd sends a job's JobRemoved to the client that asked for
+   * the job whether or not it subscribed (job->bus_track), and a subscriber makes systemd put a
+   * signal on the bus for every unit change on the node while it is connected.
    */
-  private watchJobs(budget: Budget): Promise<void> {
-    this.jobWatch ??= (async () => {
-      // All three at once: no job is asked for until every one of them is answered.
-      const [name] = await Promise.all([
-        this.bus.nameOwner(SYSTEMD.destination, budget.left()),
-        this.bus.addMatch(JOB_REMOVED_RULE, budget.left()),
-        // Without Subscribe systemd sends no job signals to the bus at all when nobody else subscribed.
-        this.bus.call(this.manager("Subscribe", undefined), budget.left()),
-      ]);
-      this.systemdName = name;
-    })().catch((e: unknown) => {
-      this.jobWatch = undefined;
+  private matchJobs(ms: number): Promise<void> {
+    this.jobMatch ??= this.bus.addMatch(JOB_REMOVED_RULE, ms).catch((e: unknown) => {
+      this.jobMatch = undefined;
       throw e;
     });
-    return this.jobWatch;
+    return this.jobMatch;
   }
 
   private onJobRemoved(s: Signal): void {
     if (s.path !== SYSTEMD.path || s.interface !== SYSTEMD.interface || s.member !== "JobRemoved") return;
-    // Any local user may send a signal straight to our unique name; a forged "done" would let a
-    // session's shell start before its scope exists. Only systemd's own word counts.
-    if (s.sender !== this.systemdName) return;
     const [, job, , result] = s.body;
     if (typeof job !== "string" || typeof result !== "string") return;
     const waiter = this.waiters.get(job);
-    if (waiter) {
-      this.waiters.delete(job);
-      waiter(result);
-    } else if (this.jobsInFlight > 0) this.early.set(job, result);
+    if (waiter) waiter(s.sender, result);
+    else if (this.jobsInFlight > 0) this.early.set(job, [...(this.early.get(job) ?? []), { sender: s.sender, result }]);
   }
 
-  /** Waits up to `waitMs` for the job's JobRemoved; a timeout reports the operation's whole `budgetMs`. */
-  private waitJob(method: string, unit: string, job: string, waitMs: number, budgetMs: number): Promise<string> {
-    const known = this.early.get(job);
-    if (known !== undefined) return Promise.resolve(known);
+  /**
+   * Waits up to `waitMs` for the job's JobRemoved from `systemd` (the unique name that answered the
+   * job's call); a timeout reports the operation's whole `budgetMs`.
+   */
+  private waitJob(method: string, unit: string, job: string, systemd: string, waitMs: number, budgetMs: number): Promise<string> {
+    const known = this.early.get(job)?.find((e) => e.sender === systemd);
+    if (known !== undefined) return Promise.resolve(known.result);
+    const release = this.bus.hold(); // time spent waiting on systemd, for busTime()
     return new Promise<string>((resolve, reject) => {
       const done = () => {
         clearTimeout(timer);
         this.waiters.delete(job);
         offClose();
+        release();
       };
       const timer = setTimeout(() => {
         done();
@@ -125,7 +148,10 @@ export class SystemdClient implements Systemd {
         done();
         reject(new BusClosedError(method, unit, `waiting for job ${job}: ${cause.message}`));
       });
-      this.waiters.set(job, (result) => {
+      this.waiters.set(job, (sender, result) => {
+        // Any local user may send a signal straight to our unique name; a forged "done" would let a
+        // session's shell start before its scope exists. Only systemd's own word counts.
+        if (sender !== systemd) return;
         done();
         resolve(result);
       });
@@ -138,22 +164,24 @@ export class SystemdClient implements Systemd {
     const budget = new Budget(ms, method, unit);
     this.jobsInFlight++;
     try {
+      let reply: { body: unknown[]; sender: string | undefined };
       try {
-        await this.watchJobs(budget);
+        [, reply] = await Promise.all([this.matchJobs(budget.left()), this.bus.callFrom(this.manager(method, unit, signature, body), budget.left())]);
       } catch (e) {
-        // The setup spends the operation's budget: running out there is the operation timing out.
+        // The match spends the operation's budget too: running out there is the operation timing out.
         if (e instanceof DBusTimeoutError) throw new DBusTimeoutError(method, unit, ms);
         throw e;
       }
-      const [job] = await this.bus.call(this.manager(method, unit, signature, body), budget.left());
+      const [job] = reply.body;
       if (typeof job !== "string") throw new BadBusReplyError(method, unit, "no job path");
+      if (reply.sender === undefined) throw new BadBusReplyError(method, unit, "the reply names no sender");
       let left: number;
       try {
         left = budget.left();
       } catch {
         throw new JobTimeoutError(method, unit, job, ms);
       }
-      const result = await this.waitJob(method, unit, job, left, ms);
+      const result = await this.waitJob(method, unit, job, reply.sender, left, ms);
       if (result !== "done") throw new JobFailedError(method, unit, job, result);
       return { job, unit, ms: performance.now() - t0 };
     } finally {
@@ -190,9 +218,30 @@ export class SystemdClient implements Systemd {
     return this.runJob("StartUnit", unit, "ss", [unit, opts.mode ?? "replace"], opts.timeoutMs ?? DEFAULT_UNIT_JOB_MS);
   }
 
+  enqueueStart(unit: string, opts: JobOptions = {}): Promise<JobQueued> {
+    return this.enqueue("StartUnit", unit, opts);
+  }
+
+  enqueueStop(unit: string, opts: JobOptions = {}): Promise<JobQueued> {
+    return this.enqueue("StopUnit", unit, opts);
+  }
+
+  /** A job asked for and left to systemd: the reply says it is queued, nobody waits for its end. */
+  private async enqueue(method: "StartUnit" | "StopUnit", unit: string, opts: JobOptions): Promise<JobQueued> {
+    checkUnitName(unit);
+    const [job] = await this.bus.call(this.manager(method, unit, "ss", [unit, opts.mode ?? "replace"]), opts.timeoutMs ?? DEFAULT_CALL_MS);
+    if (typeof job !== "string") throw new BadBusReplyError(method, unit, "no job path");
+    return { job, unit };
+  }
+
   stopUnit(unit: string, opts: JobOptions = {}): Promise<JobDone> {
     checkUnitName(unit);
     return this.runJob("StopUnit", unit, "ss", [unit, opts.mode ?? "replace"], opts.timeoutMs ?? DEFAULT_UNIT_JOB_MS);
+  }
+
+  async resetFailedUnit(unit: string, opts: CallOptions = {}): Promise<void> {
+    checkUnitName(unit);
+    await this.bus.call(this.manager("ResetFailedUnit", unit, "s", [unit]), opts.timeoutMs ?? DEFAULT_CALL_MS);
   }
 
   async killUnit(unit: string, signal: number, opts: CallOptions & { who?: KillWho } = {}): Promise<void> {
@@ -232,9 +281,83 @@ export class SystemdClient implements Systemd {
     return { loadState, activeState, subState };
   }
 
-  async unitProperties(unit: string, opts: CallOptions = {}): Promise<Record<string, string>> {
+  /** One Unit property on the unit's object path (systemd loads the unit if it must). */
+  private async unitProperty(unit: string, name: string, opts: CallOptions): Promise<unknown> {
     checkUnitName(unit);
-    return decodeProperties(await this.getAll(unit, typeInterface(unit), new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetAll", unit)));
+    const [v] = await this.bus.call(
+      { destination: SYSTEMD.destination, path: unitPath(unit), interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Unit", name], unit },
+      opts.timeoutMs ?? DEFAULT_CALL_MS,
+    );
+    return v;
+  }
+
+  async unitActiveState(unit: string, opts: CallOptions = {}): Promise<string> {
+    const v = await this.unitProperty(unit, "ActiveState", opts);
+    if (typeof v !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
+    return v;
+  }
+
+  async sliceUnits(slice: string, opts: CallOptions = {}): Promise<string[]> {
+    checkUnitName(slice, ".slice");
+    const v = await this.unitProperty(slice, "SliceOf", opts);
+    if (!Array.isArray(v) || !v.every((u) => typeof u === "string")) throw new BadBusReplyError("Get", slice, "SliceOf is not a list of names");
+    return v as string[];
+  }
+
+  async unitStatus(unit: string, opts: CallOptions = {}): Promise<UnitStatus | undefined> {
+    checkUnitName(unit);
+    const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetUnit", unit);
+    let path: unknown;
+    try {
+      [path] = await this.bus.call(this.manager("GetUnit", unit, "s", [unit]), budget.left());
+    } catch (e) {
+      // GetUnit answers NoSuchUnit for a unit systemd does not hold ("not loaded"), and never loads it.
+      if (e instanceof DBusCallError && e.dbusName === NO_SUCH_UNIT) return undefined;
+      throw e;
+    }
+    if (typeof path !== "string") throw new BadBusReplyError("GetUnit", unit, "no object path");
+    const get = async (k: string, iface = "org.freedesktop.systemd1.Unit", object = path): Promise<unknown> => {
+      try {
+        const [v] = await this.bus.call(
+          { destination: SYSTEMD.destination, path: object, interface: PROPERTIES, member: "Get", signature: "ss", body: [iface, k], unit },
+          budget.left(),
+        );
+        return v;
+      } catch (e) {
+        // Freed between GetUnit and Get: it is not held any more.
+        if (e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") return undefined;
+        throw e;
+      }
+    };
+    const [activeState, needDaemonReload, job] = await Promise.all([get("ActiveState"), get("NeedDaemonReload"), get("Job")]);
+    if (activeState === undefined && needDaemonReload === undefined) return undefined;
+    if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
+    if (typeof needDaemonReload !== "boolean") throw new BadBusReplyError("Get", unit, "NeedDaemonReload is not a boolean");
+    const status: UnitStatus = { activeState, needDaemonReload };
+    // Job is (id, path), id 0 when none is queued.
+    if (Array.isArray(job) && typeof job[0] === "number" && job[0] !== 0 && typeof job[1] === "string") {
+      const type = await get("JobType", "org.freedesktop.systemd1.Job", job[1]);
+      if (typeof type === "string") status.job = type;
+    }
+    return status;
+  }
+
+  async unitProperties(unit: string, opts: CallOptions & { names?: readonly string[] } = {}): Promise<Record<string, string>> {
+    checkUnitName(unit);
+    const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetAll", unit);
+    if (!opts.names) return decodeProperties(await this.getAll(unit, typeInterface(unit), budget));
+    // A few names: one Get each, all at once; a GetAll is a hundred properties to unmarshal.
+    const iface = typeInterface(unit);
+    const values = await Promise.all(
+      opts.names.map(async (name) => {
+        const [v] = await this.bus.call(
+          { destination: SYSTEMD.destination, path: unitPath(unit), interface: PROPERTIES, member: "Get", signature: "ss", body: [iface, name], unit },
+          budget.left(),
+        );
+        return [name, v] as const;
+      }),
+    );
+    return decodeProperties(Object.fromEntries(values));
   }
 
   async revertUnit(unit: string, opts: CallOptions = {}): Promise<void> {
@@ -243,6 +366,24 @@ export class SystemdClient implements Systemd {
     await this.bus.call(this.manager("RevertUnitFiles", unit, "as", [[unit]]), budget.left());
     // The drop-ins are gone from disk; systemd forgets the properties only when it reloads.
     await this.bus.call(this.manager("Reload", unit), budget.left());
+  }
+
+  async reload(opts: CallOptions = {}): Promise<void> {
+    await this.bus.call(this.manager("Reload", undefined), opts.timeoutMs ?? DEFAULT_RELOAD_MS);
+  }
+
+  runtimeDropins(unit: string): string[] {
+    checkUnitName(unit);
+    return runtimeDropins(unit);
+  }
+
+  removeRuntimeDropins(unit: string): string[] {
+    checkUnitName(unit);
+    return removeRuntimeDropins(unit);
+  }
+
+  busTime(): BusTime {
+    return this.bus.busTime();
   }
 
   async version(opts: CallOptions = {}): Promise<string> {

@@ -1,7 +1,6 @@
 // The systemd client's front door for commands: open the real client or the dry-run one.
 
 import type { ConnectOptions } from "./bus";
-import { DryRunSystemd } from "./dry-run";
 import { SystemdClient } from "./manager";
 import type { Systemd } from "./types";
 
@@ -19,6 +18,8 @@ export interface OpenOptions extends ConnectOptions {
  */
 export async function openSystemd(dryRun: boolean, opts: OpenOptions = {}): Promise<Systemd> {
   if (!dryRun) return SystemdClient.connect(opts);
+  // Loaded only for a dry run: it brings node:os, a millisecond and a MiB every hook would pay.
+  const { DryRunSystemd } = await import("./dry-run");
   const print = opts.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   let reads: Systemd | undefined;
   try {

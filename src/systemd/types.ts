@@ -1,6 +1,8 @@
 // The systemd client's interface and value types, kept apart from bus.ts so that importing them
 // (commands, the dry-run client) never loads dbus-native.
 
+import type { BusTime } from "./bus";
+
 /** A unit property as sent in SetUnitProperties / StartTransientUnit: a name and a typed variant. */
 export type UnitProperty = { name: string; /** as systemctl set-property would spell it */ text: string } & (
   | { signature: "ay"; value: Uint8Array }
@@ -30,6 +32,12 @@ export interface JobDone {
   ms: number;
 }
 
+/** A job systemd accepted and queued; nobody waits for it to finish. */
+export interface JobQueued {
+  job: string;
+  unit: string;
+}
+
 export interface ScopeRequest {
   /** e.g. flux-pam-61.scope */
   name: string;
@@ -45,6 +53,16 @@ export interface UnitState {
   /** active, inactive, failed, activating, deactivating, ... */
   activeState: string;
   subState: string;
+}
+
+/** A unit as systemd holds it in memory now, read without loading it. */
+export interface UnitStatus {
+  /** active, inactive, failed, activating, deactivating, ... */
+  activeState: string;
+  /** systemd's files for the unit differ from what it loaded (systemctl daemon-reload would change it) */
+  needDaemonReload: boolean;
+  /** the type of the job queued for the unit (start, stop, ...), if any */
+  job?: string;
 }
 
 export type KillWho = "all" | "main" | "control";
@@ -81,16 +99,36 @@ export interface Systemd {
   setSliceProperties(unit: string, props: Readonly<Record<string, string>>, opts?: CallOptions): Promise<void>;
   /** StartUnit, waiting for the job to finish. */
   startUnit(unit: string, opts?: JobOptions): Promise<JobDone>;
+  /** StartUnit, not waiting: resolves once systemd has queued the job. */
+  enqueueStart(unit: string, opts?: JobOptions): Promise<JobQueued>;
   /** StopUnit, waiting for the job to finish. */
   stopUnit(unit: string, opts?: JobOptions): Promise<JobDone>;
+  /** StopUnit, not waiting: resolves once systemd has queued the job. */
+  enqueueStop(unit: string, opts?: JobOptions): Promise<JobQueued>;
+  /** ResetFailedUnit: forget a failed unit's failure (so that systemd may free it). */
+  resetFailedUnit(unit: string, opts?: CallOptions): Promise<void>;
   /** KillUnit: send `signal` to the unit's processes (who: default "all"). */
   killUnit(unit: string, signal: number, opts?: CallOptions & { who?: KillWho }): Promise<void>;
   /** LoadState / ActiveState / SubState of a unit (loading it if needed; never starts it). */
   unitState(unit: string, opts?: CallOptions): Promise<UnitState>;
-  /** The resource properties now in force on a unit, spelled as the mapper spells them. */
-  unitProperties(unit: string, opts?: CallOptions): Promise<Record<string, string>>;
+  /** A unit's ActiveState in one call (its object path: systemd loads the unit if needed, never starts it). */
+  unitActiveState(unit: string, opts?: CallOptions): Promise<string>;
+  /** The units in a slice (its SliceOf: failed ones included), by its object path. */
+  sliceUnits(slice: string, opts?: CallOptions): Promise<string[]>;
+  /** The unit as systemd holds it (GetUnit: never loads it); undefined when systemd does not hold it. */
+  unitStatus(unit: string, opts?: CallOptions): Promise<UnitStatus | undefined>;
+  /** The resource properties now in force on a unit, spelled as the mapper spells them (only `names`, D-Bus names, when given). */
+  unitProperties(unit: string, opts?: CallOptions & { names?: readonly string[] }): Promise<Record<string, string>>;
   /** What `systemctl revert UNIT` does: RevertUnitFiles, then Reload. */
   revertUnit(unit: string, opts?: CallOptions): Promise<void>;
+  /** Manager.Reload (systemctl daemon-reload): node-wide, re-reads every unit. */
+  reload(opts?: CallOptions): Promise<void>;
+  /** The drop-ins SetUnitProperties(runtime) left for the unit under /run/systemd/system.control (paths). */
+  runtimeDropins(unit: string): string[];
+  /** Removes those drop-ins (and their directory once empty); returns what it removed. */
+  removeRuntimeDropins(unit: string): string[];
+  /** What this client spent waiting on systemd so far (for debug lines and bench/hooks.ts). */
+  busTime(): BusTime;
   /** The manager's Version property, e.g. "252.30-1~deb12u1" or "239 (239-78.el8)". */
   version(opts?: CallOptions): Promise<string>;
   /** Is linger on for this user? logind's User.Linger, else the linger file. */

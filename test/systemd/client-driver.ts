@@ -61,7 +61,7 @@ async function main(args: string[]): Promise<unknown> {
     case "set":
       return withClient((sd) => sd.setSliceProperties(arg(0), JSON.parse(arg(1)) as Record<string, string>));
     case "props":
-      return withClient((sd) => sd.unitProperties(arg(0)));
+      return withClient((sd) => sd.unitProperties(arg(0), a[1] ? { names: a.slice(1) } : {}));
     case "state":
       return withClient((sd) => sd.unitState(arg(0)));
     case "start":
@@ -72,6 +72,12 @@ async function main(args: string[]): Promise<unknown> {
       return withClient((sd) => sd.killUnit(arg(0), Number(arg(1))));
     case "revert":
       return withClient((sd) => sd.revertUnit(arg(0)));
+    case "status":
+      return withClient(async (sd) => (await sd.unitStatus(arg(0))) ?? null);
+    case "active":
+      return withClient((sd) => sd.unitActiveState(arg(0)));
+    case "enqueue-stop":
+      return withClient((sd) => sd.enqueueStop(arg(0)));
     case "linger":
       return withClient((sd) => sd.linger({ name: arg(0), uid: Number(arg(1)) }));
     case "linger-no-bus":

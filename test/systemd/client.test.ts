@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Variant } from "dbus-native";
-import { SystemBus } from "../../src/systemd/bus";
+import { SystemBus, unixSocketPath } from "../../src/systemd/bus";
 import {
   BusClosedError,
   BusUnavailableError,
@@ -15,7 +15,7 @@ import {
   PropertyError,
 } from "../../src/systemd/errors";
 import { lingerEnabled } from "../../src/systemd/logind";
-import { SystemdClient } from "../../src/systemd/manager";
+import { SystemdClient, unitPath } from "../../src/systemd/manager";
 import { encodeProperties } from "../../src/systemd/properties";
 import { tempDir } from "../e2e/harness";
 import { type FakeSystemd, startFakeSystemd } from "./fake-systemd";
@@ -79,12 +79,12 @@ describe("connecting to the system bus", () => {
 });
 
 describe("startScope: StartTransientUnit, then wait for the job", () => {
-  test("subscribes to JobRemoved before asking for the scope, and sends Slice (s) and PIDs (au)", async () => {
+  test("asks for the scope without Subscribe (systemd sends a job's JobRemoved to whoever asked for it), and sends Slice (s) and PIDs (au)", async () => {
     const done = await sd.startScope({ name: "flux-pam-61.scope", slice: "user-1000.slice", pids: [61] });
     expect(done.unit).toBe("flux-pam-61.scope");
     expect(done.job).toMatch(/^\/org\/freedesktop\/systemd1\/job\/\d+$/);
     const members = fake.calls.map((c) => c.member);
-    expect(members.indexOf("Subscribe")).toBeLessThan(members.indexOf("StartTransientUnit"));
+    expect(members).toEqual(["StartTransientUnit"]);
     const start = fake.calls.find((c) => c.member === "StartTransientUnit")!;
     expect(start.body.slice(0, 2)).toEqual(["flux-pam-61.scope", "fail"]);
     const props = start.body[2] as [string, Variant][];
@@ -155,6 +155,38 @@ describe("startScope: StartTransientUnit, then wait for the job", () => {
     await expect(sd.startScope({ name: "x.service", slice: "user-1000.slice", pids: [1] })).rejects.toThrow(TypeError);
     await expect(sd.startScope({ name: "a.scope", slice: "user-1000.slice", pids: [] })).rejects.toThrow(TypeError);
     expect(fake.calls).toEqual([]);
+  });
+});
+
+describe("jobs left to systemd", () => {
+  test("enqueueStart answers once systemd queued the job, without waiting for it to finish", async () => {
+    fake.plans.set("user@1996.service", "never");
+    const t0 = performance.now();
+    const q = await sd.enqueueStart("user@1996.service", { timeoutMs: 1000 });
+    expect(q.unit).toBe("user@1996.service");
+    expect(q.job).toMatch(/^\/org\/freedesktop\/systemd1\/job\/\d+$/);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(fake.calls).toEqual([{ member: "StartUnit", body: ["user@1996.service", "replace"] }]);
+  });
+
+  test("enqueueStop is StopUnit, mode replace", async () => {
+    await sd.enqueueStop("user-1996.slice");
+    expect(fake.calls).toEqual([{ member: "StopUnit", body: ["user-1996.slice", "replace"] }]);
+  });
+});
+
+describe("names on the bus", () => {
+  test("unitPath escapes a unit name as systemd's bus_label_escape does", () => {
+    expect(unitPath("user@1000.service")).toBe("/org/freedesktop/systemd1/unit/user_401000_2eservice");
+    expect(unitPath("user-1000.slice")).toBe("/org/freedesktop/systemd1/unit/user_2d1000_2eslice");
+    expect(unitPath("0x.scope")).toBe("/org/freedesktop/systemd1/unit/_30x_2escope");
+  });
+
+  test("unixSocketPath takes the first unix:path= of an address, %-escapes decoded", () => {
+    expect(unixSocketPath("unix:path=/run/dbus/system_bus_socket")).toBe("/run/dbus/system_bus_socket");
+    expect(unixSocketPath("tcp:host=x,port=1;unix:guid=abc,path=/tmp/a%20b")).toBe("/tmp/a b");
+    expect(unixSocketPath("unix:abstract=/tmp/dbus-x")).toBeUndefined();
+    expect(unixSocketPath("unix:path=/tmp/%zz")).toBeUndefined();
   });
 });
 

@@ -71,6 +71,11 @@ describe.skipIf(skip !== undefined)("systemd client in a container (real systemd
     return sort ? l.sort() : l;
   }
 
+  async function until(cond: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
+    for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (await cond()) return true;
+    return cond();
+  }
+
   async function gone(pid: number, ms: number): Promise<boolean> {
     for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(50))
       if ((await c.exec(["test", "-e", `/proc/${pid}`])).code !== 0) return true;
@@ -122,6 +127,14 @@ describe.skipIf(skip !== undefined)("systemd client in a container (real systemd
 
     test("unitProperties reads them back in the mapper's spelling (for check-user)", async () => {
       expect(await ok("props", "user-1000.slice")).toMatchObject({ AllowedCPUs: "0-1", DevicePolicy: "closed", DeviceAllow: "/dev/null rw,/dev/zero r" });
+    });
+
+    test("unitProperties of a few names reads only those, as GetAll spells them", async () => {
+      expect(await ok("props", "user-1000.slice", "AllowedCPUs", "DevicePolicy", "DeviceAllow")).toEqual({
+        AllowedCPUs: "0-1",
+        DevicePolicy: "closed",
+        DeviceAllow: "/dev/null rw,/dev/zero r",
+      });
     });
 
     test("a second SetUnitProperties with one device drops the other", async () => {
@@ -226,6 +239,28 @@ describe.skipIf(skip !== undefined)("systemd client in a container (real systemd
       await ok("start", "user@1002.service");
       await ok("stop", "user@1002.service");
       expect(await show("user@1002.service", "ActiveState")).toBe("ActiveState=inactive");
+    });
+
+    test("unitStatus of a unit systemd does not hold is null, and asking does not load it", async () => {
+      const getUnit = () => c.exec(["busctl", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "GetUnit", "s", "flux-pam-never.service"]);
+      expect((await getUnit()).code).not.toBe(0);
+      expect(await ok("status", "flux-pam-never.service")).toBeNull();
+      expect((await getUnit()).code).not.toBe(0);
+    });
+
+    test("unitStatus and unitActiveState (one Get on systemd's object path) agree with systemctl", async () => {
+      await ok("start", "user@1002.service");
+      expect(await ok("status", "user@1002.service")).toEqual({ activeState: "active", needDaemonReload: false });
+      expect(await ok("active", "user@1002.service")).toBe("active");
+      const loaded = (await c.run(["busctl", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "LoadUnit", "s", "user@1002.service"])).trim();
+      const { unitPath } = await import("../../src/systemd/manager");
+      expect(loaded).toBe(`o "${unitPath("user@1002.service")}"`);
+    });
+
+    test("enqueueStop answers once the stop is queued; systemd finishes it on its own", async () => {
+      const r = (await ok("enqueue-stop", "user@1002.service")) as { job: string; unit: string };
+      expect(r.job).toMatch(/^\/org\/freedesktop\/systemd1\/job\/\d+$/);
+      expect(await until(async () => (await show("user@1002.service", "ActiveState")) === "ActiveState=inactive")).toBe(true);
     });
 
     test("a job that cannot finish in time is a JobTimeoutError naming the unit", async () => {

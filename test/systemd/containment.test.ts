@@ -81,6 +81,41 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   const exists = async (path: string) => (await c.exec(["test", "-e", path])).code === 0;
   const active = async (unit: string) => (await c.exec(["systemctl", "is-active", unit])).stdout.trim();
 
+  /** Polls `cond` until it holds, up to `ms`; says whether it did. */
+  async function until(cond: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
+    for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (await cond()) return true;
+    return cond();
+  }
+
+  /** Does systemd hold the unit in memory? (GetUnit answers NoSuchUnit when not: it never loads one.) */
+  const held = async (unit: string) =>
+    (await c.exec(["busctl", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "GetUnit", "s", unit])).code === 0;
+
+  /** How many times systemd has reloaded since boot: it logs "Reloading." each time. */
+  async function reloads(): Promise<number> {
+    await c.run(["journalctl", "--sync"]);
+    const log = await c.run(["journalctl", "-b", "-o", "cat", "_PID=1", "--no-pager"]);
+    return log.split("\n").filter((l) => l.startsWith("Reloading")).length;
+  }
+
+  /** The method calls made to systemd while `f` runs, seen by busctl monitor (member names). */
+  async function systemdCalls(f: () => Promise<unknown>): Promise<string[]> {
+    const log = `/tmp/monitor-${Date.now()}.json`;
+    await c.run(["bash", "-c", `busctl monitor --json=short >${log} 2>${log}.err & echo $! >${log}.pid`]);
+    await until(async () => (await c.exec(["grep", "-q", "Monitoring", `${log}.err`])).code === 0, 5000);
+    await f();
+    await Bun.sleep(200); // let the monitor write what it saw
+    await c.run(["bash", "-c", `kill $(cat ${log}.pid)`]);
+    const lines = (await c.run(["cat", log])).trim().split("\n").filter((l) => l !== "");
+    return lines
+      .map((l) => JSON.parse(l) as { type: string; destination?: string; member?: string })
+      .filter((m) => m.type === "method_call" && m.destination === "org.freedesktop.systemd1")
+      .map((m) => m.member ?? "");
+  }
+
+  /** What changes systemd's state; reads (GetUnit, Get, ...) are none of these. */
+  const WRITES = ["StartUnit", "StopUnit", "RestartUnit", "KillUnit", "SetUnitProperties", "StartTransientUnit", "ResetFailedUnit", "RevertUnitFiles", "Reload", "Subscribe"];
+
   test("1: the first job's prolog sets the mapper's answer on the slice, makes the marker, starts user@", async () => {
     nodeWith([{ id: "101", userid: ALICE, cores: "0-1", gpus: "0" }]);
     await expectHook("prolog", "101");
@@ -92,7 +127,9 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     });
     expect(await exists(MARKER)).toBe(true);
     expect((await c.run(["stat", "-c", "%a %U", MARKER])).trim()).toBe("600 root");
-    expect(await active("user@1000.service")).toBe("active");
+    // Queued, not waited for: the prolog may return while the user manager is still starting.
+    expect(["activating", "active"]).toContain(await active("user@1000.service"));
+    expect(await until(async () => (await active("user@1000.service")) === "active")).toBe(true);
   });
 
   test("2: a second job with other cores widens the slice to the union", async () => {
@@ -124,18 +161,56 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     expect(await exists(MARKER)).toBe(true);
   });
 
-  test("3: the last job's housekeeping removes the marker, stops user@, lifts the device restrictions and reverts the drop-ins", async () => {
+  test("2: the jobs' shares are recorded beside the marker and reused; a garbled record is ignored (the broker's R decides)", async () => {
+    const record = "/run/flux-pam/uid.1000.shares";
+    expect(Object.keys(JSON.parse(await c.run(["cat", record])).jobs)).toEqual(["102"]);
+    expect((await c.run(["stat", "-c", "%a %U", record])).trim()).toBe("600 root");
+    await c.run(["bash", "-c", `echo garbage >${record}`]);
+    nodeWith([
+      { id: "102", userid: ALICE, cores: "4-5", gpus: "1" },
+      { id: "103", userid: ALICE, cores: "6" },
+    ]);
+    await expectHook("prolog", "103");
+    expect((await sliceProps()).AllowedCPUs).toBe("4-6");
+    expect(Object.keys(JSON.parse(await c.run(["cat", record])).jobs).sort()).toEqual(["102", "103"]);
+  });
+
+  test("3: the last job's housekeeping removes the marker and the drop-ins and stops the slice; systemd frees it unconstrained, without a reload", async () => {
     expect(await exists(DROPINS)).toBe(true);
+    const before = await reloads();
     nodeWith([{ id: "102", userid: ALICE, cores: "4-5", gpus: "1", state: 64 }]);
     const r = await hook("housekeeping", "102");
-    // systemd took DevicePolicy=auto with char-* / block-* (no "could not lift" warning)...
     expect([r.code, r.stderr]).toEqual([0, ""]);
-    // ...and the revert removed those drop-ins with the rest.
     expect(await exists(MARKER)).toBe(false);
-    expect(await active("user@1000.service")).toBe("inactive");
+    expect(await exists("/run/flux-pam/uid.1000.shares")).toBe(false);
     expect(await exists(DROPINS)).toBe(false);
-    expect(await sliceProps()).toEqual({ AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" });
     expect(await c.exec(["ls", "/run/systemd/system.control"]).then((r) => r.stdout)).not.toContain(SLICE);
+    // The slice's stop is queued, not waited for: it takes user@ (and user-runtime-dir@) with it,
+    // then systemd frees the unit.
+    expect(await until(async () => !(await held(SLICE)))).toBe(true);
+    expect(await active("user@1000.service")).toBe("inactive");
+    // Loaded afresh from its files: no limits in memory, none on disk, nothing for a reload to change.
+    expect(await sliceProps()).toEqual({ AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" });
+    expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("no");
+    expect(await reloads()).toBe(before);
+  });
+
+  test("3: a daemon-reload after the teardown changes nothing on the slice", async () => {
+    const shown = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow", "NeedDaemonReload", "DropInPaths"];
+    const before = await c.run(["systemctl", "show", ...shown.flatMap((p) => ["-p", p]), SLICE]);
+    await c.run(["systemctl", "daemon-reload"]);
+    expect(await c.run(["systemctl", "show", ...shown.flatMap((p) => ["-p", p]), SLICE])).toBe(before);
+    expect(before).not.toContain("system.control");
+  });
+
+  test("3: a second teardown finds nothing left and makes no write call to systemd", async () => {
+    nodeWith([{ id: "102", userid: ALICE, cores: "4-5", gpus: "1", state: 64 }]);
+    let r: Awaited<ReturnType<typeof hook>> | undefined;
+    const calls = await systemdCalls(async () => (r = await hook("housekeeping", "102", { FLUX_PAM_SCRIPTS_DEBUG: "1" })));
+    expect(r!.code).toBe(0);
+    expect(r!.stderr).toContain("nothing left to tear down");
+    expect(calls.filter((m) => WRITES.includes(m))).toEqual([]);
+    expect(calls.length).toBeGreaterThan(0); // it did look (GetUnit), and the monitor saw it
   });
 
   test("4: kill-user-slice TERMs a stray process, KILLs one that ignores TERM after the grace time", async () => {
@@ -236,5 +311,128 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     await c.run(["kill", pid]);
     nodeWith([{ id: "108", userid: ALICE, cores: "0", state: 64 }]);
     await expectHook("housekeeping", "108");
+  });
+
+  test("8: eight last-job housekeepings of one user at once: one tears down, seven find nothing; the slice ends reverted, without a reload", async () => {
+    nodeWith([{ id: "400", userid: ALICE, cores: "2", gpus: "0" }]);
+    await expectHook("prolog", "400");
+    expect(await until(async () => (await active("user@1000.service")) === "active")).toBe(true);
+    const before = await reloads();
+    const ended = Array.from({ length: 8 }, (_, i) => ({ id: String(400 + i), userid: ALICE, cores: String(2 + i), state: 64 }));
+    nodeWith(ended);
+    let results: Awaited<ReturnType<typeof hook>>[] = [];
+    const calls = await systemdCalls(async () => (results = await Promise.all(ended.map((j) => hook("housekeeping", j.id, { FLUX_PAM_SCRIPTS_DEBUG: "1" })))));
+    expect(results.map((r) => r.code)).toEqual(Array(8).fill(0));
+    expect(results.filter((r) => r.stderr.includes("nothing left to tear down")).length).toBe(7);
+    expect(calls.filter((m) => WRITES.includes(m))).toEqual(["StopUnit"]);
+    expect(await exists(MARKER)).toBe(false);
+    expect(await exists(DROPINS)).toBe(false);
+    expect(await until(async () => !(await held(SLICE)))).toBe(true);
+    expect(await sliceProps()).toEqual({ AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" });
+    expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("no");
+    expect(await reloads()).toBe(before);
+  });
+
+  test("9: kill-user-slice off and a process left in the slice: the one teardown that reloads, once; the slice stays up, unconstrained", async () => {
+    const keep = { config: config({ "kill-user-slice": false }) };
+    nodeWith([{ id: "500", userid: ALICE, cores: "1", gpus: "1" }], keep);
+    await expectHook("prolog", "500");
+    await c.run(["systemd-run", "--uid=1000", `--slice=${SLICE}`, "--unit=keeper", "sleep", "infinity"]);
+    try {
+      const before = await reloads();
+      nodeWith([{ id: "500", userid: ALICE, cores: "1", gpus: "1", state: 64 }], keep);
+      const r = await hook("housekeeping", "500");
+      expect([r.code, r.stderr]).toEqual([0, ""]);
+      expect(await reloads()).toBe(before + 1);
+      expect(await active("keeper.service")).toBe("active");
+      expect(await active(SLICE)).toBe("active");
+      expect(await exists(MARKER)).toBe(false);
+      expect(await exists(DROPINS)).toBe(false);
+      expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("no");
+      expect((await sliceProps()).AllowedCPUs).toBe("");
+      expect((await sliceProps()).DevicePolicy).toBe("auto");
+      // A second teardown reloads no more.
+      expect((await hook("housekeeping", "500")).code).toBe(0);
+      expect(await reloads()).toBe(before + 1);
+    } finally {
+      await c.run(["systemctl", "stop", "keeper.service"]);
+    }
+    expect(await until(async () => !(await held(SLICE)))).toBe(true);
+  });
+
+  test("10: a prolog whose user@ start fails exits 0; check-user and the next hooks say user@ failed", async () => {
+    const dropin = "/run/systemd/system/user@1000.service.d";
+    await c.run(["mkdir", "-p", dropin]);
+    await c.run(["bash", "-c", `printf '[Service]\\nExecStartPre=/bin/false\\n' >${dropin}/fail.conf`]);
+    await c.run(["systemctl", "daemon-reload"]);
+    try {
+      nodeWith([{ id: "600", userid: ALICE, cores: "0" }]);
+      const r = await hook("prolog", "600");
+      expect([r.code, r.stderr]).toEqual([0, ""]); // the start fails after the prolog is done
+      expect(await until(async () => (await active("user@1000.service")) === "failed")).toBe(true);
+      const check = await c.exec([BIN, "check-user", "alice", "--uri", uri()]);
+      expect(check.stdout).toContain("user@1000.service failed (its last start did not succeed: journalctl -u user@1000.service)");
+      // The next job's prolog says so (to the broker's log), and starts it again; still exit 0.
+      nodeWith([{ id: "600", userid: ALICE, cores: "0" }, { id: "601", userid: ALICE, cores: "1" }]);
+      const again = await hook("prolog", "601");
+      expect(again.code).toBe(0);
+      expect(again.stderr).toBe(
+        "flux-pam-prolog[ƒBN]: warning: user@1000.service is failed: an earlier start did not succeed (journalctl -u user@1000.service; slice containment still applies); starting it again\n",
+      );
+      // (Its new start is queued: wait until systemd has run it and it failed again.)
+      const settledFailed = async () => (await c.run(["systemctl", "show", "-P", "ActiveState,Job", "user@1000.service"])).trim() === "failed";
+      expect(await until(settledFailed)).toBe(true);
+      // So does the last job's housekeeping, which forgets the failure so that systemd can free the slice.
+      nodeWith([{ id: "600", userid: ALICE, cores: "0", state: 64 }, { id: "601", userid: ALICE, cores: "1", state: 64 }]);
+      const end = await hook("housekeeping", "601");
+      expect(end.code).toBe(0);
+      expect(end.stderr).toContain("warning: user@1000.service is failed: an earlier start did not succeed");
+      expect(await until(async () => !(await held(SLICE)))).toBe(true);
+      expect(await exists(DROPINS)).toBe(false);
+    } finally {
+      await c.run(["rm", "-rf", dropin]);
+      await c.run(["systemctl", "daemon-reload"]);
+      await c.exec(["systemctl", "reset-failed", "user@1000.service"]);
+    }
+  });
+
+  test("11: a failed unit left in the slice does not keep systemd holding it: the teardown forgets the failure, no reload", async () => {
+    nodeWith([{ id: "700", userid: ALICE, cores: "0" }]);
+    await expectHook("prolog", "700");
+    await c.run(["systemd-run", "--uid=1000", `--slice=${SLICE}`, "--unit=doomed", "false"]);
+    expect(await until(async () => (await active("doomed.service")) === "failed")).toBe(true);
+    const before = await reloads();
+    nodeWith([{ id: "700", userid: ALICE, cores: "0", state: 64 }]);
+    const r = await hook("housekeeping", "700");
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    expect(await until(async () => !(await held(SLICE)))).toBe(true);
+    expect(await active("doomed.service")).not.toBe("failed");
+    expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("no");
+    expect(await reloads()).toBe(before);
+  });
+
+  test("12: a stopped slice that another unit refers to stays held with stale properties: the next teardown reloads, once, and says so", async () => {
+    nodeWith([{ id: "800", userid: ALICE, cores: "1" }]);
+    await expectHook("prolog", "800");
+    await c.run(["systemd-run", "--unit=holder", `--property=After=${SLICE}`, "sleep", "infinity"]);
+    try {
+      nodeWith([{ id: "800", userid: ALICE, cores: "1", state: 64 }]);
+      const before = await reloads();
+      const first = await hook("housekeeping", "800");
+      expect([first.code, first.stderr]).toEqual([0, ""]);
+      expect(await until(async () => (await active(SLICE)) === "inactive")).toBe(true);
+      expect(await held(SLICE)).toBe(true);
+      expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("yes");
+      const again = await hook("housekeeping", "800");
+      expect(again.code).toBe(0);
+      expect(again.stderr).toContain(`warning: systemd holds the stopped ${SLICE} with runtime properties whose drop-ins are gone`);
+      expect(await reloads()).toBe(before + 1);
+      expect((await c.run(["systemctl", "show", "-P", "NeedDaemonReload", SLICE])).trim()).toBe("no");
+      expect((await sliceProps()).AllowedCPUs).toBe("");
+      expect((await hook("housekeeping", "800")).stderr).toBe("");
+      expect(await reloads()).toBe(before + 1);
+    } finally {
+      await c.run(["systemctl", "stop", "holder.service"]);
+    }
   });
 });
