@@ -47,6 +47,20 @@ const HOT: Record<string, (args: string[], env: Env) => Promise<number>> = {
       env,
     );
   },
+  reconcile: async (args, env) => {
+    const { parseNodeArgs } = await import("./commands/pam-words");
+    const { user, words } = parseNodeArgs("reconcile", args, ["dry-run"]);
+    return (await import("./commands/reconcile")).reconcile(
+      {
+        ...(user === undefined ? {} : { user }),
+        dryRun: words.switches.has("dry-run"),
+        ...(words.values.has("uri") ? { uri: words.values.get("uri") } : {}),
+        ...(words.values.has("scope-prefix") ? { scopePrefix: words.values.get("scope-prefix") } : {}),
+        timeout: parseTimeout(words.values.get("timeout") ?? "30s", "reconcile: --timeout"),
+      },
+      env,
+    );
+  },
   housekeeping: async (args, env) => {
     const { parseHookArgs } = await import("./commands/pam-words");
     return (await import("./commands/housekeeping")).housekeeping(parseHookArgs("housekeeping", args), env);
@@ -102,6 +116,13 @@ async function main(argv: string[]): Promise<number> {
     .option("--uri <uri>", "broker URI")
     .option("--scope-prefix <p>", "the login scopes' prefix, as pam_flux.so's scope-prefix=", { default: "flux-pam" })
     .option("--timeout <fsd>", "time budget for the broker and the bus", { default: "10s" });
+
+  cli
+    .command("reconcile [user]", "make this node match the broker, user by user, with the hooks' rules: repair what a missed or killed hook left")
+    .option("--dry-run", "print the systemd calls and marker changes instead of making them")
+    .option("--uri <uri>", "broker URI")
+    .option("--scope-prefix <p>", "the login scopes' prefix, as pam_flux.so's scope-prefix=", { default: "flux-pam" })
+    .option("--timeout <fsd>", "time budget for the broker's answers", { default: "30s" });
 
   cli
     .command("doctor", "audit this node's flux-pam setup and say how to fix each finding")

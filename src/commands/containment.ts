@@ -6,9 +6,10 @@ import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
 import type { JobId } from "../flux/jobid";
 import { formatF58 } from "../flux/jobid";
-import { type RankShare, rankShare, unionR } from "../flux/r";
+import { lookupShare as lookupJobShare, sharesOf } from "../flux/map-union";
+import { type RankShare, unionR } from "../flux/r";
 import { FluxRpcError } from "../flux/errors";
-import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup, runningOn } from "../flux/rpc";
+import { getConfig, getOwner, getRank, listJobs, mapperLookup, runningOn } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
 import { clearHookFailure, recordHookFailure } from "../node/hook-failure";
 import { getuid, writeAll } from "../node/libc";
@@ -18,13 +19,14 @@ import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { type Passwd, getpwuid } from "../node/passwd";
 import type { Systemd } from "../systemd/systemd";
 import { type HookInput, hookTag, parseHookInput, unitJobId } from "./hook-env";
+import { compareLimit, LIMITS, type Limits } from "../decide/drift";
 
 export const LOCK_TIMEOUT_MS = 60_000;
 const BROKER_BUDGET_MS = 30_000;
 const EPERM = 1;
 
 /** Why the broker refuses a hook that is not an owner of the instance, and the fix. */
-function notOwner(uri: string, owner: number): string {
+export function notOwner(uri: string, owner: number): string {
   return `root is not an owner of the Flux instance at ${uri} (owner uid ${owner}): set allow-root-owner = true in [access] of the system instance's config (flux-config-pam(5))`;
 }
 
@@ -32,9 +34,9 @@ export interface HookOptions {
   dryRun: boolean;
 }
 
-export interface HookContext {
+/** What the containment steps need about one user on this node: the hooks' and reconcile's. */
+export interface UserContext {
   tag: string;
-  input: HookInput;
   user: Passwd;
   client: FluxClient;
   rank: number;
@@ -45,6 +47,11 @@ export interface HookContext {
   sd: Systemd;
   debug(text: string): void;
   warn(text: string): void;
+}
+
+/** A hook's context: the user's, and the job the hook runs for. */
+export interface HookContext extends UserContext {
+  input: HookInput;
 }
 
 /** A failure that ends the hook: one line on stderr, exit 1 (Flux drains the node). */
@@ -64,6 +71,33 @@ export function userServiceName(uid: number): string {
 export function userServiceFailed(uid: number, then: string): string {
   const unit = userServiceName(uid);
   return `warning: ${unit} is failed: an earlier start did not succeed (journalctl -u ${unit}; slice containment still applies); ${then}`;
+}
+
+/** What every containment command starts from: the broker's config, this rank, the instance owner. */
+export async function brokerBasics(client: FluxClient, deadline: Deadline): Promise<{ config: PamConfig; rank: number; owner: number }> {
+  const [cfg, rank, owner] = await Promise.all([
+    getConfig(client, deadline.left("config.get")),
+    getRank(client, deadline.left("attr.get")),
+    getOwner(client, deadline.left("attr.get")),
+  ]);
+  return { config: pamConfig(cfg), rank, owner };
+}
+
+/** Where the broker treats us as a guest, not an owner (root without allow-root-owner): what to tell. */
+export function guestRole(uri: string, owner: number, config: PamConfig): { uri: string; owner: number } | undefined {
+  const me = getuid();
+  return me !== owner && !(me === 0 && config.allowRootOwner) ? { uri, owner } : undefined;
+}
+
+/** A guest of a private instance is shown only its own jobs: a teardown would see none left. */
+export function refuseHiddenJobs(guest: { uri: string; owner: number } | undefined, config: PamConfig): void {
+  if (guest && config.privateMode) throw new HookError(`access.private-mode hides other users' jobs from this command: ${notOwner(guest.uri, guest.owner)}`);
+}
+
+/** A refusal by the broker (EPERM) of a caller that is only a guest, with what to set. */
+export function explainRefusal(e: unknown, guest: { uri: string; owner: number } | undefined): string {
+  const message = (e as Error).message;
+  return guest && e instanceof FluxRpcError && e.errnum === EPERM ? `${message}: ${notOwner(guest.uri, guest.owner)}` : message;
 }
 
 /**
@@ -113,16 +147,10 @@ export async function runHook(
     // Hooks run from flux-run-prolog/-housekeeping (via the IMP), whose FLUX_URI is Flux's own.
     const uri = env.FLUX_URI || SYSTEM_URI;
     client = await FluxClient.connect(uri, { timeoutMs: 5000 });
-    const [cfg, rank, owner] = await Promise.all([
-      getConfig(client, deadline.left("config.get")),
-      getRank(client, deadline.left("attr.get")),
-      getOwner(client, deadline.left("attr.get")),
-    ]);
-    const config = pamConfig(cfg);
+    const { config, rank, owner } = await brokerBasics(client, deadline);
     debugOn ||= config.debug;
     if (debugOn) say(`broker answered [+${(performance.now() - t0).toFixed(1)} ms]`);
-    const me = getuid();
-    if (me !== owner && !(me === 0 && config.allowRootOwner)) guestOf = { uri, owner };
+    guestOf = guestRole(uri, owner, config);
     if (debugOn)
       say(`user=${user.name} uid=${user.uid} rank=${rank} owner=${owner} uri=${uri} lock-dir=${lockDir} ${JSON.stringify(config)}`);
     if (!opts.dryRun) {
@@ -142,8 +170,7 @@ export async function runHook(
       if (debugOn) say("skipped: pam.manage-user-slice is off");
       return 0;
     }
-    // A guest of a private instance is shown only its own jobs: housekeeping would see none left.
-    if (guestOf && config.privateMode) throw new HookError(`access.private-mode hides other users' jobs from this hook: ${notOwner(uri, owner)}`);
+    refuseHiddenJobs(guestOf, config);
     sd = await sdPending;
     if (debugOn) say(`systemd connected [+${(performance.now() - t0).toFixed(1)} ms]`);
     await body({
@@ -167,8 +194,7 @@ export async function runHook(
     }
     return 0;
   } catch (e) {
-    let message = (e as Error).message;
-    if (guestOf && e instanceof FluxRpcError && e.errnum === EPERM) message += `: ${notOwner(guestOf.uri, guestOf.owner)}`;
+    const message = explainRefusal(e, guestOf);
     say(message);
     if (input && lockDir && !opts.dryRun) noteFailure(hook, input, lockDir, message, (t) => debugOn && say(t));
     return 1;
@@ -202,41 +228,68 @@ export async function otherJobs(ctx: HookContext): Promise<JobId[]> {
 }
 
 /** A job's R from the broker, reduced to this rank's share. */
-export function lookupShare(ctx: HookContext, id: JobId): Promise<RankShare> {
-  return lookupR(ctx.client, id, ctx.deadline.left("job-info.lookup")).then((r) => rankShare(r, ctx.rank));
+export function lookupShare(ctx: UserContext, id: JobId): Promise<RankShare> {
+  return lookupJobShare(ctx.client, ctx.rank, id, ctx.deadline);
 }
 
 /**
- * Sets user-UID.slice to the union of the jobs' resources on this rank: R of every job not yet
- * recorded here (pipelined on one connection), one sdexec-mapper.lookup, one SetUnitProperties.
- * Fails closed: a mapper error leaves the hook failing, never the slice silently unconstrained.
+ * This rank's share of each job. A running job's R does not change: the shares earlier hooks
+ * recorded here are reused (not in a dry run, whose lock dir is not checked), and with `record`
+ * the record is brought up to these jobs. Each R looked up is reduced to this rank's share as it
+ * arrives: a thousand full Rs are never held at once.
  */
-export async function applyUnion(ctx: HookContext, ids: JobId[], asked: ReadonlyMap<bigint, Promise<RankShare>> = new Map()): Promise<void> {
-  // A running job's R does not change: the shares earlier hooks recorded here are reused (not in a
-  // dry run, whose lock dir is not checked). Each R looked up is reduced to this rank's share as it
-  // arrives: a thousand full Rs are never held at once.
-  const known = ctx.dryRun ? new Map<bigint, RankShare>() : readShares(ctx.lockDir, ctx.input.uid, ctx.rank);
-  const shares = await Promise.all(ids.map((id) => known.get(id) ?? asked.get(id) ?? lookupShare(ctx, id)));
-  if (!ctx.dryRun && (known.size !== ids.length || !ids.every((id) => known.has(id)))) {
+export async function jobShares(ctx: UserContext, ids: readonly JobId[], asked: ReadonlyMap<bigint, Promise<RankShare>>, record: boolean): Promise<RankShare[]> {
+  const uid = ctx.user.uid;
+  const known = ctx.dryRun ? new Map<bigint, RankShare>() : readShares(ctx.lockDir, uid, ctx.rank);
+  const shares = await sharesOf(ctx.client, ctx.rank, ids, known, asked, ctx.deadline);
+  if (record && (known.size !== ids.length || !ids.every((id) => known.has(id)))) {
     try {
-      writeShares(ctx.lockDir, ctx.input.uid, ctx.rank, new Map(ids.map((id, i) => [id, shares[i]!])));
+      writeShares(ctx.lockDir, uid, ctx.rank, new Map(ids.map((id, i) => [id, shares[i]!])));
     } catch (e) {
       // Only the next hook's speed depends on it: it asks the broker for every R again.
       ctx.warn(`warning: could not record the jobs' shares: ${(e as Error).message}`);
     }
   }
-  const union = unionR(ctx.rank, shares);
+  return shares;
+}
+
+/**
+ * The mapper's properties for the union of the jobs' resources on this rank: the R of every job not
+ * yet recorded here (pipelined on one connection), one sdexec-mapper.lookup. Fails closed: a mapper
+ * error, or a mapping to nothing, fails the caller, never leaves the slice silently unconstrained.
+ */
+export async function unionProperties(ctx: UserContext, ids: JobId[], asked: ReadonlyMap<bigint, Promise<RankShare>> = new Map()): Promise<Record<string, string>> {
+  const slice = sliceName(ctx.user.uid);
+  const union = unionR(ctx.rank, await jobShares(ctx, ids, asked, !ctx.dryRun));
   ctx.debug(`union of ${ids.length} job(s) [${ids.map((i) => formatF58(i)).join(" ")}] on rank ${ctx.rank}: ${JSON.stringify(union.execution.R_lite)}`);
   let props: Record<string, string>;
   try {
     props = await mapperLookup(ctx.client, union, ctx.deadline.left("sdexec-mapper.lookup"));
   } catch (e) {
-    throw new HookError(
-      `exec.sdexec-constrain-resources is on but the resource mapping failed, so ${sliceName(ctx.input.uid)} cannot be constrained: ${(e as Error).message}`,
-    );
+    throw new HookError(`exec.sdexec-constrain-resources is on but the resource mapping failed, so ${slice} cannot be constrained: ${(e as Error).message}`);
   }
-  if (Object.keys(props).length === 0)
-    throw new HookError(`sdexec-mapper.lookup mapped no resources on rank ${ctx.rank}: refusing to leave ${sliceName(ctx.input.uid)} unconstrained`);
-  ctx.debug(`${sliceName(ctx.input.uid)}: ${Object.entries(props).map(([k, v]) => `${k}=${v}`).join(" ")}`);
-  await ctx.sd.setSliceProperties(sliceName(ctx.input.uid), props);
+  if (Object.keys(props).length === 0) throw new HookError(`sdexec-mapper.lookup mapped no resources on rank ${ctx.rank}: refusing to leave ${slice} unconstrained`);
+  return props;
+}
+
+/**
+ * Sets user-UID.slice to the union of the jobs' resources on this rank (unionProperties), with one
+ * SetUnitProperties, unless `inForce` (the slice's limits now, when the caller read them) already
+ * is exactly that: then nothing is written.
+ */
+export async function applyUnion(
+  ctx: UserContext,
+  ids: JobId[],
+  asked: ReadonlyMap<bigint, Promise<RankShare>> = new Map(),
+  inForce?: Limits,
+): Promise<void> {
+  const slice = sliceName(ctx.user.uid);
+  const props = await unionProperties(ctx, ids, asked);
+  const same = inForce !== undefined && Object.keys(props).every((k) => (LIMITS as readonly string[]).includes(k)) && LIMITS.every((k) => compareLimit(k, inForce[k], props[k]) === "same");
+  if (same) {
+    ctx.debug(`${slice}: already held to ${Object.entries(props).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+    return;
+  }
+  ctx.debug(`${slice}: ${Object.entries(props).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  await ctx.sd.setSliceProperties(slice, props);
 }

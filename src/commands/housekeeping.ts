@@ -6,8 +6,9 @@ import { markerExists, removeMarker } from "../node/marker";
 import { DBusCallError, NO_SUCH_UNIT } from "../systemd/errors";
 import { liftDevices } from "../systemd/properties";
 import { openSystemd } from "../systemd/systemd";
-import { applyUnion, HookError, type HookContext, type HookOptions, otherJobs, runHook, sliceName, userServiceFailed, userServiceName } from "./containment";
-import { pidsInCgroup, userSliceCgroup } from "../node/cgroup";
+import { applyUnion, HookError, type HookOptions, otherJobs, runHook, sliceName, type UserContext, userServiceFailed, userServiceName } from "./containment";
+import { join } from "node:path";
+import { childCgroups, pidsInCgroup, userSliceCgroup } from "../node/cgroup";
 import { SIGTERM, teardownSlice } from "../decide/slice-teardown";
 
 /** How long SIGKILLed processes get to disappear before the node is drained. */
@@ -21,7 +22,7 @@ export async function housekeeping(opts: HookOptions, env: Record<string, string
       if (ctx.config.constrainResources) await applyUnion(ctx, remaining);
       return;
     }
-    await lastJob(ctx);
+    await tearDown(ctx);
   });
 }
 
@@ -31,7 +32,7 @@ function managerUnits(uid: number): string[] {
 }
 
 /** Does systemd free `unit` within `ms`? (GetUnit: never loads it.) */
-async function freed(ctx: HookContext, unit: string, ms = 300): Promise<boolean> {
+async function freed(ctx: UserContext, unit: string, ms = 300): Promise<boolean> {
   for (const end = Date.now() + ms; ; await Bun.sleep(10)) {
     if ((await ctx.sd.unitStatus(unit)) === undefined) return true;
     if (Date.now() >= end) return false;
@@ -41,7 +42,11 @@ async function freed(ctx: HookContext, unit: string, ms = 300): Promise<boolean>
 /** A unit in one of these states needs nothing from a teardown: it is down, or on its way down. */
 const settled = (state: string | undefined) => state === undefined || state === "inactive" || state === "deactivating";
 
-async function lastJob(ctx: HookContext): Promise<void> {
+/**
+ * After the user's last job here: the marker goes, then what the slice holds, per the hooks' rules.
+ * What housekeeping does for the last job, and reconcile for a user without jobs.
+ */
+export async function tearDown(ctx: UserContext): Promise<void> {
   const uid = ctx.user.uid;
   const slice = sliceName(uid);
   const userService = userServiceName(uid);
@@ -126,7 +131,7 @@ async function lastJob(ctx: HookContext): Promise<void> {
  * NeedDaemonReload "yes", the drop-ins being gone), with only the user manager's exiting
  * processes left in it.
  */
-async function stopSlice(ctx: HookContext, stop: boolean): Promise<void> {
+async function stopSlice(ctx: UserContext, stop: boolean): Promise<void> {
   const slice = sliceName(ctx.user.uid);
   const removed = ctx.sd.removeRuntimeDropins(slice);
   if (removed.length > 0) ctx.debug(`${slice}: removed ${removed.join(" ")}`);
@@ -143,10 +148,10 @@ async function stopSlice(ctx: HookContext, stop: boolean): Promise<void> {
  * Processes remain in the slice (pam.kill-user-slice is off): the slice stays up and systemd keeps
  * it, and systemd 252 has no call that re-reads one loaded unit's drop-ins. One of the two cases of
  * the job paths that take a node-wide reload (the other: a stopped slice systemd still holds, in
- * lastJob), and only when the slice carries runtime properties: lift the device filter (the reload
+ * tearDown), and only when the slice carries runtime properties: lift the device filter (the reload
  * alone would leave the last job's device program in the kernel), remove the drop-ins, reload.
  */
-async function revertKeptSlice(ctx: HookContext, userUp: boolean, constrained: boolean): Promise<void> {
+async function revertKeptSlice(ctx: UserContext, userUp: boolean, constrained: boolean): Promise<void> {
   const slice = sliceName(ctx.user.uid);
   if (userUp) await stopUserService(ctx);
   if (!constrained) return;
@@ -156,7 +161,7 @@ async function revertKeptSlice(ctx: HookContext, userUp: boolean, constrained: b
   await ctx.sd.reload();
 }
 
-async function stopUserService(ctx: HookContext): Promise<void> {
+async function stopUserService(ctx: UserContext): Promise<void> {
   try {
     await ctx.sd.stopUnit(userServiceName(ctx.user.uid));
   } catch (e) {
@@ -175,7 +180,7 @@ async function stopUserService(ctx: HookContext): Promise<void> {
  * only a warning: the revert still runs, and the stale program then stays until the next prolog
  * or the slice stops.
  */
-async function liftDeviceFilter(ctx: HookContext): Promise<void> {
+async function liftDeviceFilter(ctx: UserContext): Promise<void> {
   const slice = sliceName(ctx.user.uid);
   try {
     await ctx.sd.setUnitProperties(slice, liftDevices(), { runtime: true });
@@ -185,30 +190,51 @@ async function liftDeviceFilter(ctx: HookContext): Promise<void> {
 }
 
 /**
+ * The units of the slice that hold its processes outside systemd's own user units (login scopes,
+ * strays): what gets the signals. Never the slice as a whole: that would signal user-runtime-dir@'s
+ * own control process too, when its stop is under way, and a user-runtime-dir@ killed so fails and
+ * keeps systemd holding the slice with the last job's properties. Processes in the slice's own
+ * cgroup, outside every unit (none, normally), are reached through the slice.
+ */
+function strayUnits(uid: number): string[] {
+  const dir = userSliceCgroup(uid);
+  const units = childCgroups(dir).filter((u) => !managerUnits(uid).includes(u) && pidsInCgroup(join(dir, u)).length > 0);
+  if (pidsInCgroup(dir, childCgroups(dir)).length > 0) units.push(sliceName(uid));
+  return units;
+}
+
+/**
  * Processes left in the slice outside user@UID.service (ssh sessions, strays) get SIGTERM,
  * then SIGKILL after pam.kill-slice-grace-time. Survivors fail the hook: the node drains.
  */
-async function killSlice(ctx: HookContext): Promise<void> {
+async function killSlice(ctx: UserContext): Promise<void> {
   const uid = ctx.user.uid;
   const slice = sliceName(uid);
   const dir = userSliceCgroup(uid);
   const pids = () => pidsInCgroup(dir, managerUnits(uid));
+  const signal = async (sig: number) => {
+    await Promise.all(
+      strayUnits(uid).map(async (unit) => {
+        try {
+          await ctx.sd.killUnit(unit, sig);
+        } catch (e) {
+          // systemd freed the unit since we looked: its processes are gone with it.
+          if (!(e instanceof DBusCallError && e.dbusName === NO_SUCH_UNIT)) throw e;
+        }
+      }),
+    );
+  };
   if (ctx.dryRun) {
     // Show what would be signalled; nothing dies in a dry run, so there is nothing to wait for.
-    if (pids().length > 0) await ctx.sd.killUnit(slice, SIGTERM);
+    await signal(SIGTERM);
     return;
   }
   const outcome = await teardownSlice(
     {
       pids,
-      kill: async (signal) => {
-        ctx.debug(`${slice}: sending ${signal === SIGTERM ? "SIGTERM" : "SIGKILL"} to ${pids().join(" ")}`);
-        try {
-          await ctx.sd.killUnit(slice, signal);
-        } catch (e) {
-          // systemd freed the slice since we looked: its processes are gone with it.
-          if (!(e instanceof DBusCallError && e.dbusName === NO_SUCH_UNIT)) throw e;
-        }
+      kill: async (sig) => {
+        ctx.debug(`${slice}: sending ${sig === SIGTERM ? "SIGTERM" : "SIGKILL"} to ${pids().join(" ")} (${strayUnits(uid).join(" ")})`);
+        await signal(sig);
       },
       sleep: (ms) => Bun.sleep(ms),
       now: () => Date.now(),

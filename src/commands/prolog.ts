@@ -1,43 +1,62 @@
 // flux-pam prolog: before a job starts on this rank, constrain the user's slice and open it to logins.
 
+import type { JobId } from "../flux/jobid";
+import type { RankShare } from "../flux/r";
 import { createMarker } from "../node/marker";
-import { applyUnion, HookError, type HookOptions, lookupShare, otherJobs, runHook, userServiceFailed, userServiceName } from "./containment";
+import type { Limits } from "../decide/drift";
+import type { Linger } from "../systemd/types";
+import { applyUnion, HookError, type HookOptions, lookupShare, otherJobs, runHook, type UserContext, userServiceFailed, userServiceName } from "./containment";
 import { openSystemd } from "../systemd/systemd";
 
 export async function prolog(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
   return runHook("prolog", env, opts, openSystemd, async (ctx) => {
     // All reads: ask logind, systemd and the broker at once; this job's R too (no record has it yet).
-    const userService = userServiceName(ctx.user.uid);
     const own = ctx.config.constrainResources ? lookupShare(ctx, ctx.input.jobid) : undefined;
     own?.catch(() => {}); // awaited in applyUnion, unless the prolog fails first
     const [linger, others, userState] = await Promise.all([
       ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }),
       otherJobs(ctx),
-      ctx.sd.unitActiveState(userService).catch(() => undefined),
+      ctx.sd.unitActiveState(userServiceName(ctx.user.uid)).catch(() => undefined),
     ]);
-    if (linger.enabled)
-      throw new HookError(
-        `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${linger.source === "file" ? "/var/lib/systemd/linger/" + ctx.user.name + "; " : ""}loginctl disable-linger ${ctx.user.name})`,
-      );
     ctx.debug(`${others.length} other running job(s) of ${ctx.user.name} on rank ${ctx.rank}`);
-    if (own) await applyUnion(ctx, [...others, ctx.input.jobid], new Map([[ctx.input.jobid, own]]));
-    if (ctx.dryRun) process.stdout.write(`marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);
-    else createMarker(ctx.lockDir, ctx.user.uid);
-    // Best effort: containment is the slice; user@ may fail (e.g. /proc mounted hidepid=2). The job
-    // does not wait for it to finish starting: its start job is queued and left to systemd. A start
-    // that fails later is reported by the next hook of this user here (below, and in housekeeping),
-    // by check-user, and in systemd's journal (journalctl -u user@UID.service).
-    const state = userState;
-    if (state === "active" || state === "activating" || state === "reloading") {
-      ctx.debug(`${userService} is already ${state}`);
-      return;
-    }
-    if (state === "failed") ctx.warn(userServiceFailed(ctx.user.uid, "starting it again"));
-    try {
-      const queued = await ctx.sd.enqueueStart(userService);
-      ctx.debug(`${userService} start queued (${queued.job}), not waited for`);
-    } catch (e) {
-      ctx.warn(`warning: could not start ${userService} (slice containment still applies): ${(e as Error).message}`);
-    }
+    await setUpSlice(ctx, [...others, ctx.input.jobid], { linger, userState }, own ? new Map([[ctx.input.jobid, own]]) : undefined);
   });
+}
+
+/**
+ * Opens user-UID.slice to logins under the union of `ids` (the user's RUN jobs here): refused with
+ * linger on; the slice constrained (with exec.sdexec-constrain-resources), then the marker, then
+ * user@UID.service's start queued. What the prolog does, and reconcile for a user with jobs.
+ */
+export async function setUpSlice(
+  ctx: UserContext,
+  ids: JobId[],
+  /** read by the caller: linger, user@'s state and (reconcile) the slice's limits in force */
+  seen: { linger: Linger; userState: string | undefined; limits?: Limits },
+  asked?: ReadonlyMap<bigint, Promise<RankShare>>,
+): Promise<void> {
+  const userService = userServiceName(ctx.user.uid);
+  if (seen.linger.enabled)
+    throw new HookError(
+      `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${seen.linger.source === "file" ? "/var/lib/systemd/linger/" + ctx.user.name + "; " : ""}loginctl disable-linger ${ctx.user.name})`,
+    );
+  if (ctx.config.constrainResources) await applyUnion(ctx, ids, asked, seen.limits);
+  if (ctx.dryRun) process.stdout.write(`marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);
+  else createMarker(ctx.lockDir, ctx.user.uid); // (idempotent: an existing marker is left as it is)
+  // Best effort: containment is the slice; user@ may fail (e.g. /proc mounted hidepid=2). The job
+  // does not wait for it to finish starting: its start job is queued and left to systemd. A start
+  // that fails later is reported by the next hook of this user here (below, and in housekeeping),
+  // by check-user, and in systemd's journal (journalctl -u user@UID.service).
+  const state = seen.userState;
+  if (state === "active" || state === "activating" || state === "reloading") {
+    ctx.debug(`${userService} is already ${state}`);
+    return;
+  }
+  if (state === "failed") ctx.warn(userServiceFailed(ctx.user.uid, "starting it again"));
+  try {
+    const queued = await ctx.sd.enqueueStart(userService);
+    ctx.debug(`${userService} start queued (${queued.job}), not waited for`);
+  } catch (e) {
+    ctx.warn(`warning: could not start ${userService} (slice containment still applies): ${(e as Error).message}`);
+  }
 }

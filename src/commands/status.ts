@@ -6,7 +6,8 @@ import { FluxClient } from "../flux/client";
 import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
 import { formatF58, type JobId } from "../flux/jobid";
-import { mapJobsUnion } from "../flux/map-union";
+import { mapUnion, sharesOf } from "../flux/map-union";
+import { readShares } from "../node/job-shares";
 import { getConfig, getHostname, getOwner, getRank, type Job, listJobs, runningOn } from "../flux/rpc";
 import { brokerUri } from "../flux/uri";
 import { type HookFailure, hookUnit, readHookFailure } from "../node/hook-failure";
@@ -162,8 +163,8 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
         const ids = jobsOf.get(uid) ?? [];
         const scan = scans.get(uid) ?? { uid, scopes: [], userServicePids: [], strays: [] };
         const [expected, props, unit, linger] = await Promise.all([
-          broker && constrain && ids.length ? mapJobsUnion(broker.client, broker.rank, ids, deadline).then((m) => pick(m.props), (e: Error) => e) : undefined,
-          sd?.unitProperties(`user-${uid}.slice`).then(pick, () => undefined),
+          broker && constrain && ids.length ? expectedLimits(broker, lockDir, uid, ids, deadline) : undefined,
+          sd?.unitProperties(`user-${uid}.slice`, { names: LIMITS }).then(pick, () => undefined),
           sd?.unitState(`user@${uid}.service`).then((s) => s.activeState, () => undefined),
           lingerOf(sd, uid),
         ]);
@@ -226,6 +227,13 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
   report.consistent = report.error === undefined && report.users.every((u) => u.consistent);
   process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
   return report.consistent ? EXIT_CONSISTENT : EXIT_DRIFT;
+}
+
+/** What the mapper gives for the union of the user's RUN jobs (the hooks' record of shares read, never written). */
+function expectedLimits(b: BrokerView, lockDir: string, uid: number, ids: JobId[], deadline: Deadline): Promise<Limits | Error> {
+  return sharesOf(b.client, b.rank, ids, readShares(lockDir, uid, b.rank), new Map(), deadline)
+    .then((shares) => mapUnion(b.client, b.rank, shares, deadline))
+    .then(pick, (e: Error) => e);
 }
 
 async function lingerOf(sd: Systemd | undefined, uid: number): Promise<boolean> {

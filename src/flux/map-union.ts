@@ -1,26 +1,34 @@
-// What sdexec-mapper gives for the union of some jobs' resources on this rank: R of each job
-// (pipelined on one connection, each reduced to this rank's share as it arrives), one lookup.
+// This rank's share of jobs, and what sdexec-mapper gives for their union: R of each job not
+// already known (pipelined on one connection, each reduced to this rank's share as it arrives),
+// one lookup. The hooks (to set it) and status (to compare with it) both ask it so.
 
 import type { FluxClient } from "./client";
 import type { Deadline } from "./deadline";
 import type { JobId } from "./jobid";
-import { rankShare, unionR } from "./r";
+import { type RankShare, rankShare, unionR } from "./r";
 import { lookupR, mapperLookup } from "./rpc";
 
-export interface MappedUnion {
-  /** the mapper's properties, as it spells them */
-  props: Record<string, string>;
-  /** the union's R_lite, for debug lines */
-  rlite: unknown;
+/** A job's R from the broker, reduced to this rank's share. */
+export function lookupShare(client: FluxClient, rank: number, id: JobId, deadline: Deadline): Promise<RankShare> {
+  return lookupR(client, id, deadline.left("job-info.lookup")).then((r) => rankShare(r, rank));
 }
 
 /**
- * The mapper's properties for the union of `ids` on `rank`. A failure of the mapper is thrown as
- * is (the caller says what it means: a failed prolog, a drift it cannot judge).
+ * The share of each of `ids`, in order: from `known` (shares recorded earlier), from `asked`
+ * (lookups already under way), else looked up now. A thousand full Rs are never held at once.
  */
-export async function mapJobsUnion(client: FluxClient, rank: number, ids: readonly JobId[], deadline: Deadline): Promise<MappedUnion> {
-  // A thousand full Rs are never held at once: each is cut to this rank's share on arrival.
-  const shares = await Promise.all(ids.map((id) => lookupR(client, id, deadline.left("job-info.lookup")).then((r) => rankShare(r, rank))));
-  const union = unionR(rank, shares);
-  return { props: await mapperLookup(client, union, deadline.left("sdexec-mapper.lookup")), rlite: union.execution.R_lite };
+export function sharesOf(
+  client: FluxClient,
+  rank: number,
+  ids: readonly JobId[],
+  known: ReadonlyMap<bigint, RankShare>,
+  asked: ReadonlyMap<bigint, Promise<RankShare>>,
+  deadline: Deadline,
+): Promise<RankShare[]> {
+  return Promise.all(ids.map((id) => known.get(id) ?? asked.get(id) ?? lookupShare(client, rank, id, deadline)));
+}
+
+/** The mapper's properties, as it spells them, for the union of `shares` on `rank`. Its errors are thrown as they are. */
+export async function mapUnion(client: FluxClient, rank: number, shares: readonly RankShare[], deadline: Deadline): Promise<Record<string, string>> {
+  return mapperLookup(client, unionR(rank, [...shares]), deadline.left("sdexec-mapper.lookup"));
 }

@@ -97,6 +97,19 @@ export function pidsInCgroup(dir: string, exclude: readonly string[] = []): numb
   return [...pids].sort((a, b) => a - b);
 }
 
+/** The names of the cgroups directly below `dir` (for a slice: its units), sorted; none if it does not exist. */
+export function childCgroups(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
+  } catch (e) {
+    if (isMissing(e) || (e as NodeJS.ErrnoException).code === "ENOTDIR") return [];
+    throw new NodeStateError(dir, (e as Error).message);
+  }
+}
+
 /** The cgroup v2 path of a process ("0::" line of /proc/PID/cgroup), or undefined if it is gone. */
 export function cgroupOfPid(pid: number | "self"): string | undefined {
   let text: string;

@@ -1,10 +1,8 @@
 // What the node holds for users, read from the cgroup tree and /run: each user-UID.slice with its
 // login scopes, user@UID.service and stray processes, and the slices with runtime drop-ins.
 
-import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { cgroup2Mount, pidsInCgroup } from "./cgroup";
-import { NodeStateError } from "./errors";
+import { cgroup2Mount, childCgroups as names, pidsInCgroup } from "./cgroup";
 
 /** Where SetUnitProperties(runtime=true) writes its drop-ins. */
 export const RUNTIME_CONTROL_DIR = "/run/systemd/system.control";
@@ -17,18 +15,6 @@ export interface SliceScan {
   userServicePids: number[];
   /** processes in the slice outside user@UID.service and the login scopes */
   strays: { cgroup: string; pids: number[] }[];
-}
-
-function names(dir: string): string[] {
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return [];
-    throw new NodeStateError(dir, (e as Error).message);
-  }
 }
 
 const SLICE = /^user-(\d{1,10})\.slice$/;

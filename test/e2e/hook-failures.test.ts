@@ -58,7 +58,7 @@ describe("root's owner role", () => {
     expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
       code: 1,
       stdout: "",
-      stderr: `flux-pam-housekeeping[fZEr9Bmq]: access.private-mode hides other users' jobs from this hook: root is not an owner of the Flux instance at ${broker.uri} (owner uid ${OWNER}): set allow-root-owner = true in [access] of the system instance's config (flux-config-pam(5))\n`,
+      stderr: `flux-pam-housekeeping[fZEr9Bmq]: access.private-mode hides other users' jobs from this command: root is not an owner of the Flux instance at ${broker.uri} (owner uid ${OWNER}): set allow-root-owner = true in [access] of the system instance's config (flux-config-pam(5))\n`,
     });
     expect((await hook("housekeeping", node({ access: { "private-mode": true, "allow-root-owner": true } }), ["--dry-run"])).code).toBe(0);
   });

@@ -377,7 +377,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
       const again = await hook("prolog", "601");
       expect(again.code).toBe(0);
       expect(again.stderr).toBe(
-        "flux-pam-prolog[ƒBN]: warning: user@1000.service is failed: an earlier start did not succeed (journalctl -u user@1000.service; slice containment still applies); starting it again\n",
+        "flux-pam-prolog[fBN]: warning: user@1000.service is failed: an earlier start did not succeed (journalctl -u user@1000.service; slice containment still applies); starting it again\n",
       );
       // (Its new start is queued: wait until systemd has run it and it failed again.)
       const settledFailed = async () => (await c.run(["systemctl", "show", "-P", "ActiveState,Job", "user@1000.service"])).trim() === "failed";

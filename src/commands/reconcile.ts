@@ -1,0 +1,208 @@
+// flux-pam reconcile [USER] [--dry-run]: make this node match the broker, user by user, with the
+// hooks' own rules, under the per-uid lock: a user with RUN jobs here gets the union of their
+// resources and the marker (what a prolog does), a user without one the last job's teardown (what
+// housekeeping does). What a missed or killed hook left behind is repaired; what is right is left
+// alone, without a write.
+
+import { type Limits, LIMITS } from "../decide/drift";
+import { FluxClient } from "../flux/client";
+import { Deadline } from "../flux/deadline";
+import { formatF58, type JobId } from "../flux/jobid";
+import { listJobs, runningOn } from "../flux/rpc";
+import { brokerUri } from "../flux/uri";
+import { clearHookFailure } from "../node/hook-failure";
+import { getuid, writeAll } from "../node/libc";
+import { acquireUidLock, type UidLock } from "../node/lock";
+import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
+import { markerExists } from "../node/marker";
+import { getpwnam, getpwuid, type Passwd } from "../node/passwd";
+import { scanSlices, slicesWithDropins } from "../node/slice-scan";
+import type { Systemd } from "../systemd/types";
+import { brokerBasics, explainRefusal, guestRole, LOCK_TIMEOUT_MS, refuseHiddenJobs, sliceName, type UserContext, userServiceName } from "./containment";
+import { tearDown } from "./housekeeping";
+import { UsageError } from "./pam-args";
+import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
+import { setUpSlice } from "./prolog";
+import { readdirSync } from "node:fs";
+
+export interface ReconcileOptions {
+  user?: string;
+  dryRun: boolean;
+  uri?: string;
+  scopePrefix?: string;
+  /** seconds, for the broker's answers (each user's lock has its own 60 s) */
+  timeout: number;
+}
+
+/** What each write of the systemd client did, in words, for the report. */
+const WRITES: Partial<Record<keyof Systemd, string>> = {
+  setSliceProperties: "limits set to the jobs' union",
+  setUnitProperties: "properties set",
+  enqueueStart: "user@ start queued",
+  startUnit: "unit started",
+  stopUnit: "user@ stopped",
+  enqueueStop: "slice stop queued",
+  killUnit: "processes signalled",
+  resetFailedUnit: "failed unit reset",
+  reload: "systemd reloaded",
+  removeRuntimeDropins: "runtime drop-ins removed",
+  revertUnit: "unit reverted",
+};
+
+/** The client, with every call that changes systemd noted in `did` (removeRuntimeDropins only when it removed any). */
+function noting(sd: Systemd, did: string[]): Systemd {
+  return new Proxy(sd, {
+    get(target, name, receiver) {
+      const v = Reflect.get(target, name, receiver);
+      const words = WRITES[name as keyof Systemd];
+      if (typeof v !== "function" || words === undefined) return typeof v === "function" ? v.bind(target) : v;
+      return (...args: unknown[]) => {
+        const r = v.apply(target, args);
+        if (name === "removeRuntimeDropins" && Array.isArray(r) && r.length === 0) return r;
+        if (!did.includes(words)) did.push(words);
+        return r;
+      };
+    },
+  });
+}
+
+const FILES = /^uid\.(\d{1,10})\.(active|shares)$/;
+
+/** The uids the lock dir holds a marker or a record of shares for. */
+function lockDirUids(dir: string): number[] {
+  try {
+    return readdirSync(dir)
+      .map((n) => FILES.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]));
+  } catch {
+    return [];
+  }
+}
+
+function out(line: string): void {
+  writeAll(1, Buffer.from(`${line}\n`));
+}
+
+export async function reconcile(opts: ReconcileOptions, env: Record<string, string | undefined>): Promise<number> {
+  const uri = brokerUri(opts.uri, env.FLUX_URI, getuid());
+  const prefix = opts.scopePrefix ?? DEFAULT_SCOPE_PREFIX;
+  let only: number | undefined;
+  if (opts.user !== undefined) {
+    const pw = /^\d+$/.test(opts.user) ? undefined : getpwnam(opts.user);
+    if (!pw && !/^\d+$/.test(opts.user)) throw new UsageError(`reconcile: no such user ${JSON.stringify(opts.user)}`);
+    only = pw?.uid ?? Number(opts.user);
+  }
+  const lockDir = lockDirFromEnv(env);
+  const deadline = new Deadline(opts.timeout * 1000);
+  const { openSystemd } = await import("../systemd/systemd");
+  const sdPending = openSystemd(opts.dryRun);
+  sdPending.catch(() => {});
+  let client: FluxClient | undefined;
+  let sd: Systemd | undefined;
+  let guest: ReturnType<typeof guestRole>;
+  try {
+    client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect"), 5000) });
+    const { config, rank, owner } = await brokerBasics(client, deadline);
+    guest = guestRole(uri, owner, config);
+    if (!config.manageUserSlice) {
+      out("reconcile: pam.manage-user-slice is off: nothing is contained on this node, nothing to do");
+      return 0;
+    }
+    refuseHiddenJobs(guest, config);
+    const running = (await listJobs(client, { rank, ...(only === undefined ? {} : { userids: [only] }) }, deadline.left("job-list.list"))).filter((j) => runningOn(j, rank));
+    // Everyone the node holds anything for: jobs here, markers and records, slices, drop-ins.
+    const uids = new Set<number>([...running.map((j) => j.userid), ...lockDirUids(lockDir), ...scanSlices(prefix, only).map((s) => s.uid), ...slicesWithDropins()]);
+    if (only !== undefined) uids.add(only);
+    const users = [...uids].filter((u) => (only === undefined || u === only) && u !== 0 && u !== owner).sort((a, b) => a - b);
+    if (only === 0 || only === owner) out(`reconcile: uid ${only} is ${only === 0 ? "root" : "the instance owner"}: the hooks never manage its slice`);
+    if (!opts.dryRun) checkLockDir(lockDir, true);
+    sd = await sdPending;
+    let failed = 0;
+    for (const uid of users) {
+      const r = await reconcileUser({ client, sd, rank, config, lockDir, dryRun: opts.dryRun, deadline, uid, guest });
+      out(r.line);
+      if (!r.ok) failed++;
+    }
+    if (users.length === 0 && !(only === 0 || only === owner)) out("reconcile: nothing of any user's on this node");
+    return failed > 0 ? 1 : 0;
+  } catch (e) {
+    out(`reconcile: ${explainRefusal(e, guest)}`);
+    return 1;
+  } finally {
+    client?.close();
+    await (sd ?? (await sdPending.catch(() => undefined)))?.close();
+  }
+}
+
+interface UserRun {
+  client: FluxClient;
+  sd: Systemd;
+  rank: number;
+  config: UserContext["config"];
+  lockDir: string;
+  dryRun: boolean;
+  deadline: Deadline;
+  uid: number;
+  guest: ReturnType<typeof guestRole>;
+}
+
+/** One user, under their lock: the jobs asked again (a hook may have run since), then set up or torn down. */
+async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string }> {
+  const { uid } = run;
+  const pw = getpwuid(uid);
+  const who = `${pw?.name ?? `uid ${uid}`} (uid ${uid})`;
+  let lock: UidLock | undefined;
+  const did: string[] = [];
+  const warnings: string[] = [];
+  try {
+    if (!run.dryRun) lock = await acquireUidLock(run.lockDir, uid, LOCK_TIMEOUT_MS);
+    const jobs = (await listJobs(run.client, { userids: [uid], rank: run.rank }, run.deadline.left("job-list.list")))
+      .filter((j) => j.userid === uid && runningOn(j, run.rank))
+      .map((j): JobId => j.id);
+    const user: Passwd = pw ?? { name: `uid ${uid}`, uid, gid: -1, home: "" };
+    const ctx: UserContext = {
+      tag: "flux-pam-reconcile",
+      user,
+      client: run.client,
+      rank: run.rank,
+      config: run.config,
+      lockDir: run.lockDir,
+      dryRun: run.dryRun,
+      deadline: run.deadline,
+      sd: noting(run.sd, did),
+      debug: () => {},
+      warn: (t) => warnings.push(t.replace(/^warning: /, "")),
+    };
+    const marked = run.dryRun ? false : markerExists(run.lockDir, uid);
+    let what: string;
+    if (jobs.length > 0) {
+      // Set up with the prolog's rules (its passwd entry needed: linger is asked by name).
+      if (!pw) throw new Error(`uid ${uid} has no passwd entry on this node, and runs ${jobs.length} job(s) here`);
+      const [linger, userState, limits] = await Promise.all([
+        run.sd.linger({ name: pw.name, uid }),
+        run.sd.unitActiveState(userServiceName(uid)).catch(() => undefined),
+        run.config.constrainResources
+          ? run.sd.unitProperties(sliceName(uid), { names: LIMITS }).then(
+              (p) => Object.fromEntries(LIMITS.map((k) => [k, p[k] ?? ""])) as Limits,
+              () => undefined,
+            )
+          : undefined,
+      ]);
+      await setUpSlice(ctx, jobs, { linger, userState, ...(limits ? { limits } : {}) });
+      if (!run.dryRun && !marked) did.unshift("marker created");
+      what = `${jobs.length} running job${jobs.length === 1 ? "" : "s"} here (${jobs.map((j) => formatF58(j)).join(" ")})`;
+    } else {
+      await tearDown(ctx);
+      if (!run.dryRun && marked) did.unshift("marker removed");
+      what = "no running job here";
+    }
+    if (!run.dryRun) clearHookFailure(run.lockDir, uid);
+    const outcome = run.dryRun ? "the calls above would be made" : did.length ? `repaired: ${did.join(", ")}` : "consistent, nothing to do";
+    return { ok: true, line: `${who}: ${what}: ${outcome}${warnings.length ? ` (warning: ${warnings.join("; ")})` : ""}` };
+  } catch (e) {
+    return { ok: false, line: `${who}: FAILED: ${explainRefusal(e, run.guest)}${did.length ? ` (done before: ${did.join(", ")})` : ""}` };
+  } finally {
+    lock?.release();
+  }
+}

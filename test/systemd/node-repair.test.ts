@@ -1,0 +1,199 @@
+// flux-pam status and reconcile on real systemd 252 (nspawn), with drift made on purpose: a marker
+// removed while a job runs, a housekeeping that never ran, limits left from an ended job, a login
+// scope and a stray process of a user whose last job ended. status names each one (exit 1),
+// reconcile repairs each one, then status exits 0; a second reconcile writes nothing.
+// Each test sets up the node it asserts on, and leaves it torn down.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { ScenarioJob } from "../broker/scenario";
+import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
+import { bootContainer, type Container, containerSkipReason } from "./container";
+
+const skip = containerSkipReason();
+if (skip) console.warn(`SKIPPED: status and reconcile on real systemd: ${skip}`);
+
+const BIN = "/opt/flux-pam/flux-pam";
+const SOCKDIR = "/run/test-flux";
+const ALICE = 1000;
+const OWNER = 64999;
+const SLICE = "user-1000.slice";
+const MARKER = "/run/flux-pam/uid.1000.active";
+
+interface Status {
+  consistent: boolean;
+  users: { uid: number; consistent: boolean; drift: string[]; notes: string[]; logins: { scope: string; processes: { pid: number }[] }[] }[];
+}
+
+describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () => {
+  let c: Container;
+  let broker: BrokerProcess;
+  const dir = tempDir();
+  const uri = `local://${SOCKDIR}/broker.sock`;
+
+  beforeAll(
+    async () => {
+      const socks = join(dir.path, "socks");
+      mkdirSync(socks);
+      chmodSync(socks, 0o755);
+      broker = await startBrokerProcess({ owner: OWNER }, socks);
+      c = await bootContainer({ binds: [{ host: socks, container: SOCKDIR }] });
+    },
+    { timeout: 20 * 60_000 },
+  );
+  afterAll(async () => {
+    await c?.stop();
+    await broker?.stop();
+    dir.remove();
+  });
+
+  function node(jobs: ScenarioJob[]): void {
+    broker.setScenario({
+      rank: 0,
+      owner: OWNER,
+      config: {
+        access: { "allow-root-owner": true },
+        pam: { "manage-user-slice": true, "kill-user-slice": true, "kill-slice-grace-time": "1s" },
+        exec: { "sdexec-constrain-resources": true },
+      },
+      jobs,
+      mapper: "auto",
+    });
+  }
+
+  async function hook(name: "prolog" | "housekeeping", job: string) {
+    const r = await c.exec([BIN, name], { env: { FLUX_URI: uri, FLUX_JOB_USERID: String(ALICE), FLUX_JOB_ID: job }, timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`${name} ${job} exited ${r.code}: ${r.stderr}`);
+  }
+
+  async function status(): Promise<{ code: number; report: Status; alice: Status["users"][number] | undefined }> {
+    const r = await c.exec([BIN, "status", "alice", "--json", "--uri", uri]);
+    const report = JSON.parse(r.stdout) as Status;
+    return { code: r.code, report, alice: report.users.find((u) => u.uid === ALICE) };
+  }
+
+  async function reconcile(...args: string[]) {
+    return c.exec([BIN, "reconcile", "alice", "--uri", uri, ...args], { timeoutMs: 60_000 });
+  }
+
+  /** Polls until status says the node is consistent (a queued stop takes systemd a moment). */
+  async function settlesConsistent(ms = 15_000): Promise<Status> {
+    let last: Status | undefined;
+    for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(100)) {
+      const s = await status();
+      last = s.report;
+      if (s.code === 0) return s.report;
+    }
+    throw new Error(`status never became consistent: ${JSON.stringify(last)}`);
+  }
+
+  /** The node as a last housekeeping leaves it: no job, nothing of alice's left. */
+  async function cleanNode() {
+    node([]);
+    expect((await reconcile()).code).toBe(0);
+    await settlesConsistent();
+  }
+
+  test("a marker removed while a job runs: named, then recreated", async () => {
+    node([{ id: "101", userid: ALICE, cores: "0-1" }]);
+    await hook("prolog", "101");
+    await c.run(["rm", "-f", MARKER]);
+    const before = await status();
+    expect(before.code).toBe(1);
+    expect(before.alice?.drift).toEqual(["running job without a marker: logins are refused"]);
+    const r = await reconcile();
+    expect(r.stdout).toBe("alice (uid 1000): 1 running job here (ƒ2k): repaired: marker created\n");
+    expect(r.code).toBe(0);
+    expect((await c.exec(["test", "-f", MARKER])).code).toBe(0);
+    expect((await status()).code).toBe(0);
+    await cleanNode();
+  });
+
+  test("a housekeeping that never ran: the job ended, the slice still set up; torn down", async () => {
+    node([{ id: "201", userid: ALICE, cores: "0-1" }]);
+    await hook("prolog", "201");
+    node([{ id: "201", userid: ALICE, cores: "0-1", state: 64 }]);
+    const before = await status();
+    expect(before.code).toBe(1);
+    expect(before.alice?.drift).toContain("marker without a running job");
+    expect(before.alice?.drift).toContain("limits left from ended jobs: AllowedCPUs=0-1 AllowedMemoryNodes=0 DevicePolicy=closed");
+    const r = await reconcile();
+    expect(r.stdout).toStartWith("alice (uid 1000): no running job here: repaired: marker removed, runtime drop-ins removed, slice stop queued");
+    expect((await c.exec(["test", "-e", MARKER])).code).not.toBe(0);
+    await settlesConsistent();
+  });
+
+  test("limits left from an ended job beside a running one: wider than the jobs, then the union again; a second run writes nothing", async () => {
+    node([{ id: "301", userid: ALICE, cores: "0-1" }]);
+    await hook("prolog", "301");
+    node([{ id: "301", userid: ALICE, cores: "0-1" }, { id: "302", userid: ALICE, cores: "4-5" }]);
+    await hook("prolog", "302");
+    node([{ id: "301", userid: ALICE, cores: "0-1", state: 64 }, { id: "302", userid: ALICE, cores: "4-5" }]);
+    const before = await status();
+    expect(before.alice?.drift).toEqual(["limits wider than the jobs: AllowedCPUs=0-1,4-5, jobs hold 4-5"]);
+    const r = await reconcile();
+    expect(r.stdout).toBe("alice (uid 1000): 1 running job here (ƒ6D): repaired: limits set to the jobs' union\n");
+    expect((await c.run(["systemctl", "show", "-p", "AllowedCPUs", SLICE])).trim()).toBe("AllowedCPUs=4-5");
+    expect((await status()).code).toBe(0);
+    const again = await reconcile();
+    expect(again.stdout).toBe("alice (uid 1000): 1 running job here (ƒ6D): consistent, nothing to do\n");
+    await cleanNode();
+  });
+
+  test("a login scope of a user whose last job ended: named, then ended with the slice", async () => {
+    node([{ id: "401", userid: ALICE, cores: "0" }]);
+    await hook("prolog", "401");
+    await c.run(["sh", "-c", `systemd-run --quiet --scope --unit=flux-pam-4242 --slice=${SLICE} --uid=${ALICE} sleep infinity >/dev/null 2>&1 &`]);
+    let pid = 0;
+    for (const end = Date.now() + 10_000; pid === 0 && Date.now() < end; await Bun.sleep(50)) {
+      const s = await status();
+      pid = s.alice?.logins.find((l) => l.scope === "flux-pam-4242.scope")?.processes[0]?.pid ?? 0;
+    }
+    expect(pid).toBeGreaterThan(0);
+    node([{ id: "401", userid: ALICE, cores: "0", state: 64 }]);
+    const before = await status();
+    expect(before.alice?.drift).toContain(`login scope flux-pam-4242.scope without a running job: ${pid}`);
+    const r = await reconcile();
+    expect(r.stdout).toContain("processes signalled");
+    expect(r.code).toBe(0);
+    await settlesConsistent();
+    expect((await c.exec(["kill", "-0", String(pid)])).code).not.toBe(0);
+  });
+
+  test("a stray process in the slice of a user without jobs: named, then ended", async () => {
+    node([]);
+    await c.run(["systemd-run", "--quiet", `--uid=${ALICE}`, `--slice=${SLICE}`, "--unit=stray", "sleep", "infinity"]);
+    const before = await status();
+    expect(before.code).toBe(1);
+    expect(before.alice?.drift.some((d) => /^processes in user\.slice\/user-1000\.slice\/stray\.service without a running job: \d+$/.test(d))).toBe(true);
+    expect((await reconcile()).code).toBe(0);
+    await settlesConsistent();
+  });
+
+  test("a prolog that never ran: reconcile does what it would have done", async () => {
+    node([{ id: "601", userid: ALICE, cores: "3" }]);
+    const r = await reconcile();
+    expect(r.stdout).toBe("alice (uid 1000): 1 running job here (ƒBN): repaired: marker created, limits set to the jobs' union, user@ start queued\n");
+    expect((await status()).code).toBe(0);
+    await cleanNode();
+  });
+
+  test("--dry-run says what it would do and changes nothing", async () => {
+    node([{ id: "501", userid: ALICE, cores: "2" }]);
+    const r = await reconcile("--dry-run");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${SLICE} SetUnitProperties`);
+    expect(r.stdout).toContain(`marker create ${MARKER}`);
+    expect(r.stdout).toContain("alice (uid 1000): 1 running job here (ƒ9e): the calls above would be made\n");
+    expect((await c.exec(["test", "-e", MARKER])).code).not.toBe(0);
+    // As a prolog that never ran leaves it: no marker, no limits.
+    expect((await status()).alice?.drift).toEqual([
+      "running job without a marker: logins are refused",
+      "limits wider than the jobs: AllowedCPUs=(none), jobs hold 2",
+      "limits wider than the jobs: AllowedMemoryNodes=(none), jobs hold 0",
+      "limits wider than the jobs: DevicePolicy=auto, jobs hold closed",
+    ]);
+    await cleanNode();
+  });
+});
