@@ -36,6 +36,8 @@ export class BrokerUnavailableError extends Error {
   constructor(
     readonly path: string,
     detail: string,
+    /** the errno name of the cause, when there is one (ENOENT, ENOTSOCK, ECONNREFUSED, ECONNRESET, ...) */
+    readonly code?: string,
   ) {
     super(`cannot reach the Flux broker at ${path}: ${detail}`);
   }

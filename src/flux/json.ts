@@ -1,25 +1,190 @@
-// JSON that keeps integers exact: Flux job ids are u64 and JSON.parse rounds them above 2^53.
+// JSON from the broker, read by the runtime's own parser and held to what a real broker writes:
+// integers exact (Flux job ids are u64; a double rounds them above 2^53), reals kept apart from
+// integers, a bounded size and depth, no repeated keys.
+//
+// How: one pass over the text (outside strings) measures the depth, counts the keys and finds
+// the numbers a double cannot carry exactly (integers past 2^53) or that are not integers (1.5,
+// 1002.0, 1e3). Each of those few is swapped for the placeholder K.5 (K its index: after the swap
+// no other number in the text has a fraction), the text goes to JSON.parse (linear, native, no
+// recursion), and a walk of the result puts them back as bigint / JsonReal and counts the keys
+// again: fewer keys than the text holds means a key was repeated. JSON.parse's reviver could
+// carry the source text too, but it costs ten times the parse and four times the memory.
 
-export type Json = null | boolean | number | bigint | string | Json[] | { [key: string]: Json };
+export type Json = null | boolean | number | bigint | string | JsonReal | Json[] | { [key: string]: Json };
+
+/**
+ * A number written with a fraction or an exponent (0.5, 0.0, 1002.0, 1e3). Kept apart from
+ * integers: a field that holds an integer (a uid, a state, an id) must never accept 1002.0, which
+ * jansson (the broker's encoder) writes only for a real. `source` re-encodes it byte for byte.
+ */
+export class JsonReal {
+  constructor(
+    readonly value: number,
+    readonly source: string,
+  ) {}
+}
 
 export class JsonSyntaxError extends Error {
   override name = "JsonSyntaxError";
 }
 
-/**
- * Parses JSON text. Integers that a double cannot hold exactly come back as bigint;
- * every other number as a number. Callers that need an exact integer use `toBigInt`.
- */
-export function parseJson(text: string): Json {
-  const p = new Parser(text);
-  p.ws();
-  const v = p.value();
-  p.ws();
-  if (p.i !== text.length) p.fail("trailing characters");
-  return v;
+/** Deeper than any reply Flux sends (R as an object is six levels, a broker config a few more). */
+export const MAX_JSON_DEPTH = 64;
+/** Digits of the longest integer any Flux value can hold (u64: 20). Longer is refused, not rounded. */
+const MAX_INTEGER_DIGITS = 20;
+
+export interface JsonLimits {
+  /** the deepest nesting of arrays and objects accepted; default MAX_JSON_DEPTH */
+  maxDepth?: number;
+  /** the longest text accepted, in UTF-16 code units; default unbounded (the stream bounds messages) */
+  maxLength?: number;
 }
 
-/** Encodes like JSON.stringify (compact), with bigints written as exact integers. */
+const NUMBER = /^-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
+
+/**
+ * Parses JSON text. Integers come back as number when a double holds them exactly, else as
+ * bigint; numbers with a fraction or an exponent as JsonReal. Refused, as JsonSyntaxError with
+ * what was wrong and where: invalid JSON, nesting past the depth limit, an integer of more than
+ * 20 digits, a key repeated in one object, a text past the length limit.
+ */
+export function parseJson(text: string, limits: JsonLimits = {}): Json {
+  const maxDepth = limits.maxDepth ?? MAX_JSON_DEPTH;
+  if (limits.maxLength !== undefined && text.length > limits.maxLength)
+    throw new JsonSyntaxError(`invalid JSON: ${text.length} characters, more than the ${limits.maxLength} accepted`);
+  const scan = scanText(text, maxDepth);
+  let parsed: Json;
+  try {
+    parsed = JSON.parse(scan.swaps.length > 0 ? rewrite(text, scan.swaps) : text) as Json;
+  } catch (e) {
+    throw new JsonSyntaxError(`invalid JSON: ${(e as Error).message.replace(/^JSON Parse error: /, "")}`);
+  }
+  const restored = restore(parsed, scan.swaps);
+  if (restored.keys !== scan.keys) throw new JsonSyntaxError("invalid JSON: a key is repeated in an object");
+  return restored.value;
+}
+
+interface Swap {
+  start: number;
+  end: number;
+  value: bigint | JsonReal;
+}
+
+interface Scan {
+  /** keys in the text: each is followed by the one ':' outside strings */
+  keys: number;
+  swaps: Swap[];
+}
+
+/** One pass outside strings: depth, keys, and the numbers JSON.parse would not carry exactly. */
+function scanText(text: string, maxDepth: number): Scan {
+  const swaps: Swap[] = [];
+  let depth = 0;
+  let keys = 0;
+  const n = text.length;
+  for (let i = 0; i < n; ) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      i = stringEnd(text, i) + 1;
+      continue;
+    }
+    if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+      if (++depth > maxDepth) throw new JsonSyntaxError(`invalid JSON: nested deeper than ${maxDepth} levels at offset ${i}`);
+    } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) depth--;
+    else if (c === 0x3a /* : */) keys++;
+    else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
+      let j = i + 1;
+      let plain = c !== 0x2d;
+      for (; j < n; j++) {
+        const d = text.charCodeAt(j);
+        if (d >= 0x30 && d <= 0x39) continue;
+        if (d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) plain = false;
+        else break;
+      }
+      // Up to 15 digits an integer is always exact as a double: JSON.parse checks its syntax.
+      if (!(plain && j - i <= 15)) {
+        const swap = numberSwap(text.slice(i, j), i, j);
+        if (swap) swaps.push(swap);
+      }
+      i = j;
+      continue;
+    }
+    i++;
+  }
+  return { keys, swaps };
+}
+
+/** The index of the quote that ends the string opening at `open`. */
+function stringEnd(text: string, open: number): number {
+  let q = open;
+  for (;;) {
+    q = text.indexOf('"', q + 1);
+    if (q < 0) throw new JsonSyntaxError(`invalid JSON: unterminated string at offset ${open}`);
+    let backslashes = 0;
+    while (text.charCodeAt(q - 1 - backslashes) === 0x5c) backslashes++;
+    if (backslashes % 2 === 0) return q;
+  }
+}
+
+function numberSwap(token: string, start: number, end: number): Swap | undefined {
+  const m = NUMBER.exec(token);
+  if (!m) throw new JsonSyntaxError(`invalid JSON: bad number ${JSON.stringify(token.slice(0, 40))} at offset ${start}`);
+  if (m[1] !== undefined || m[2] !== undefined) return { start, end, value: new JsonReal(Number(token), token) };
+  const digits = token.length - (token.startsWith("-") ? 1 : 0);
+  if (digits > MAX_INTEGER_DIGITS)
+    throw new JsonSyntaxError(`invalid JSON: an integer of ${digits} digits at offset ${start}, longer than any 64-bit integer`);
+  const n = Number(token);
+  return Number.isSafeInteger(n) ? undefined : { start, end, value: BigInt(token) };
+}
+
+/** The text with swapped number K replaced by K.5. */
+function rewrite(text: string, swaps: Swap[]): string {
+  let out = "";
+  let at = 0;
+  for (let k = 0; k < swaps.length; k++) {
+    const s = swaps[k]!;
+    out += text.slice(at, s.start) + k + ".5";
+    at = s.end;
+  }
+  return out + text.slice(at);
+}
+
+/** Puts the swapped numbers back and counts the keys of every object; no recursion. */
+function restore(root: Json, swaps: Swap[]): { value: Json; keys: number } {
+  // After the swap only placeholders have a fraction.
+  const back = (x: number): Json => {
+    const s = swaps[x - 0.5];
+    if (s === undefined) throw new JsonSyntaxError("invalid JSON: a number could not be restored");
+    return s.value;
+  };
+  const swapped = (x: Json): x is number => typeof x === "number" && !Number.isInteger(x);
+  let keys = 0;
+  const value = swapped(root) ? back(root) : root;
+  const stack: Json[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop()!;
+    if (v === null || typeof v !== "object" || v instanceof JsonReal) continue;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i]!;
+        if (typeof x === "object") stack.push(x);
+        else if (swapped(x)) v[i] = back(x);
+      }
+      continue;
+    }
+    const names = Object.keys(v);
+    keys += names.length;
+    for (const k of names) {
+      const x = v[k]!;
+      if (typeof x === "object") stack.push(x);
+      // defineProperty: a key named __proto__ must stay data, not change the prototype.
+      else if (swapped(x)) Object.defineProperty(v, k, { value: back(x), enumerable: true, writable: true, configurable: true });
+    }
+  }
+  return { value, keys };
+}
+
+/** Encodes like JSON.stringify (compact), with bigints written as exact integers and reals as read. */
 export function stringifyJson(value: Json): string {
   switch (typeof value) {
     case "bigint":
@@ -32,6 +197,7 @@ export function stringifyJson(value: Json): string {
       return JSON.stringify(value);
     case "object":
       if (value === null) return "null";
+      if (value instanceof JsonReal) return value.source;
       if (Array.isArray(value)) return `[${value.map(stringifyJson).join(",")}]`;
       return `{${Object.entries(value)
         .filter(([, v]) => v !== undefined)
@@ -41,128 +207,21 @@ export function stringifyJson(value: Json): string {
   throw new TypeError(`cannot encode ${typeof value} as JSON`);
 }
 
-/** An exact non-negative integer from a decoded JSON number, or undefined. */
+/** An exact integer from a decoded JSON integer (never from a real such as 5.0), or undefined. */
 export function toBigInt(v: Json | undefined): bigint | undefined {
   if (typeof v === "bigint") return v;
-  if (typeof v === "number" && Number.isSafeInteger(v)) return BigInt(v);
+  if (typeof v === "number" && Number.isSafeInteger(v) && !Object.is(v, -0)) return BigInt(v);
   return undefined;
 }
 
+/** A JSON object (not an array, not null, not a real). */
 export function isObject(v: Json | undefined): v is { [key: string]: Json } {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof JsonReal);
 }
 
-const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-// A whole JSON string token: no raw control characters, escapes taken two characters at a time.
-const STRING = /"(?:[^"\\\x00-\x1f]|\\.)*"/y;
-
-class Parser {
-  i = 0;
-  constructor(private readonly s: string) {}
-
-  fail(what: string): never {
-    throw new JsonSyntaxError(`invalid JSON: ${what} at offset ${this.i}`);
-  }
-
-  ws(): void {
-    const s = this.s;
-    while (this.i < s.length) {
-      const c = s.charCodeAt(this.i);
-      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
-      this.i++;
-    }
-  }
-
-  value(): Json {
-    const c = this.s[this.i];
-    switch (c) {
-      case "{":
-        return this.object();
-      case "[":
-        return this.array();
-      case '"':
-        return this.string();
-      case "t":
-        return this.literal("true", true);
-      case "f":
-        return this.literal("false", false);
-      case "n":
-        return this.literal("null", null);
-      default:
-        return this.number();
-    }
-  }
-
-  literal<T extends Json>(word: string, v: T): T {
-    if (!this.s.startsWith(word, this.i)) this.fail("unexpected token");
-    this.i += word.length;
-    return v;
-  }
-
-  number(): number | bigint {
-    NUMBER.lastIndex = this.i;
-    const m = NUMBER.exec(this.s);
-    if (!m) this.fail("unexpected token");
-    const text = m[0];
-    this.i += text.length;
-    const n = Number(text);
-    if (/^-?\d+$/.test(text) && !Number.isSafeInteger(n)) return BigInt(text);
-    return n;
-  }
-
-  string(): string {
-    STRING.lastIndex = this.i;
-    const m = STRING.exec(this.s);
-    if (!m) this.fail("bad string");
-    const raw = m[0];
-    this.i += raw.length;
-    if (!raw.includes("\\")) return raw.slice(1, -1);
-    try {
-      return JSON.parse(raw) as string;
-    } catch {
-      this.fail("bad escape in string");
-    }
-  }
-
-  array(): Json[] {
-    this.i++;
-    const out: Json[] = [];
-    this.ws();
-    if (this.s[this.i] === "]") {
-      this.i++;
-      return out;
-    }
-    for (;;) {
-      this.ws();
-      out.push(this.value());
-      this.ws();
-      const c = this.s[this.i++];
-      if (c === "]") return out;
-      if (c !== ",") this.fail("expected , or ]");
-    }
-  }
-
-  object(): { [key: string]: Json } {
-    this.i++;
-    const out: { [key: string]: Json } = {};
-    this.ws();
-    if (this.s[this.i] === "}") {
-      this.i++;
-      return out;
-    }
-    for (;;) {
-      this.ws();
-      if (this.s[this.i] !== '"') this.fail("expected a key");
-      const k = this.string();
-      this.ws();
-      if (this.s[this.i++] !== ":") this.fail("expected :");
-      this.ws();
-      // defineProperty: a key named __proto__ must stay data, not change the prototype.
-      Object.defineProperty(out, k, { value: this.value(), enumerable: true, writable: true, configurable: true });
-      this.ws();
-      const c = this.s[this.i++];
-      if (c === "}") return out;
-      if (c !== ",") this.fail("expected , or }");
-    }
-  }
+/** The value of a JSON number, integer or real, as a double (for durations and the like). */
+export function numberValue(v: Json | undefined): number | undefined {
+  if (typeof v === "number") return v;
+  if (v instanceof JsonReal) return v.value;
+  return undefined;
 }

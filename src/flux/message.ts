@@ -107,22 +107,101 @@ export function encodeMessage(m: Message): Uint8Array {
 }
 
 /**
+ * The largest message taken from a broker: 16 MiB, some 50,000 jobs in one job-list reply (a
+ * user's RUN jobs on one rank are a few hundred bytes each). Decoding one costs the process about
+ * 10 times its size at the peak (measured: test/reliability/README.md); past it the connection is
+ * refused as soon as the header arrives, before the bytes are read.
+ */
+export const MAX_MESSAGE_BYTES = 16 << 20;
+
+function header(v: DataView, o: number, maxSize: number): number {
+  if (v.getUint32(o, true) !== STREAM_MAGIC) throw new ProtocolError("bad stream magic from broker");
+  const size = v.getUint32(o + 4);
+  if (size > maxSize) throw new ProtocolError(`broker message of ${size} bytes is larger than the ${maxSize} accepted`);
+  return size;
+}
+
+/**
  * Splits complete messages off the front of a stream buffer.
  * Returns the messages and how many bytes they used; a partial message is left for later.
  */
-export function decodeStream(buf: Uint8Array, maxSize = 64 << 20): { messages: Message[]; used: number } {
+export function decodeStream(buf: Uint8Array, maxSize = MAX_MESSAGE_BYTES): { messages: Message[]; used: number } {
   const messages: Message[] = [];
   let o = 0;
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   while (buf.length - o >= 8) {
-    if (v.getUint32(o, true) !== STREAM_MAGIC) throw new ProtocolError("bad stream magic from broker");
-    const size = v.getUint32(o + 4);
-    if (size > maxSize) throw new ProtocolError(`broker message of ${size} bytes is too large`);
+    const size = header(v, o, maxSize);
     if (buf.length - o - 8 < size) break;
     messages.push(decodeFrames(buf.subarray(o + 8, o + 8 + size)));
     o += 8 + size;
   }
   return { messages, used: o };
+}
+
+/**
+ * Reads messages off a stream as its bytes arrive, in any pieces. Each byte is copied at most
+ * once (a 16 MiB reply in 64 KiB reads is not copied 256 times), and a message past `maxSize` is
+ * refused from its header, before its bytes are held.
+ */
+export class StreamReader {
+  private chunks: Uint8Array[] = [];
+  private have = 0;
+  constructor(private readonly maxSize = MAX_MESSAGE_BYTES) {}
+
+  /** Takes the next bytes; returns the messages now complete. Throws ProtocolError on a bad stream. */
+  push(data: Uint8Array): Message[] {
+    const out: Message[] = [];
+    if (data.length === 0) return out;
+    this.chunks.push(data);
+    this.have += data.length;
+    while (this.have >= 8) {
+      const head = this.peek(8);
+      const size = header(new DataView(head.buffer, head.byteOffset, 8), 0, this.maxSize);
+      if (this.have < 8 + size) break;
+      out.push(decodeFrames(this.take(8 + size).subarray(8)));
+    }
+    return out;
+  }
+
+  /** Bytes held for a message not yet complete. */
+  get pending(): number {
+    return this.have;
+  }
+
+  private peek(n: number): Uint8Array {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    const out = new Uint8Array(n);
+    let o = 0;
+    for (const c of this.chunks) {
+      const k = Math.min(c.length, n - o);
+      out.set(c.subarray(0, k), o);
+      o += k;
+      if (o === n) break;
+    }
+    return out;
+  }
+
+  private take(n: number): Uint8Array {
+    this.have -= n;
+    const first = this.chunks[0]!;
+    if (first.length >= n) {
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = new Uint8Array(n);
+    let o = 0;
+    while (o < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length, n - o);
+      out.set(c.subarray(0, k), o);
+      o += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    return out;
+  }
 }
 
 /** Decodes the frames of one message (without the 8-byte stream header). */
