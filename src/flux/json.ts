@@ -30,12 +30,28 @@ export class JsonSyntaxError extends Error {
 
 /** Deeper than any reply Flux sends (R as an object is six levels, a broker config a few more). */
 export const MAX_JSON_DEPTH = 64;
+/**
+ * Objects and arrays in one text. What a reply costs in memory goes with them (some 100 bytes
+ * each, besides the text): 250,000 is 50,000 jobs with their annotations, and a 16 MiB text of
+ * nothing but "{}," (5.5 million objects) would take 600 MB.
+ */
+export const MAX_JSON_CONTAINERS = 250_000;
+/** Members of arrays and objects in one text (counted by their commas): 20 each for 50,000 jobs. */
+export const MAX_JSON_MEMBERS = 1_000_000;
+/** Integers past 2^53 and reals in one text: each costs an object (a job id is one per job). */
+export const MAX_JSON_EXACT_NUMBERS = 100_000;
 /** Digits of the longest integer any Flux value can hold (u64: 20). Longer is refused, not rounded. */
 const MAX_INTEGER_DIGITS = 20;
 
 export interface JsonLimits {
   /** the deepest nesting of arrays and objects accepted; default MAX_JSON_DEPTH */
   maxDepth?: number;
+  /** the most arrays and objects in the text; default MAX_JSON_CONTAINERS */
+  maxContainers?: number;
+  /** the most members of arrays and objects (commas) in the text; default MAX_JSON_MEMBERS */
+  maxMembers?: number;
+  /** the most reals and integers past 2^53 in the text; default MAX_JSON_EXACT_NUMBERS */
+  maxExactNumbers?: number;
   /** the longest text accepted, in UTF-16 code units; default unbounded (the stream bounds messages) */
   maxLength?: number;
 }
@@ -45,42 +61,46 @@ const NUMBER = /^-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
 /**
  * Parses JSON text. Integers come back as number when a double holds them exactly, else as
  * bigint; numbers with a fraction or an exponent as JsonReal. Refused, as JsonSyntaxError with
- * what was wrong and where: invalid JSON, nesting past the depth limit, an integer of more than
- * 20 digits, a key repeated in one object, a text past the length limit.
+ * what was wrong and where: invalid JSON, nesting past the depth limit, more arrays and objects
+ * than the limit, an integer of more than 20 digits, a key repeated in one object, a text past the
+ * length limit.
  */
 export function parseJson(text: string, limits: JsonLimits = {}): Json {
-  const maxDepth = limits.maxDepth ?? MAX_JSON_DEPTH;
   if (limits.maxLength !== undefined && text.length > limits.maxLength)
     throw new JsonSyntaxError(`invalid JSON: ${text.length} characters, more than the ${limits.maxLength} accepted`);
-  const scan = scanText(text, maxDepth);
+  const scan = scanText(text, {
+    depth: limits.maxDepth ?? MAX_JSON_DEPTH,
+    containers: limits.maxContainers ?? MAX_JSON_CONTAINERS,
+    members: limits.maxMembers ?? MAX_JSON_MEMBERS,
+    exact: limits.maxExactNumbers ?? MAX_JSON_EXACT_NUMBERS,
+  });
   let parsed: Json;
   try {
     parsed = JSON.parse(scan.swaps.length > 0 ? rewrite(text, scan.swaps) : text) as Json;
   } catch (e) {
     throw new JsonSyntaxError(`invalid JSON: ${(e as Error).message.replace(/^JSON Parse error: /, "")}`);
   }
-  const restored = restore(parsed, scan.swaps);
+  const restored = restore(parsed, text, scan.swaps);
   if (restored.keys !== scan.keys) throw new JsonSyntaxError("invalid JSON: a key is repeated in an object");
   return restored.value;
 }
 
-interface Swap {
-  start: number;
-  end: number;
-  value: bigint | JsonReal;
-}
+/** Where a swapped number stands in the text: [start, end) pairs, flat (two small integers each). */
+type Swaps = number[];
 
 interface Scan {
   /** keys in the text: each is followed by the one ':' outside strings */
   keys: number;
-  swaps: Swap[];
+  swaps: Swaps;
 }
 
-/** One pass outside strings: depth, keys, and the numbers JSON.parse would not carry exactly. */
-function scanText(text: string, maxDepth: number): Scan {
-  const swaps: Swap[] = [];
+/** One pass outside strings: depth, containers, keys, and the numbers JSON.parse would not carry exactly. */
+function scanText(text: string, max: { depth: number; containers: number; members: number; exact: number }): Scan {
+  const swaps: Swaps = [];
   let depth = 0;
   let keys = 0;
+  let containers = 0;
+  let commas = 0;
   const n = text.length;
   for (let i = 0; i < n; ) {
     const c = text.charCodeAt(i);
@@ -89,9 +109,13 @@ function scanText(text: string, maxDepth: number): Scan {
       continue;
     }
     if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
-      if (++depth > maxDepth) throw new JsonSyntaxError(`invalid JSON: nested deeper than ${maxDepth} levels at offset ${i}`);
+      if (++depth > max.depth) throw new JsonSyntaxError(`invalid JSON: nested deeper than ${max.depth} levels at offset ${i}`);
+      if (++containers > max.containers)
+        throw new JsonSyntaxError(`invalid JSON: more than ${max.containers} objects and arrays (at offset ${i}), more than a reply may cost`);
     } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) depth--;
     else if (c === 0x3a /* : */) keys++;
+    else if (c === 0x2c /* , */ && ++commas >= max.members)
+      throw new JsonSyntaxError(`invalid JSON: more than ${max.members} values in arrays and objects (at offset ${i}), more than a reply may cost`);
     else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
       let j = i + 1;
       let plain = c !== 0x2d;
@@ -103,8 +127,11 @@ function scanText(text: string, maxDepth: number): Scan {
       }
       // Up to 15 digits an integer is always exact as a double: JSON.parse checks its syntax.
       if (!(plain && j - i <= 15)) {
-        const swap = numberSwap(text.slice(i, j), i, j);
-        if (swap) swaps.push(swap);
+        if (needsSwap(text.slice(i, j), i)) {
+          if (swaps.length >= 2 * max.exact)
+            throw new JsonSyntaxError(`invalid JSON: more than ${max.exact} reals and integers past 2^53 (at offset ${i}), more than a reply may cost`);
+          swaps.push(i, j);
+        }
       }
       i = j;
       continue;
@@ -126,36 +153,40 @@ function stringEnd(text: string, open: number): number {
   }
 }
 
-function numberSwap(token: string, start: number, end: number): Swap | undefined {
+/** Whether a number token must be swapped (a real, or an integer a double cannot hold); checks its syntax. */
+function needsSwap(token: string, start: number): boolean {
   const m = NUMBER.exec(token);
   if (!m) throw new JsonSyntaxError(`invalid JSON: bad number ${JSON.stringify(token.slice(0, 40))} at offset ${start}`);
-  if (m[1] !== undefined || m[2] !== undefined) return { start, end, value: new JsonReal(Number(token), token) };
+  if (m[1] !== undefined || m[2] !== undefined) return true;
   const digits = token.length - (token.startsWith("-") ? 1 : 0);
   if (digits > MAX_INTEGER_DIGITS)
     throw new JsonSyntaxError(`invalid JSON: an integer of ${digits} digits at offset ${start}, longer than any 64-bit integer`);
-  const n = Number(token);
-  return Number.isSafeInteger(n) ? undefined : { start, end, value: BigInt(token) };
+  return !Number.isSafeInteger(Number(token));
+}
+
+/** The value of a swapped number token: JsonReal for a real, else an exact bigint. */
+function swappedValue(token: string): bigint | JsonReal {
+  return /[.eE]/.test(token) ? new JsonReal(Number(token), token) : BigInt(token);
 }
 
 /** The text with swapped number K replaced by K.5. */
-function rewrite(text: string, swaps: Swap[]): string {
+function rewrite(text: string, swaps: Swaps): string {
   let out = "";
   let at = 0;
-  for (let k = 0; k < swaps.length; k++) {
-    const s = swaps[k]!;
-    out += text.slice(at, s.start) + k + ".5";
-    at = s.end;
+  for (let k = 0; k < swaps.length; k += 2) {
+    out += text.slice(at, swaps[k]) + k / 2 + ".5";
+    at = swaps[k + 1]!;
   }
   return out + text.slice(at);
 }
 
 /** Puts the swapped numbers back and counts the keys of every object; no recursion. */
-function restore(root: Json, swaps: Swap[]): { value: Json; keys: number } {
+function restore(root: Json, text: string, swaps: Swaps): { value: Json; keys: number } {
   // After the swap only placeholders have a fraction.
   const back = (x: number): Json => {
-    const s = swaps[x - 0.5];
-    if (s === undefined) throw new JsonSyntaxError("invalid JSON: a number could not be restored");
-    return s.value;
+    const k = 2 * (x - 0.5);
+    if (!(k >= 0 && k < swaps.length)) throw new JsonSyntaxError("invalid JSON: a number could not be restored");
+    return swappedValue(text.slice(swaps[k], swaps[k + 1]));
   };
   const swapped = (x: Json): x is number => typeof x === "number" && !Number.isInteger(x);
   let keys = 0;

@@ -107,12 +107,12 @@ export function encodeMessage(m: Message): Uint8Array {
 }
 
 /**
- * The largest message taken from a broker: 16 MiB, some 50,000 jobs in one job-list reply (a
- * user's RUN jobs on one rank are a few hundred bytes each). Decoding one costs the process about
- * 10 times its size at the peak (measured: test/reliability/README.md); past it the connection is
- * refused as soon as the header arrives, before the bytes are read.
+ * The largest message taken from a broker: 8 MiB, some 50,000 jobs with their annotations in one
+ * job-list reply (a user's RUN jobs on one rank are a few hundred bytes each). With the JSON
+ * decoder's own bounds (json.ts) this caps what one reply costs the process (measured peak:
+ * test/reliability/README.md). A message past it is refused from its header.
  */
-export const MAX_MESSAGE_BYTES = 16 << 20;
+export const MAX_MESSAGE_BYTES = 8 << 20;
 
 function header(v: DataView, o: number, maxSize: number): number {
   if (v.getUint32(o, true) !== STREAM_MAGIC) throw new ProtocolError("bad stream magic from broker");
@@ -139,68 +139,50 @@ export function decodeStream(buf: Uint8Array, maxSize = MAX_MESSAGE_BYTES): { me
 }
 
 /**
- * Reads messages off a stream as its bytes arrive, in any pieces. Each byte is copied at most
- * once (a 16 MiB reply in 64 KiB reads is not copied 256 times), and a message past `maxSize` is
- * refused from its header, before its bytes are held.
+ * Reads messages off a stream as its bytes arrive, in any pieces. Each byte is copied once, into
+ * a buffer of the message's own size, and no piece is kept: the runtime hands a read's bytes as a
+ * view of a larger buffer, and holding the views of a large reply would hold all of those. A
+ * message past `maxSize` is refused from its header, before its bytes are read.
  */
 export class StreamReader {
-  private chunks: Uint8Array[] = [];
-  private have = 0;
+  private readonly head = new Uint8Array(8);
+  private headLen = 0;
+  private body: Uint8Array | undefined;
+  private bodyLen = 0;
   constructor(private readonly maxSize = MAX_MESSAGE_BYTES) {}
 
   /** Takes the next bytes; returns the messages now complete. Throws ProtocolError on a bad stream. */
   push(data: Uint8Array): Message[] {
     const out: Message[] = [];
-    if (data.length === 0) return out;
-    this.chunks.push(data);
-    this.have += data.length;
-    while (this.have >= 8) {
-      const head = this.peek(8);
-      const size = header(new DataView(head.buffer, head.byteOffset, 8), 0, this.maxSize);
-      if (this.have < 8 + size) break;
-      out.push(decodeFrames(this.take(8 + size).subarray(8)));
+    let o = 0;
+    while (o < data.length) {
+      if (this.body === undefined) {
+        const k = Math.min(8 - this.headLen, data.length - o);
+        this.head.set(data.subarray(o, o + k), this.headLen);
+        this.headLen += k;
+        o += k;
+        if (this.headLen < 8) break;
+        this.body = new Uint8Array(header(new DataView(this.head.buffer), 0, this.maxSize));
+        this.bodyLen = 0;
+      }
+      const k = Math.min(this.body.length - this.bodyLen, data.length - o);
+      this.body.set(data.subarray(o, o + k), this.bodyLen);
+      this.bodyLen += k;
+      o += k;
+      if (this.bodyLen === this.body.length) {
+        const body = this.body;
+        this.body = undefined;
+        this.headLen = 0;
+        this.bodyLen = 0;
+        out.push(decodeFrames(body));
+      }
     }
     return out;
   }
 
   /** Bytes held for a message not yet complete. */
   get pending(): number {
-    return this.have;
-  }
-
-  private peek(n: number): Uint8Array {
-    const first = this.chunks[0]!;
-    if (first.length >= n) return first.subarray(0, n);
-    const out = new Uint8Array(n);
-    let o = 0;
-    for (const c of this.chunks) {
-      const k = Math.min(c.length, n - o);
-      out.set(c.subarray(0, k), o);
-      o += k;
-      if (o === n) break;
-    }
-    return out;
-  }
-
-  private take(n: number): Uint8Array {
-    this.have -= n;
-    const first = this.chunks[0]!;
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = new Uint8Array(n);
-    let o = 0;
-    while (o < n) {
-      const c = this.chunks[0]!;
-      const k = Math.min(c.length, n - o);
-      out.set(c.subarray(0, k), o);
-      o += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
-    return out;
+    return this.headLen + this.bodyLen;
   }
 }
 

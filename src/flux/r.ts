@@ -2,7 +2,7 @@
 
 import { BadReplyError } from "./errors";
 import { type IdRanges, type Idset, formatIdset, idsetUnion, parseIdRanges, parseIdsetIds, rangesHave, rangesIndexOf, rangesUnion } from "./idset";
-import { type Json, isObject } from "./json";
+import { type Json, isObject, JsonReal, parseJson } from "./json";
 import { hostlistNth } from "./hostlist";
 
 export interface RLite {
@@ -31,8 +31,8 @@ export interface RankShare {
 export function parseR(text: string | Json, topic = "R"): R {
   let v: Json;
   try {
-    // R holds no 64-bit integers (ranks and cores are idset strings), so the native parser is exact here.
-    v = typeof text === "string" ? (JSON.parse(text) as Json) : text;
+    // R travels as a JSON string inside the reply: it gets the reply's own bounds (json.ts).
+    v = typeof text === "string" ? parseJson(text) : text;
   } catch (e) {
     throw new BadReplyError(topic, `R is not JSON: ${(e as Error).message}`);
   }
@@ -47,6 +47,8 @@ export function parseR(text: string | Json, topic = "R"): R {
   }
   if (ex.nodelist !== undefined && (!Array.isArray(ex.nodelist) || ex.nodelist.some((h) => typeof h !== "string")))
     throw new BadReplyError(topic, "R nodelist is not a list of hostlists");
+  // The times are reals in R (expiration 0.0): plain numbers to us, as the R type says.
+  for (const k of ["starttime", "expiration"] as const) if (ex[k] instanceof JsonReal) ex[k] = ex[k].value;
   return v as unknown as R;
 }
 

@@ -1,5 +1,16 @@
 import { describe, expect, test } from "bun:test";
-import { JsonReal, JsonSyntaxError, MAX_JSON_DEPTH, isObject, parseJson, stringifyJson, toBigInt } from "../../src/flux/json";
+import {
+  JsonReal,
+  JsonSyntaxError,
+  MAX_JSON_CONTAINERS,
+  MAX_JSON_DEPTH,
+  MAX_JSON_EXACT_NUMBERS,
+  MAX_JSON_MEMBERS,
+  isObject,
+  parseJson,
+  stringifyJson,
+  toBigInt,
+} from "../../src/flux/json";
 
 describe("parseJson()", () => {
   test("keeps integers above 2^53 exact as bigint", () => {
@@ -108,6 +119,15 @@ describe("parseJson(): what a reply may hold", () => {
     expect(() => parseJson(`[${"9".repeat(21)}]`)).toThrow("an integer of 21 digits at offset 1, longer than any 64-bit integer");
     expect(() => parseJson(`${"1".repeat(200_000)}`)).toThrow("an integer of 200000 digits");
     expect(parseJson("99999999999999999999")).toBe(99999999999999999999n);
+  });
+
+  test("what a reply may cost is bounded: objects and arrays, members, exact numbers", () => {
+    expect(() => parseJson(`[${"{},".repeat(MAX_JSON_CONTAINERS)}{}]`)).toThrow(`invalid JSON: more than ${MAX_JSON_CONTAINERS} objects and arrays`);
+    expect(() => parseJson(`[${"0,".repeat(MAX_JSON_MEMBERS)}0]`)).toThrow(`invalid JSON: more than ${MAX_JSON_MEMBERS} values in arrays and objects`);
+    expect(() => parseJson(`[${"0.5,".repeat(MAX_JSON_EXACT_NUMBERS)}0.5]`)).toThrow(`invalid JSON: more than ${MAX_JSON_EXACT_NUMBERS} reals and integers past 2^53`);
+    // each bound, just met, is fine
+    expect((parseJson(`[${"{},".repeat(MAX_JSON_CONTAINERS - 2)}{}]`) as unknown[]).length).toBe(MAX_JSON_CONTAINERS - 1);
+    expect((parseJson(`[${"18446744073709551615,".repeat(MAX_JSON_EXACT_NUMBERS - 1)}1]`) as unknown[]).length).toBe(MAX_JSON_EXACT_NUMBERS);
   });
 
   test("a text past maxLength is refused before it is read", () => {
