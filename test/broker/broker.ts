@@ -14,6 +14,17 @@ export interface RequestLog {
   payload?: Json;
 }
 
+/** What goes on the wire in place of a reply: pieces written apart, then maybe a hang-up. */
+export interface Delivery {
+  pieces: Uint8Array[];
+  /** ms between pieces (0: all in one turn of the event loop) */
+  gapMs?: number;
+  hangup?: boolean;
+}
+
+/** Replaces a reply's bytes (the fuzzer's wire damage); undefined sends the reply as it is. */
+export type Tamper = (topic: string, request: Message, reply: Uint8Array) => Delivery | undefined;
+
 export interface Broker {
   path: string;
   requests: RequestLog[];
@@ -183,7 +194,7 @@ export function encodeResponse(req: Message, a: Answer): Uint8Array {
   });
 }
 
-export function startBroker(path: string, initial: Scenario, load?: () => Scenario): Broker {
+export function startBroker(path: string, initial: Scenario, load?: () => Scenario, tamper?: Tamper): Broker {
   let scenario = initial;
   const current = () => (load ? load() : scenario);
   const requests: RequestLog[] = [];
@@ -216,7 +227,20 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
       writer(sock).write(new Uint8Array([0x12, 0x00, 0xee, 0xff, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]));
       return;
     }
-    writer(sock).write(encodeResponse(m, answer(s, topic, payload)));
+    const reply = encodeResponse(m, answer(s, topic, payload));
+    const d = tamper?.(topic, m, reply);
+    if (!d) {
+      writer(sock).write(reply);
+      return;
+    }
+    for (const [i, piece] of d.pieces.entries()) {
+      if (i > 0 && d.gapMs) await Bun.sleep(d.gapMs);
+      writer(sock).write(piece);
+    }
+    if (d.hangup) {
+      await Bun.sleep(0);
+      sock.end();
+    }
   };
 
   const server: UnixSocketListener<undefined> = Bun.listen<undefined>({
