@@ -425,7 +425,8 @@ function notUtf8(reply: Uint8Array): Uint8Array {
   return b;
 }
 
-function concat(pieces: Uint8Array[]): Uint8Array {
+/** The pieces as one buffer. */
+export function concat(pieces: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
   let o = 0;
   for (const p of pieces) {

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { parseJson, stringifyJson } from "../../src/flux/json";
 import { MsgFlag, MsgType, ProtocolError, StreamReader, decodeStream, encodeMessage, encodeRequest, payloadText } from "../../src/flux/message";
 import { wirePair, wirePairs } from "./fixtures";
+import { concat } from "../broker/fuzz";
 
 const pairs = wirePairs();
 
@@ -68,16 +69,7 @@ describe("responses", () => {
 });
 
 describe("StreamReader", () => {
-  const all = () => {
-    const parts = pairs.map((p) => p.response);
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
-  };
+  const all = () => concat(pairs.map((p) => p.response));
 
   test("every real response, fed one byte at a time, comes out whole and in order", () => {
     const r = new StreamReader();
