@@ -3,6 +3,7 @@
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Scenario } from "../broker/scenario";
 import { BINARY } from "../e2e/harness";
 import { codes, DRIVER, MODULE, pamConfDir, runDriver } from "../pam/harness";
 
@@ -12,8 +13,41 @@ export const JOB = "1227286904832";
 export const TAG = "ƒZEr9Bmq";
 export const DENIED = `Access denied: user ${USER} has no active jobs on this node`;
 export const PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+/** A node as the good broker shows it: a RUN job of UID on rank 0, cores 0, slices managed and constrained. */
+export const NODE: Scenario = {
+  rank: 0,
+  owner: 64999,
+  config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } },
+  jobs: [{ id: JOB, userid: UID, cores: "0" }],
+};
 /** The time budget given to account and session-open (and pam_flux.so's timeout=). */
 export const BUDGET_S = 2;
+
+/** What every case of the matrix gets: a stand-in systemd, pam_flux.so's helper, a broker that works. */
+export interface MatrixEnv {
+  /** the address of a stand-in systemd (test/systemd/fake-systemd.ts) for the cases that need one */
+  bus: string;
+  /** the compiled flux-pam, installed as pam_flux.so accepts a helper */
+  helper: string;
+  /** the URI of a test broker that answers well: a RUN job of UID on rank 0, slices managed */
+  good: string;
+  /** a fresh directory (0755) for one case */
+  caseDir(): string;
+}
+
+/** One cell of the matrix: a fault, a path (command), and the outcome it must have. */
+export interface MatrixCase {
+  group: string;
+  fault: string;
+  path: string;
+  /** the outcome, in words (the test's name) */
+  expect: string;
+  /** waits out a deadline (only sleeps): started outside the pool */
+  slow?: boolean;
+  /** the case must end within this + 1 s */
+  deadlineMs?: number;
+  run(env: MatrixEnv): Promise<{ ms: number; check(): void }>;
+}
 
 export interface Outcome {
   code: number;
