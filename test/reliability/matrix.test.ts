@@ -13,9 +13,10 @@ import { ensureBuilt, realHelper } from "../pam/harness";
 import { type FakeSystemd, startFakeSystemd } from "../systemd/fake-systemd";
 import { brokerCases } from "./broker-faults";
 import { nodeCases } from "./node-faults";
+import { systemdCases } from "./systemd-faults";
 import { accountArgv, lockDirWithMarker, type MatrixCase, type MatrixEnv, NODE, pamAccount, pool, run, sessionArgv, sessionEnv } from "./harness";
 
-const cases: MatrixCase[] = [...brokerCases(), ...nodeCases()];
+const cases: MatrixCase[] = [...brokerCases(), ...nodeCases(), ...systemdCases()];
 
 const dir = tempDir("flux-pam-matrix-");
 let fake: FakeSystemd;
@@ -54,7 +55,7 @@ afterAll(async () => {
   stopGood?.();
   await fake?.close();
   dir.remove();
-});
+}, 120_000);
 
 const groups = [...new Set(cases.map((c) => c.group))];
 for (const g of groups) {
