@@ -14,6 +14,7 @@ import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { type Passwd, getpwuid } from "../node/passwd";
 import type { Systemd } from "../systemd/systemd";
 import { type HookInput, hookTag, parseHookInput } from "./hook-env";
+import { oneLine } from "../wrapper/reply";
 
 export const LOCK_TIMEOUT_MS = 60_000;
 const BROKER_BUDGET_MS = 30_000;
@@ -127,12 +128,13 @@ export async function runHook(
       deadline,
       sd,
       debug: (t) => debugOn && say(`${t} [+${(performance.now() - t0).toFixed(1)} ms]`),
-      warn: say,
+      warn: (t) => say(oneLine(t)),
     });
     if (debugOn) say(`done in ${(performance.now() - t0).toFixed(1)} ms`);
     return 0;
   } catch (e) {
-    say((e as Error).message);
+    // One line, whatever the message quotes (an id, a path, a reply): Flux shows it as the reason.
+    say(oneLine((e as Error).message));
     return 1;
   } finally {
     lock?.release();

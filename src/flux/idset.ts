@@ -1,6 +1,8 @@
 // RFC 22 idsets: sets of non-negative integers written as "0-3,7", read as ranges (never expanded
 // to decide membership) and, where a list of ids is needed (cores, GPUs), expanded with a bound.
 
+import { quote } from "./errors";
+
 export class IdsetError extends Error {
   override name = "IdsetError";
 }
@@ -33,12 +35,12 @@ export function parseIdRanges(text: string): IdRanges {
     const dash = part.indexOf("-");
     const los = dash < 0 ? part : part.slice(0, dash);
     const his = dash < 0 ? part : part.slice(dash + 1);
-    if (!ID.test(los) || !ID.test(his)) throw new IdsetError(`"${clip(text)}" is not an idset: "${clip(part)}" is not an id or a lo-hi range`);
+    if (!ID.test(los) || !ID.test(his)) throw new IdsetError(`${quote(text)} is not an idset: ${quote(part)} is not an id or a lo-hi range`);
     const lo = Number(los);
     const hi = Number(his);
-    if (hi > MAX_ID) throw new IdsetError(`"${clip(text)}" is not an idset: ${hi} is past the largest id ${MAX_ID}`);
-    if (dash >= 0 && hi <= lo) throw new IdsetError(`"${clip(text)}" is not an idset: bad range ${part}`);
-    if (lo <= prev) throw new IdsetError(`"${clip(text)}" is not an idset: ${part} is not above the ids before it`);
+    if (hi > MAX_ID) throw new IdsetError(`${quote(text)} is not an idset: ${hi} is past the largest id ${MAX_ID}`);
+    if (dash >= 0 && hi <= lo) throw new IdsetError(`${quote(text)} is not an idset: bad range ${quote(part)}`);
+    if (lo <= prev) throw new IdsetError(`${quote(text)} is not an idset: ${quote(part)} is not above the ids before it`);
     out.push([lo, hi]);
     prev = hi;
   }
@@ -95,7 +97,7 @@ export function formatRanges(set: IdRanges): string {
 export function rangesIds(set: IdRanges, text = formatRanges(set)): Idset {
   let n = 0;
   for (const [lo, hi] of set) n += hi - lo + 1;
-  if (n > MAX_IDS) throw new IdsetError(`"${clip(text)}" is not an idset: too many ids (${n}, at most ${MAX_IDS})`);
+  if (n > MAX_IDS) throw new IdsetError(`${quote(text)} is not an idset: too many ids (${n}, at most ${MAX_IDS})`);
   const out: number[] = [];
   for (const [lo, hi] of set) for (let i = lo; i <= hi; i++) out.push(i);
   return out;
@@ -119,10 +121,10 @@ export function parseLooseRanges(text: string): IdRanges {
   const ranges: [number, number][] = [];
   for (const part of body.split(",")) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) throw new IdsetError(`"${clip(text)}" is not an idset`);
+    if (!m) throw new IdsetError(`${quote(text)} is not an idset`);
     const lo = Number(m[1]);
     const hi = m[2] === undefined ? lo : Number(m[2]);
-    if (!(hi <= MAX_ID) || hi < lo) throw new IdsetError(`"${clip(text)}" is not an idset: bad range ${part}`);
+    if (!(hi <= MAX_ID) || hi < lo) throw new IdsetError(`${quote(text)} is not an idset: bad range ${quote(part)}`);
     ranges.push([lo, hi]);
   }
   return rangesUnion(ranges);
@@ -151,9 +153,4 @@ export function idsetUnion(...sets: Idset[]): Idset {
 
 export function idsetHas(set: Idset, id: number): boolean {
   return set.includes(id);
-}
-
-/** Error text quotes at most this much of a hostile idset. */
-function clip(s: string): string {
-  return s.length > 64 ? `${s.slice(0, 61)}...` : s;
 }

@@ -1,7 +1,7 @@
 // The broker RPCs flux-pam uses, with their replies checked and typed.
 
 import type { FluxClient } from "./client";
-import { BadReplyError } from "./errors";
+import { BadReplyError, quote } from "./errors";
 import { type IdRanges, parseIdRanges, rangesHave } from "./idset";
 import { type JobId, jobId } from "./jobid";
 import { type Json, isObject, stringifyJson, toBigInt } from "./json";
@@ -41,7 +41,7 @@ async function attrGet(client: FluxClient, name: string, timeoutMs?: number): Pr
 }
 
 function uintFrom(topic: string, what: string, text: string): number {
-  if (!/^(?:0|[1-9]\d{0,9})$/.test(text) || Number(text) > 0xffffffff) throw new BadReplyError(topic, `${what} "${text}" is not an unsigned integer`);
+  if (!/^(?:0|[1-9]\d{0,9})$/.test(text) || Number(text) > 0xffffffff) throw new BadReplyError(topic, `${what} ${quote(text)} is not an unsigned integer`);
   return Number(text);
 }
 

@@ -14,9 +14,10 @@ import { type FakeSystemd, startFakeSystemd } from "../systemd/fake-systemd";
 import { brokerCases } from "./broker-faults";
 import { nodeCases } from "./node-faults";
 import { systemdCases } from "./systemd-faults";
+import { inputCases } from "./hostile-input";
 import { accountArgv, lockDirWithMarker, type MatrixCase, type MatrixEnv, NODE, pamAccount, pool, run, sessionArgv, sessionEnv } from "./harness";
 
-const cases: MatrixCase[] = [...brokerCases(), ...nodeCases(), ...systemdCases()];
+const cases: MatrixCase[] = [...brokerCases(), ...nodeCases(), ...systemdCases(), ...inputCases()];
 
 const dir = tempDir("flux-pam-matrix-");
 let fake: FakeSystemd;
