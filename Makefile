@@ -65,6 +65,14 @@ fuzz: deps build
 	FLUX_PAM_FUZZ_SEED=$(FUZZ_SEED) FLUX_PAM_FUZZ_CASES=$(FUZZ_CASES) FLUX_PAM_FUZZ_BINARY_CASES=$(FUZZ_BINARY) \
 	  $(BUN) test --timeout 3600000 ./test/reliability/fuzz.test.ts
 
+# The randomized life cycle of check on real systemd (test/reliability/lifecycle.test.ts), 1000
+# events with a fresh seed; LIFECYCLE_SEED=N replays one.
+LIFECYCLE_SEED   ?= $(shell date +%s)
+LIFECYCLE_EVENTS ?= 1000
+lifecycle: deps build
+	FLUX_PAM_LIFECYCLE_SEED=$(LIFECYCLE_SEED) FLUX_PAM_LIFECYCLE_EVENTS=$(LIFECYCLE_EVENTS) \
+	  $(BUN) test --timeout 3600000 ./test/reliability/lifecycle.test.ts
+
 # The main job without Flux or root: a simulated node, logins granted and denied, check-user, a prolog.
 demo: deps build/flux-pam
 	@bash build/demo.sh
