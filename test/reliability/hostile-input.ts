@@ -29,7 +29,9 @@ import {
 type Value = string | { printf: string; show: string };
 
 const HUGE = "a".repeat(100_000);
-const show = (v: Value) => (typeof v === "string" ? (v.length > 40 ? `${JSON.stringify(v.slice(0, 20))}... (${v.length} chars)` : JSON.stringify(v)) : v.show);
+// (JSON.stringify leaves DEL as it is: escaped here too, so the name is printable)
+const json = (s: string) => JSON.stringify(s).replace(/\x7f/g, "\\u007f");
+const show = (v: Value) => (typeof v === "string" ? (v.length > 40 ? `${json(v.slice(0, 20))}... (${v.length} chars)` : json(v)) : v.show);
 
 /** Runs argv with `env`, where values given as printf formats become their bytes. */
 async function runRaw(argv: string[], env: Record<string, Value | undefined>): Promise<Outcome> {

@@ -5,7 +5,7 @@
 // (a hook waiting 60 s for a lock another process holds), not the sum of them.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startBroker } from "../broker/broker";
 import { tempDir } from "../e2e/harness";
@@ -71,6 +71,13 @@ for (const g of groups) {
     });
   });
 }
+
+test("README.md's tables name every fault of the matrix, each in its own row", () => {
+  const readme = readFileSync(join(import.meta.dir, "README.md"), "utf8");
+  const rows = new Set(readme.split("\n").filter((l) => l.startsWith("| ")).map((l) => l.slice(2, l.indexOf(" |", 2)).replace(/\\\|/g, "|")));
+  const missing = [...new Set(cases.map((c) => c.fault))].filter((f) => !rows.has(f));
+  expect(missing).toEqual([]);
+});
 
 test("no broker fault led to a systemd call that changes anything", async () => {
   await Promise.allSettled(results);
