@@ -215,27 +215,18 @@ function restore(root: Json, text: string, swaps: Swaps): { value: Json; keys: n
   return { value, keys };
 }
 
+// JSON.rawJSON (TC39 JSON.parse source text access, in Bun's runtime) lets JSON.stringify write a
+// bigint or a real exactly as its digits.
+const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+
 /** Encodes like JSON.stringify (compact), with bigints written as exact integers and reals as read. */
 export function stringifyJson(value: Json): string {
-  switch (typeof value) {
-    case "bigint":
-      return value.toString();
-    case "number":
-      if (!Number.isFinite(value)) throw new TypeError("cannot encode a non-finite number as JSON");
-      return JSON.stringify(value);
-    case "string":
-    case "boolean":
-      return JSON.stringify(value);
-    case "object":
-      if (value === null) return "null";
-      if (value instanceof JsonReal) return value.source;
-      if (Array.isArray(value)) return `[${value.map(stringifyJson).join(",")}]`;
-      return `{${Object.entries(value)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${JSON.stringify(k)}:${stringifyJson(v)}`)
-        .join(",")}}`;
-  }
-  throw new TypeError(`cannot encode ${typeof value} as JSON`);
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (typeof v === "bigint") return rawJSON(v.toString());
+    if (v instanceof JsonReal) return rawJSON(v.source);
+    if (typeof v === "number" && !Number.isFinite(v)) throw new TypeError("cannot encode a non-finite number as JSON");
+    return v;
+  });
 }
 
 /** An exact integer from a decoded JSON integer (never from a real such as 5.0), or undefined. */
