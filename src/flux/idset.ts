@@ -151,6 +151,5 @@ export function idsetUnion(...sets: Idset[]): Idset {
   return [...new Set(sets.flat())].sort((a, b) => a - b);
 }
 
-export function idsetHas(set: Idset, id: number): boolean {
-  return set.includes(id);
-}
+// (No idsetHas: a job's ranks are IdRanges now; rangesHave tests them. Code that would call
+// idsetHas on them must fail to build, not answer "no" for every rank.)
