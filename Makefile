@@ -12,7 +12,7 @@ HELPER     ?= $(LIBEXECDIR)/flux-pam/flux-pam
 
 SRC := $(shell find src -name '*.ts') package.json
 
-.PHONY: all build check check-vm test bench demo deps clean
+.PHONY: all build check check-vm fuzz lifecycle test bench demo deps clean
 
 all: build
 build: build/flux-pam build/pam_flux.so
@@ -55,6 +55,23 @@ check-vm: deps build
 	@test -r $(VM_SCRIPTS)/run-in-vm.sh -a -r $(VM_SCRIPTS)/make-image.sh || \
 	  { echo "make check-vm: no $(VM_SCRIPTS)/run-in-vm.sh or make-image.sh: the VM test uses shared/vm beside the repo (or VM_SCRIPTS=DIR)" >&2; exit 1; }
 	FLUX_PAM_VM_TESTS=1 FLUX_PAM_VM_SCRIPTS=$(VM_SCRIPTS) $(BUN) test --timeout 300000 ./test/vm/
+
+# The wire fuzzer of check, longer and with a fresh seed (test/reliability/fuzz.test.ts); a
+# failure names its seed: FUZZ_SEED=N replays it.
+FUZZ_SEED   ?= $(shell date +%s)
+FUZZ_CASES  ?= 30000
+FUZZ_BINARY ?= 1000
+fuzz: deps build
+	FLUX_PAM_FUZZ_SEED=$(FUZZ_SEED) FLUX_PAM_FUZZ_CASES=$(FUZZ_CASES) FLUX_PAM_FUZZ_BINARY_CASES=$(FUZZ_BINARY) \
+	  $(BUN) test --timeout 3600000 ./test/reliability/fuzz.test.ts
+
+# The randomized life cycle of check on real systemd (test/reliability/lifecycle.test.ts), 1000
+# events with a fresh seed; LIFECYCLE_SEED=N replays one.
+LIFECYCLE_SEED   ?= $(shell date +%s)
+LIFECYCLE_EVENTS ?= 1000
+lifecycle: deps build
+	FLUX_PAM_LIFECYCLE_SEED=$(LIFECYCLE_SEED) FLUX_PAM_LIFECYCLE_EVENTS=$(LIFECYCLE_EVENTS) \
+	  $(BUN) test --timeout 3600000 ./test/reliability/lifecycle.test.ts
 
 # The main job without Flux or root: a simulated node, logins granted and denied, check-user, a prolog.
 demo: deps build/flux-pam

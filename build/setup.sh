@@ -8,6 +8,7 @@ apt_packages=(
   nodejs npm                                     # npm installs bun (the compiler) and the JS deps
   build-essential libpam0g-dev pamtester         # pam_flux.so and the libpam tests
   dbus util-linux                                # dbus-daemon; flock, setpriv, nsenter
+  time                                           # GNU time: peak RSS of the binary (fuzzer, bench)
   systemd-container debootstrap                  # systemd-nspawn containers with real systemd
   mandoc lintian dpkg-dev rpm                    # man page lint, .deb and .rpm packaging
 )

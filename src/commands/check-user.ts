@@ -4,7 +4,7 @@ import { decideAdmission, type GuestCandidate } from "../decide/admission";
 import { FluxClient } from "../flux/client";
 import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
-import { formatIdset } from "../flux/idset";
+import { formatRanges } from "../flux/idset";
 import { formatF58, jobId } from "../flux/jobid";
 import { getConfig, getOwner, getRank, type Job, JobState, jobStateName, listJobs } from "../flux/rpc";
 import { brokerUri, childLocalUri } from "../flux/uri";
@@ -127,7 +127,7 @@ function jobReport(j: Job): JobReport {
     f58: formatF58(j.id),
     userid: j.userid,
     state: jobStateName(j.state),
-    ranks: formatIdset(j.ranks),
+    ranks: formatRanges(j.ranks),
     ...(j.uri ? { uri: j.uri } : {}),
     counts: j.state === JobState.RUN,
   };

@@ -20,6 +20,7 @@ import { type Passwd, getpwuid } from "../node/passwd";
 import type { Systemd } from "../systemd/systemd";
 import { type HookInput, hookTag, parseHookInput, unitJobId } from "./hook-env";
 import { compareLimit, LIMITS, type Limits } from "../decide/drift";
+import { oneLine } from "../wrapper/reply";
 
 export const LOCK_TIMEOUT_MS = 60_000;
 const BROKER_BUDGET_MS = 30_000;
@@ -185,7 +186,7 @@ export async function runHook(
       deadline,
       sd,
       debug: (t) => debugOn && say(`${t} [+${(performance.now() - t0).toFixed(1)} ms]`),
-      warn: say,
+      warn: (t) => say(oneLine(t)),
     });
     if (!opts.dryRun) clearHookFailure(lockDir, input.uid);
     if (debugOn) {
@@ -194,7 +195,8 @@ export async function runHook(
     }
     return 0;
   } catch (e) {
-    const message = explainRefusal(e, guestOf);
+    // One line, whatever the message quotes (an id, a path, a reply): Flux shows it as the reason.
+    const message = oneLine(explainRefusal(e, guestOf));
     say(message);
     if (input && lockDir && !opts.dryRun) noteFailure(hook, input, lockDir, message, (t) => debugOn && say(t));
     return 1;

@@ -1,6 +1,6 @@
 // Who may log in: the job owner, a guest of a multi-user instance the owner runs here, or nobody.
 
-import { idsetHas } from "../flux/idset";
+import { rangesFirst, rangesHave } from "../flux/idset";
 import { type Job, JobState, runningOn } from "../flux/rpc";
 
 export type Admission =
@@ -41,7 +41,7 @@ export function guestCandidates(input: AdmissionInput, childLocalUri: (ssh: stri
   return input.jobs
     .filter((j) => j.userid === input.owner && j.state === JobState.RUN)
     .map((job): GuestCandidate => {
-      if (job.ranks[0] !== input.rank || !idsetHas(job.ranks, input.rank))
+      if (rangesFirst(job.ranks) !== input.rank || !rangesHave(job.ranks, input.rank))
         return { job, rejected: `rank ${input.rank} is not the first rank of the job` };
       if (job.uri === undefined) return { job, rejected: "the job is not a Flux instance (no annotations.user.uri)" };
       try {

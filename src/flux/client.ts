@@ -3,14 +3,17 @@
 import type { Socket } from "bun";
 import { BadReplyError, BrokerUnavailableError, FluxRpcError, FluxTimeoutError, HandshakeRefusedError } from "./errors";
 import { type Json, parseJson, stringifyJson } from "./json";
-import { type Message, MsgType, ProtocolError, decodeStream, encodeRequest, payloadText } from "./message";
+import { MAX_MESSAGE_BYTES, type Message, MsgType, ProtocolError, StreamReader, encodeRequest, payloadText } from "./message";
 import { socketPath } from "./uri";
 import { QueuedWriter } from "./writer";
 import { firstByte } from "../node/first-byte";
+import { unreachable } from "./unreachable";
 
 export interface ConnectOptions {
   /** Total time for connect (with retries) and handshake. */
   timeoutMs?: number;
+  /** The largest reply taken; default MAX_MESSAGE_BYTES (16 MiB) */
+  maxReplyBytes?: number;
 }
 
 interface Pending {
@@ -24,7 +27,7 @@ const DEFAULT_CONNECT_MS = 2000;
 export const DEFAULT_RPC_MS = 5000;
 
 export class FluxClient {
-  private buf = new Uint8Array(0);
+  private readonly reader: StreamReader;
   private readonly pending = new Map<number, Pending>();
   private nextTag = 1;
   private writer!: QueuedWriter;
@@ -40,19 +43,25 @@ export class FluxClient {
   private constructor(
     readonly uri: string,
     readonly path: string,
+    maxReplyBytes: number,
   ) {
+    this.reader = new StreamReader(maxReplyBytes);
     this.handshake.promise.catch(() => {}); // awaited in connect(); never an unhandled rejection
   }
 
   /**
-   * Connects to the broker at `uri`. A missing socket is retried with backoff (as libflux does)
-   * until the deadline; then the broker's one handshake byte decides.
+   * Connects to the broker at `uri`, then the broker's one handshake byte decides. Only what can
+   * still succeed is retried, with backoff (as libflux does) until the deadline: a socket not yet
+   * there in a directory that is (a broker starting binds it there), and a full listen backlog
+   * (EAGAIN: a busy broker). Everything else fails at once naming its cause: no such directory, a
+   * path that is not a socket, a socket nobody listens on (ECONNREFUSED: left by a broker that is
+   * not running; a starting broker removes it before binding its own), a reset or closed connection.
    */
   static async connect(uri: string, opts: ConnectOptions = {}): Promise<FluxClient> {
     const path = socketPath(uri);
     const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_MS;
     const deadline = Date.now() + timeoutMs;
-    const client = new FluxClient(uri, path);
+    const client = new FluxClient(uri, path, opts.maxReplyBytes ?? MAX_MESSAGE_BYTES);
     let delay = 16;
     for (;;) {
       try {
@@ -63,18 +72,20 @@ export class FluxClient {
         // itself, after the byte was read. The refusal is the answer, not the failed connect.
         if (client.failure instanceof HandshakeRefusedError) throw client.failure;
         const code = (e as { code?: string }).code;
-        if (code !== "ENOENT" && code !== "ECONNREFUSED") {
+        if (code !== "ENOENT" && code !== "ECONNREFUSED" && code !== "EAGAIN") {
           // Bun drops the byte of a broker that refuses and hangs up at once: ask again, plainly.
           const byte = firstByte(path, Math.max(Math.min(deadline - Date.now(), 1000), 1));
           if (byte !== undefined && byte !== 0) throw new HandshakeRefusedError(path, byte);
         }
-        const retry = code === "ENOENT" || code === "ECONNREFUSED" || code === "EAGAIN";
+        // Bun fails the connect itself when the peer accepts and hangs up at once (it then reports
+        // a reset): that broker answered, with no handshake byte.
+        const why =
+          code === "ECONNRESET"
+            ? { code, detail: "the broker closed the connection before its handshake byte (ECONNRESET)", retry: false }
+            : unreachable(path, code, (e as Error).message ?? String(e));
         const left = deadline - Date.now();
-        if (!retry || left <= 0) {
-          const detail =
-            code === "ENOENT" ? `broker socket ${path} was not found` : ((e as Error).message ?? String(e));
-          throw new BrokerUnavailableError(path, detail);
-        }
+        if (!why.retry || left <= 0)
+          throw new BrokerUnavailableError(path, why.retry ? `${why.detail}, still after ${timeoutMs} ms` : why.detail, why.code);
         await Bun.sleep(Math.min(delay, left));
         delay = Math.min(delay * 2, 2000);
       }
@@ -89,12 +100,22 @@ export class FluxClient {
       socket: {
         data: (_s, data) => this.onData(data),
         drain: () => this.writer.drain(),
-        close: () => this.fail(new BrokerUnavailableError(this.path, "the broker closed the connection")),
-        error: (_s, err) => this.fail(new BrokerUnavailableError(this.path, err.message)),
-        end: () => this.fail(new BrokerUnavailableError(this.path, "the broker closed the connection")),
+        close: (_s, err) => this.fail(this.closedError(err)),
+        error: (_s, err) => this.fail(this.closedError(err)),
+        end: () => this.fail(this.closedError(undefined)),
       },
     });
     this.writer = new QueuedWriter(this.socket);
+  }
+
+  /** Why the connection ended, as one clause: reset, closed before the handshake, or closed. */
+  private closedError(err: Error | undefined): BrokerUnavailableError {
+    const code = (err as { code?: string } | undefined)?.code;
+    if (!this.handshakeDone)
+      return new BrokerUnavailableError(this.path, `the broker closed the connection before its handshake byte${code ? ` (${code})` : ""}`, code);
+    if (code === "ECONNRESET") return new BrokerUnavailableError(this.path, "the broker reset the connection (ECONNRESET)", code);
+    if (code) return new BrokerUnavailableError(this.path, `the connection failed (${code})`, code);
+    return new BrokerUnavailableError(this.path, "the broker closed the connection");
   }
 
   private async awaitHandshake(ms: number): Promise<void> {
@@ -128,18 +149,9 @@ export class FluxClient {
       }
       chunk = chunk.subarray(1);
     }
-    if (chunk.length === 0) return;
-    let merged = chunk;
-    if (this.buf.length > 0) {
-      merged = new Uint8Array(this.buf.length + chunk.length);
-      merged.set(this.buf);
-      merged.set(chunk, this.buf.length);
-    }
     let messages: Message[];
     try {
-      const r = decodeStream(merged);
-      messages = r.messages;
-      this.buf = merged.slice(r.used);
+      messages = this.reader.push(chunk);
     } catch (e) {
       this.fail(e as Error);
       this.close();
@@ -183,7 +195,8 @@ export class FluxClient {
     try {
       return parseJson(payloadText(m.payload));
     } catch (e) {
-      throw new BadReplyError(topic, (e as Error).message);
+      // (the stack's own words, such as "Maximum call stack size exceeded.", never reach a user)
+      throw new BadReplyError(topic, e instanceof Error && e.name !== "RangeError" ? e.message : "the reply could not be decoded");
     }
   }
 

@@ -1,7 +1,7 @@
 // The [pam], [exec] and [access] keys flux-pam reads from the broker's config, typed and checked.
 
 import { parseFsd } from "./fsd";
-import { type Json, isObject } from "./json";
+import { type Json, isObject, numberValue } from "./json";
 
 export interface PamConfig {
   manageUserSlice: boolean;
@@ -43,10 +43,11 @@ export function pamConfig(cfg: { [key: string]: Json }): PamConfig {
   const exec = table(cfg, "exec");
   const access = table(cfg, "access");
   let grace = DEFAULT_KILL_SLICE_GRACE_SECONDS;
-  const g = pam["kill-slice-grace-time"];
-  if (g !== undefined) {
-    if (typeof g !== "string" && typeof g !== "number")
-      throw new ConfigError("broker config: pam.kill-slice-grace-time must be a duration such as \"30s\"");
+  const raw = pam["kill-slice-grace-time"];
+  if (raw !== undefined) {
+    // A bare number of seconds may be a TOML float (0.5): the broker sends it as a JSON real.
+    const g = typeof raw === "string" ? raw : numberValue(raw);
+    if (g === undefined) throw new ConfigError("broker config: pam.kill-slice-grace-time must be a duration such as \"30s\"");
     try {
       grace = parseFsd(g);
     } catch (e) {

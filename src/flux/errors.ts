@@ -13,6 +13,14 @@ const ERRNO_NAMES: Record<number, string> = {
   114: "EALREADY", 115: "EINPROGRESS", 125: "ECANCELED",
 };
 
+/**
+ * A value from outside (a broker, the environment) quoted for an error message: as a JSON string
+ * (control characters escaped, so the message stays one line) and clipped to `max` characters.
+ */
+export function quote(value: string, max = 64): string {
+  return JSON.stringify(value.length > max ? `${value.slice(0, max - 3)}...` : value);
+}
+
 /** EPERM for 1, ... */
 export function errnoName(errnum: number): string {
   return ERRNO_NAMES[errnum] ?? `errno ${errnum}`;
@@ -36,6 +44,8 @@ export class BrokerUnavailableError extends Error {
   constructor(
     readonly path: string,
     detail: string,
+    /** the errno name of the cause, when there is one (ENOENT, ENOTSOCK, ECONNREFUSED, ECONNRESET, ...) */
+    readonly code?: string,
   ) {
     super(`cannot reach the Flux broker at ${path}: ${detail}`);
   }

@@ -1,5 +1,7 @@
 // RFC 23 Flux Standard Duration: "30s", "1m", "0.5h", "2d", "infinity", or a bare number of seconds.
 
+import { quote } from "./errors";
+
 export class FsdError extends Error {
   override name = "FsdError";
 }
@@ -15,9 +17,9 @@ export function parseFsd(value: string | number): number {
   const s = value.trim();
   if (s === "inf" || s === "infinity" || s === "INF" || s === "INFINITY") return Infinity;
   const m = /^(\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?(ms|s|m|h|d)?$/i.exec(s);
-  if (!m) throw new FsdError(`"${value}" is not a Flux Standard Duration (e.g. 30s, 1m, 0.5h, 2d)`);
+  if (!m) throw new FsdError(`${quote(value)} is not a Flux Standard Duration (e.g. 30s, 1m, 0.5h, 2d)`);
   const num = Number(s.slice(0, s.length - (m[2]?.length ?? 0)));
   const seconds = num * UNITS[m[2] ?? ""]!;
-  if (!Number.isFinite(seconds) || seconds < 0) throw new FsdError(`"${value}" is not a duration`);
+  if (!Number.isFinite(seconds) || seconds < 0) throw new FsdError(`${quote(value)} is not a duration`);
   return seconds;
 }

@@ -1,5 +1,7 @@
 // Flux job ids (RFC 19): an unsigned 64-bit integer, carried as bigint, in its text encodings.
 
+import { quote } from "./errors";
+
 declare const brand: unique symbol;
 /** A Flux job id: a bigint known to be within 0 .. 2^64-1. */
 export type JobId = bigint & { readonly [brand]: "JobId" };
@@ -34,12 +36,12 @@ export function parseJobId(text: string): JobId {
     if (s.startsWith(prefix) && s.length > prefix.length) return checked(decodeF58(s.slice(prefix.length), text), text);
   }
   if (/^[a-z]+(?:--?[a-z]+)+$/.test(s))
-    throw new JobIdError(`job id "${text}" looks like mnemonic words, which flux-pam does not decode; use the F58 or decimal id`);
-  throw new JobIdError(`"${text}" is not a job id in any encoding Flux uses`);
+    throw new JobIdError(`job id ${quote(text)} looks like mnemonic words, which flux-pam does not decode; use the F58 or decimal id`);
+  throw new JobIdError(`${quote(text)} is not a job id in any encoding Flux uses`);
 }
 
 function checked(n: bigint, text: string): JobId {
-  if (n > U64_MAX) throw new JobIdError(`job id "${text}" is larger than 64 bits`);
+  if (n > U64_MAX) throw new JobIdError(`job id ${quote(text)} is larger than 64 bits`);
   return n as JobId;
 }
 
@@ -47,9 +49,9 @@ function decodeF58(digits: string, text: string): bigint {
   let n = 0n;
   for (const ch of digits) {
     const d = F58_ALPHABET.indexOf(ch);
-    if (d < 0) throw new JobIdError(`"${text}" is not a job id: "${ch}" is not an F58 digit`);
+    if (d < 0) throw new JobIdError(`${quote(text)} is not a job id: ${quote(ch)} is not an F58 digit`);
     n = n * 58n + BigInt(d);
-    if (n > U64_MAX) throw new JobIdError(`job id "${text}" is larger than 64 bits`);
+    if (n > U64_MAX) throw new JobIdError(`job id ${quote(text)} is larger than 64 bits`);
   }
   return n;
 }

@@ -3,7 +3,7 @@
 
 import type { FluxClient } from "./client";
 import { BadReplyError } from "./errors";
-import { idsetHas } from "./idset";
+import { rangesHave } from "./idset";
 import { isObject } from "./json";
 import { type Job, JobState, getHostname, parseJob } from "./rpc";
 
@@ -32,6 +32,6 @@ export async function jobsElsewhere(client: FluxClient, uid: number, rank: numbe
   if (!isObject(r) || !Array.isArray(r.jobs)) throw new BadReplyError(topic, "no jobs array");
   const jobs = r.jobs
     .map((j) => parseJob(topic, j))
-    .filter((j) => j.userid === uid && j.state === JobState.RUN && j.nodelist !== undefined && !idsetHas(j.ranks, rank));
+    .filter((j) => j.userid === uid && j.state === JobState.RUN && j.nodelist !== undefined && !rangesHave(j.ranks, rank));
   return { here, jobs };
 }

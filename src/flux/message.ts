@@ -107,22 +107,83 @@ export function encodeMessage(m: Message): Uint8Array {
 }
 
 /**
+ * The largest message taken from a broker: 8 MiB, some 50,000 jobs with their annotations in one
+ * job-list reply (a user's RUN jobs on one rank are a few hundred bytes each). With the JSON
+ * decoder's own bounds (json.ts) this caps what one reply costs the process (measured peak:
+ * test/reliability/README.md). A message past it is refused from its header.
+ */
+export const MAX_MESSAGE_BYTES = 8 << 20;
+
+function header(v: DataView, o: number, maxSize: number): number {
+  if (v.getUint32(o, true) !== STREAM_MAGIC) throw new ProtocolError("bad stream magic from broker");
+  const size = v.getUint32(o + 4);
+  if (size > maxSize) throw new ProtocolError(`broker message of ${size} bytes is larger than the ${maxSize} accepted`);
+  return size;
+}
+
+/**
  * Splits complete messages off the front of a stream buffer.
  * Returns the messages and how many bytes they used; a partial message is left for later.
  */
-export function decodeStream(buf: Uint8Array, maxSize = 64 << 20): { messages: Message[]; used: number } {
+export function decodeStream(buf: Uint8Array, maxSize = MAX_MESSAGE_BYTES): { messages: Message[]; used: number } {
   const messages: Message[] = [];
   let o = 0;
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   while (buf.length - o >= 8) {
-    if (v.getUint32(o, true) !== STREAM_MAGIC) throw new ProtocolError("bad stream magic from broker");
-    const size = v.getUint32(o + 4);
-    if (size > maxSize) throw new ProtocolError(`broker message of ${size} bytes is too large`);
+    const size = header(v, o, maxSize);
     if (buf.length - o - 8 < size) break;
     messages.push(decodeFrames(buf.subarray(o + 8, o + 8 + size)));
     o += 8 + size;
   }
   return { messages, used: o };
+}
+
+/**
+ * Reads messages off a stream as its bytes arrive, in any pieces. Each byte is copied once, into
+ * a buffer of the message's own size, and no piece is kept: the runtime hands a read's bytes as a
+ * view of a larger buffer, and holding the views of a large reply would hold all of those. A
+ * message past `maxSize` is refused from its header, before its bytes are read.
+ */
+export class StreamReader {
+  private readonly head = new Uint8Array(8);
+  private headLen = 0;
+  private body: Uint8Array | undefined;
+  private bodyLen = 0;
+  constructor(private readonly maxSize = MAX_MESSAGE_BYTES) {}
+
+  /** Takes the next bytes; returns the messages now complete. Throws ProtocolError on a bad stream. */
+  push(data: Uint8Array): Message[] {
+    const out: Message[] = [];
+    let o = 0;
+    while (o < data.length) {
+      if (this.body === undefined) {
+        const k = Math.min(8 - this.headLen, data.length - o);
+        this.head.set(data.subarray(o, o + k), this.headLen);
+        this.headLen += k;
+        o += k;
+        if (this.headLen < 8) break;
+        this.body = new Uint8Array(header(new DataView(this.head.buffer), 0, this.maxSize));
+        this.bodyLen = 0;
+      }
+      const k = Math.min(this.body.length - this.bodyLen, data.length - o);
+      this.body.set(data.subarray(o, o + k), this.bodyLen);
+      this.bodyLen += k;
+      o += k;
+      if (this.bodyLen === this.body.length) {
+        const body = this.body;
+        this.body = undefined;
+        this.headLen = 0;
+        this.bodyLen = 0;
+        out.push(decodeFrames(body));
+      }
+    }
+    return out;
+  }
+
+  /** Bytes held for a message not yet complete. */
+  get pending(): number {
+    return this.headLen + this.bodyLen;
+  }
 }
 
 /** Decodes the frames of one message (without the 8-byte stream header). */

@@ -1,9 +1,9 @@
 // RFC 20 R version 1: a job's resources. flux-pam needs this rank's cores and gpus.
 
 import { BadReplyError } from "./errors";
-import { type Idset, formatIdset, idsetUnion, parseIdset } from "./idset";
-import { type Json, isObject } from "./json";
-import { expandHostlist } from "./hostlist";
+import { type IdRanges, type Idset, formatIdset, idsetUnion, parseIdRanges, parseIdsetIds, rangesHave, rangesIndexOf, rangesUnion } from "./idset";
+import { type Json, isObject, JsonReal, parseJson } from "./json";
+import { hostlistNth } from "./hostlist";
 
 export interface RLite {
   rank: string;
@@ -31,8 +31,8 @@ export interface RankShare {
 export function parseR(text: string | Json, topic = "R"): R {
   let v: Json;
   try {
-    // R holds no 64-bit integers (ranks and cores are idset strings), so the native parser is exact here.
-    v = typeof text === "string" ? (JSON.parse(text) as Json) : text;
+    // R travels as a JSON string inside the reply: it gets the reply's own bounds (json.ts).
+    v = typeof text === "string" ? parseJson(text) : text;
   } catch (e) {
     throw new BadReplyError(topic, `R is not JSON: ${(e as Error).message}`);
   }
@@ -47,28 +47,36 @@ export function parseR(text: string | Json, topic = "R"): R {
   }
   if (ex.nodelist !== undefined && (!Array.isArray(ex.nodelist) || ex.nodelist.some((h) => typeof h !== "string")))
     throw new BadReplyError(topic, "R nodelist is not a list of hostlists");
+  // The times are reals in R (expiration 0.0): plain numbers to us, as the R type says.
+  for (const k of ["starttime", "expiration"] as const) if (ex[k] instanceof JsonReal) ex[k] = ex[k].value;
   return v as unknown as R;
 }
 
-/** The cores and gpus that R gives `rank`. */
-export function rankShare(r: R, rank: number): RankShare {
+/**
+ * The cores and gpus that R gives `rank`. Rank idsets are tested as ranges; only this rank's
+ * cores and gpus are spelled out. Idsets are read as a real broker writes them (parseIdRanges).
+ */
+export function rankShare(r: R, rank: number, topic = "job-info.lookup"): RankShare {
   const cores: Idset[] = [];
   const gpus: Idset[] = [];
-  const allRanks: Idset[] = [];
-  for (const e of r.execution.R_lite) {
-    const ranks = parseIdset(e.rank);
-    allRanks.push(ranks);
-    if (!ranks.includes(rank)) continue;
-    if (e.children.core) cores.push(parseIdset(e.children.core));
-    if (e.children.gpu) gpus.push(parseIdset(e.children.gpu));
+  const allRanks: IdRanges[] = [];
+  try {
+    for (const e of r.execution.R_lite) {
+      const ranks = parseIdRanges(e.rank);
+      allRanks.push(ranks);
+      if (!rangesHave(ranks, rank)) continue;
+      if (e.children.core) cores.push(parseIdsetIds(e.children.core));
+      if (e.children.gpu) gpus.push(parseIdsetIds(e.children.gpu));
+    }
+  } catch (e) {
+    throw new BadReplyError(topic, `R: ${(e as Error).message}`);
   }
   const share: RankShare = { cores: idsetUnion(...cores), gpus: idsetUnion(...gpus) };
   // nodelist names the hosts of R's ranks in ascending rank order.
   const nodelist = r.execution.nodelist;
   if (nodelist) {
-    const idx = idsetUnion(...allRanks).indexOf(rank);
-    const hosts = nodelist.flatMap(expandHostlist);
-    if (idx >= 0 && idx < hosts.length) share.host = hosts[idx];
+    const host = hostlistNth(nodelist, rangesIndexOf(rangesUnion(...allRanks), rank));
+    if (host !== undefined) share.host = host;
   }
   return share;
 }

@@ -1,10 +1,10 @@
 // The broker RPCs flux-pam uses, with their replies checked and typed.
 
 import type { FluxClient } from "./client";
-import { BadReplyError } from "./errors";
-import { type Idset, parseIdset } from "./idset";
+import { BadReplyError, quote } from "./errors";
+import { type IdRanges, parseIdRanges, rangesHave } from "./idset";
 import { type JobId, jobId } from "./jobid";
-import { type Json, isObject, toBigInt } from "./json";
+import { type Json, isObject, stringifyJson, toBigInt } from "./json";
 import { type R, parseR } from "./r";
 
 /** Job states (RFC 21 bits as job-list reports them). Only RUN counts as active on a node. */
@@ -16,7 +16,7 @@ export type JobStateName = keyof typeof JobState;
  * broker that ignores part of a constraint (or lies) must not make a decision wider than that.
  */
 export function runningOn(j: Job, rank: number): boolean {
-  return j.state === JobState.RUN && j.ranks.includes(rank);
+  return j.state === JobState.RUN && rangesHave(j.ranks, rank);
 }
 
 export function jobStateName(bit: number): JobStateName | `state ${number}` {
@@ -27,7 +27,8 @@ export function jobStateName(bit: number): JobStateName | `state ${number}` {
 export interface Job {
   id: JobId;
   userid: number;
-  ranks: Idset;
+  /** the job's broker ranks, as ranges: "0-4294967295" is one range, not four billion ids */
+  ranks: IdRanges;
   state: number;
   /** annotations.user.uri: set when the job is a Flux instance */
   uri?: string;
@@ -42,7 +43,7 @@ async function attrGet(client: FluxClient, name: string, timeoutMs?: number): Pr
 }
 
 function uintFrom(topic: string, what: string, text: string): number {
-  if (!/^\d{1,10}$/.test(text) || Number(text) > 0xffffffff) throw new BadReplyError(topic, `${what} "${text}" is not an unsigned integer`);
+  if (!/^(?:0|[1-9]\d{0,9})$/.test(text) || Number(text) > 0xffffffff) throw new BadReplyError(topic, `${what} ${quote(text)} is not an unsigned integer`);
   return Number(text);
 }
 
@@ -97,30 +98,53 @@ export async function listJobs(client: FluxClient, q: JobListQuery, timeoutMs?: 
   return r.jobs.map((j) => parseJob(topic, j));
 }
 
+const STATE_BITS = new Set<number>(Object.values(JobState));
+
+/**
+ * One job of a job-list reply, held to what a real broker sends (jansson writes integers as
+ * integers): an id that is a u64 integer, a userid that is a u32 integer, a state that is one
+ * RFC 21 state bit, ranks an idset as libidset writes it. A job outside these is not believed,
+ * and neither is the reply that holds it (the caller refuses the whole reply).
+ */
 export function parseJob(topic: string, j: Json): Job {
   if (!isObject(j)) throw new BadReplyError(topic, "a job is not an object");
   const id = toBigInt(j.id);
-  if (id === undefined || id < 0n || id >= 1n << 64n) throw new BadReplyError(topic, "a job has no valid id");
-  if (typeof j.userid !== "number" || !Number.isInteger(j.userid) || j.userid < 0)
-    throw new BadReplyError(topic, `job ${id} has no valid userid`);
-  if (typeof j.state !== "number") throw new BadReplyError(topic, `job ${id} has no state`);
-  let ranks: Idset = [];
+  if (id === undefined || id < 0n || id >= 1n << 64n) throw new BadReplyError(topic, `a job has no valid id (${describe(j.id)})`);
+  const userid = u32(j.userid);
+  if (userid === undefined) throw new BadReplyError(topic, `job ${id} has no valid userid (${describe(j.userid)})`);
+  if (typeof j.state !== "number" || !STATE_BITS.has(j.state))
+    throw new BadReplyError(topic, `job ${id} has no valid state (${describe(j.state)})`);
+  let ranks: IdRanges = [];
   if (j.ranks !== undefined) {
-    if (typeof j.ranks !== "string") throw new BadReplyError(topic, `job ${id} has ranks that are not an idset`);
+    if (typeof j.ranks !== "string") throw new BadReplyError(topic, `job ${id} has ranks that are not an idset (${describe(j.ranks)})`);
     try {
-      ranks = parseIdset(j.ranks);
+      ranks = parseIdRanges(j.ranks);
     } catch (e) {
-      throw new BadReplyError(topic, (e as Error).message);
+      throw new BadReplyError(topic, `job ${id}: ${(e as Error).message}`);
     }
   }
-  const job: Job = { id: jobId(id), userid: j.userid, ranks, state: j.state };
+  const job: Job = { id: jobId(id), userid, ranks, state: j.state };
   if (j.nodelist !== undefined) {
-    if (typeof j.nodelist !== "string") throw new BadReplyError(topic, `job ${id} has a nodelist that is not a string`);
+    if (typeof j.nodelist !== "string") throw new BadReplyError(topic, `job ${id} has a nodelist that is not a string (${describe(j.nodelist)})`);
     job.nodelist = j.nodelist;
   }
   const ann = j.annotations;
   if (isObject(ann) && isObject(ann.user) && typeof ann.user.uri === "string") job.uri = ann.user.uri;
   return job;
+}
+
+/** An unsigned 32-bit integer written as an integer (not 5.0, not -0), or undefined. */
+function u32(v: Json | undefined): number | undefined {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xffffffff || Object.is(v, -0)) return undefined;
+  return v;
+}
+
+/** A short, safe rendering of a value for a refusal: its JSON, clipped. */
+function describe(v: Json | undefined): string {
+  if (v === undefined) return "missing";
+  if (Object.is(v, -0)) return "-0";
+  const s = stringifyJson(v);
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
 }
 
 /** The R of a job (job-info.lookup, R decoded by the broker). */

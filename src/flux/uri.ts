@@ -1,5 +1,7 @@
 // Where the broker is: a local:// URI names a unix socket.
 
+import { quote } from "./errors";
+
 export const SYSTEM_URI = "local:///run/flux/local";
 
 export class UriError extends Error {
@@ -9,7 +11,7 @@ export class UriError extends Error {
 /** The unix socket path of a local:// URI. Only local:// can be reached from a node. */
 export function socketPath(uri: string): string {
   const m = /^local:\/\/(\/.*)$/.exec(uri);
-  if (!m || m[1]!.includes("\0")) throw new UriError(`"${uri}" is not a local:// URI with an absolute socket path`);
+  if (!m || m[1]!.includes("\0")) throw new UriError(`${quote(uri, 200)} is not a local:// URI with an absolute socket path`);
   return m[1]!;
 }
 
@@ -19,7 +21,7 @@ export function socketPath(uri: string): string {
  */
 export function childLocalUri(sshUri: string): string {
   const m = /^ssh:\/\/[^/]+(\/.*)$/.exec(sshUri);
-  if (!m || m[1]!.includes("\0")) throw new UriError(`"${sshUri}" is not an ssh://host/path URI`);
+  if (!m || m[1]!.includes("\0")) throw new UriError(`${quote(sshUri, 200)} is not an ssh://host/path URI`);
   return `local://${m[1]}`;
 }
 

@@ -6,7 +6,8 @@ export class NodeStateError extends Error {
     readonly path: string,
     detail: string,
   ) {
-    super(`${path}: ${detail}`);
+    // A path longer than any sane one (PATH_MAX is 4096) is clipped: the reason must stay on the line.
+    super(`${path.length > 256 ? `${path.slice(0, 253)}...` : path}: ${detail}`);
   }
 }
 

@@ -22,11 +22,14 @@ export async function acquireUidLock(dir: string, uid: number, timeoutMs: number
   const path = lockPath(dir, uid);
   let fd: number;
   // Bun opens every file O_CLOEXEC: the lock never leaks into a child such as a hook's subprocess.
+  // O_NONBLOCK: whatever is planted there (a FIFO) must not hold the open; fstat refuses it below.
   try {
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new NodeStateError(path, code === "ELOOP" ? "lock file is a symbolic link" : (e as Error).message);
+    if (code === "ELOOP") throw new NodeStateError(path, "lock file is a symbolic link");
+    if (code === "EISDIR" || code === "ENXIO") throw new NodeStateError(path, "lock file is not a regular file");
+    throw new NodeStateError(path, (e as Error).message);
   }
   try {
     const st = fstatSync(fd);

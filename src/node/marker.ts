@@ -21,14 +21,20 @@ export function markerExists(dir: string, uid: number): boolean {
   }
 }
 
-/** Creates the marker (0600, O_NOFOLLOW). Idempotent. */
+/**
+ * Creates the marker (0600, O_NOFOLLOW). Idempotent. O_NONBLOCK: a FIFO planted in its place
+ * would otherwise block the open until some reader came, and the prolog would hang holding the
+ * user's lock; it fails at once instead (ENXIO), as a directory does (EISDIR).
+ */
 export function createMarker(dir: string, uid: number): void {
   const path = markerPath(dir, uid);
   try {
-    closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600));
+    closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new NodeStateError(path, code === "ELOOP" ? "marker is a symbolic link" : (e as Error).message);
+    if (code === "ELOOP") throw new NodeStateError(path, "marker is a symbolic link");
+    if (code === "ENXIO" || code === "EISDIR") throw new NodeStateError(path, "marker is not a regular file");
+    throw new NodeStateError(path, (e as Error).message);
   }
   markerExists(dir, uid); // refuses a marker that is something other than a regular file
 }

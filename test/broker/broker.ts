@@ -2,9 +2,9 @@
 // Replies are built the way flux-core's broker builds them (checked against ../shared/flux-wire).
 
 import type { Socket, UnixSocketListener } from "bun";
-import { formatIdset, parseIdset } from "../../src/flux/idset";
+import { formatIdset, formatRanges, parseIdset, parseLooseRanges, rangesHave } from "../../src/flux/idset";
 import { type Json, isObject, parseJson, stringifyJson } from "../../src/flux/json";
-import { type Message, MsgFlag, MsgType, cString, decodeStream, encodeMessage, payloadText } from "../../src/flux/message";
+import { type Message, MsgFlag, MsgType, StreamReader, cString, encodeMessage, payloadText } from "../../src/flux/message";
 import { type R, parseR } from "../../src/flux/r";
 import { QueuedWriter } from "../../src/flux/writer";
 import { RUN, type Scenario, type ScenarioJob } from "./scenario";
@@ -13,6 +13,17 @@ export interface RequestLog {
   topic: string;
   payload?: Json;
 }
+
+/** What goes on the wire in place of a reply: pieces written apart, then maybe a hang-up. */
+export interface Delivery {
+  pieces: Uint8Array[];
+  /** ms between pieces (0: all in one turn of the event loop) */
+  gapMs?: number;
+  hangup?: boolean;
+}
+
+/** Replaces a reply's bytes (the fuzzer's wire damage); undefined sends the reply as it is. */
+export type Tamper = (topic: string, request: Message, reply: Uint8Array) => Delivery | undefined;
 
 export interface Broker {
   path: string;
@@ -28,16 +39,16 @@ const ENOSYS = 38;
 const EINVAL = 22;
 
 export function rOf(j: ScenarioJob): R {
-  const ranks = parseIdset(j.ranks ?? "0");
+  const ranks = formatRanges(parseLooseRanges(j.ranks ?? "0"));
   const children: Record<string, string> = { core: j.cores ?? "0" };
   if (j.gpus) children.gpu = j.gpus;
   return {
     version: 1,
     execution: {
-      R_lite: [{ rank: formatIdset(ranks), children }],
+      R_lite: [{ rank: ranks, children }],
       starttime: 1795660432.2232015,
       expiration: 0,
-      nodelist: ranks.length === 1 ? [`node${ranks[0]}`] : [`node[${formatIdset(ranks)}]`],
+      nodelist: /^\d+$/.test(ranks) ? [`node${ranks}`] : [`node[${ranks}]`],
     },
   };
 }
@@ -47,7 +58,7 @@ export function autoMapper(r: R, rank: number): Record<string, string> {
   const cores: number[] = [];
   const gpus: number[] = [];
   for (const e of r.execution.R_lite) {
-    if (!parseIdset(e.rank).includes(rank)) continue;
+    if (!rangesHave(parseLooseRanges(e.rank), rank)) continue;
     if (e.children.core) cores.push(...parseIdset(e.children.core));
     if (e.children.gpu) gpus.push(...parseIdset(e.children.gpu));
   }
@@ -120,8 +131,9 @@ function matches(job: ScenarioJob, constraint: Json | undefined): boolean {
         break;
       }
       case "ranks": {
-        const mine = parseIdset(job.ranks ?? "0");
-        if (!arg.some((r) => typeof r === "string" && parseIdset(r).some((x) => mine.includes(x)))) return false;
+        const mine = parseLooseRanges(job.ranks ?? "0");
+        const overlaps = (r: string) => parseLooseRanges(r).some(([lo, hi]) => mine.some(([a, b]) => lo <= b && a <= hi));
+        if (!arg.some((r) => typeof r === "string" && overlaps(r))) return false;
         break;
       }
       default:
@@ -131,13 +143,15 @@ function matches(job: ScenarioJob, constraint: Json | undefined): boolean {
   return true;
 }
 
-type Answer = { errnum: number; text?: string } | { json: Json } | { empty: true };
+type Answer = { errnum: number; text?: string } | { json: Json } | { text: string } | { empty: true };
 
 function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
   const err = s.errors?.[topic];
   if (err) return err;
   const raw = s.rawReplies?.[topic];
   if (raw !== undefined) return { json: raw as Json };
+  const rawText = s.rawText?.[topic];
+  if (rawText !== undefined) return { text: rawText };
   switch (topic) {
     case "attr.get": {
       const name = isObject(payload) ? payload.name : undefined;
@@ -163,7 +177,7 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
             const o: { [k: string]: Json } = { id: BigInt(j.id) };
             if (attrs.includes("userid")) o.userid = j.userid;
             if (attrs.includes("state")) o.state = j.state ?? RUN;
-            if (attrs.includes("ranks")) o.ranks = formatIdset(parseIdset(j.ranks ?? "0"));
+            if (attrs.includes("ranks")) o.ranks = formatRanges(parseLooseRanges(j.ranks ?? "0"));
             if (attrs.includes("annotations") && j.uri) o.annotations = { user: { uri: j.uri } };
             if (attrs.includes("nodelist")) o.nodelist = formatHostlist(parseIdset(j.ranks ?? "0").map((r) => hostOf(s, r)));
             return o;
@@ -202,7 +216,8 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
 /** A response as the broker sends it: ROUTE set with no routes, the broker's own creds. */
 export function encodeResponse(req: Message, a: Answer): Uint8Array {
   const isErr = "errnum" in a;
-  const payload = isErr ? (a.text ? cString(a.text) : undefined) : "json" in a ? cString(stringifyJson(a.json)) : undefined;
+  const payload =
+    "errnum" in a ? (a.text ? cString(a.text) : undefined) : "json" in a ? cString(stringifyJson(a.json)) : "text" in a ? cString(a.text) : undefined;
   return encodeMessage({
     type: MsgType.response,
     flags: MsgFlag.route | MsgFlag.topic | (payload ? MsgFlag.payload : 0),
@@ -216,11 +231,11 @@ export function encodeResponse(req: Message, a: Answer): Uint8Array {
   });
 }
 
-export function startBroker(path: string, initial: Scenario, load?: () => Scenario): Broker {
+export function startBroker(path: string, initial: Scenario, load?: () => Scenario, tamper?: Tamper): Broker {
   let scenario = initial;
   const current = () => (load ? load() : scenario);
   const requests: RequestLog[] = [];
-  const bufs = new WeakMap<Socket<undefined>, Uint8Array>();
+  const readers = new WeakMap<Socket<undefined>, StreamReader>();
   const writers = new WeakMap<Socket<undefined>, QueuedWriter>();
   const writer = (sock: Socket<undefined>) => {
     let w = writers.get(sock);
@@ -251,7 +266,20 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
       writer(sock).write(new Uint8Array([0x12, 0x00, 0xee, 0xff, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]));
       return;
     }
-    writer(sock).write(encodeResponse(m, answer(s, topic, payload)));
+    const reply = encodeResponse(m, answer(s, topic, payload));
+    const d = tamper?.(topic, m, reply);
+    if (!d) {
+      writer(sock).write(reply);
+      return;
+    }
+    for (const [i, piece] of d.pieces.entries()) {
+      if (i > 0 && d.gapMs) await Bun.sleep(d.gapMs);
+      writer(sock).write(piece);
+    }
+    if (d.hangup) {
+      await Bun.sleep(0);
+      sock.end();
+    }
   };
 
   const server: UnixSocketListener<undefined> = Bun.listen<undefined>({
@@ -266,19 +294,16 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
         writer(sock).drain();
       },
       data(sock, data) {
-        const prev = bufs.get(sock) ?? new Uint8Array(0);
-        const merged = new Uint8Array(prev.length + data.length);
-        merged.set(prev);
-        merged.set(data, prev.length);
-        let r: { messages: Message[]; used: number };
+        let reader = readers.get(sock);
+        if (!reader) readers.set(sock, (reader = new StreamReader()));
+        let messages: Message[];
         try {
-          r = decodeStream(merged);
+          messages = reader.push(data);
         } catch {
           sock.end();
           return;
         }
-        bufs.set(sock, merged.slice(r.used));
-        for (const m of r.messages) if (m.type === MsgType.request) void onRequest(sock, m);
+        for (const m of messages) if (m.type === MsgType.request) void onRequest(sock, m);
       },
     },
   });

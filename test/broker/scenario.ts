@@ -35,6 +35,8 @@ export interface Scenario {
   errors?: Record<string, { errnum: number; text?: string }>;
   /** per-topic JSON sent verbatim instead of the computed answer (for replies that lie) */
   rawReplies?: Record<string, unknown>;
+  /** per-topic payload text sent as is (for replies no JSON value can express: repeated keys, 1002.0) */
+  rawText?: Record<string, string>;
   /** close the connection as soon as a request for one of these topics arrives */
   hangup?: string[];
 }

@@ -72,3 +72,20 @@ export async function runBinary(args: string[], env: Record<string, string>, bin
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
 }
+
+export type RawPeerMode = "stale" | "reset" | "hup" | "mute";
+
+/** test/broker/raw-peer.ts on `socket`: a peer that misbehaves below the protocol. Resolves once the socket is there. */
+export async function startRawPeer(mode: RawPeerMode, socket: string): Promise<{ stop(): Promise<void> }> {
+  const proc = Bun.spawn([BUN, join(ROOT, "test/broker/raw-peer.ts"), mode, socket], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  const reader = proc.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  if (!value || !new TextDecoder().decode(value).includes("ready")) throw new Error(`raw peer (${mode}) did not start`);
+  return {
+    async stop() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
+}

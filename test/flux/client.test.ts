@@ -7,7 +7,8 @@ import { getConfig, getRank, listJobs, lookupR } from "../../src/flux/rpc";
 import { jobId } from "../../src/flux/jobid";
 import { rankShare } from "../../src/flux/r";
 import { type Broker, startBroker } from "../broker/broker";
-import { tempDir } from "../e2e/harness";
+import { startRawPeer, tempDir } from "../e2e/harness";
+import { mkdirSync, writeFileSync } from "node:fs";
 
 const dir = tempDir();
 let n = 0;
@@ -98,9 +99,12 @@ describe("FluxClient", () => {
   });
 
   test("a missing socket is retried until the connect deadline", async () => {
+    const t0 = Date.now();
     const e = await FluxClient.connect(`local://${dir.path}/none.sock`, { timeoutMs: 100 }).catch((e) => e);
     expect(e).toBeInstanceOf(BrokerUnavailableError);
-    expect(e.message).toContain("was not found");
+    expect(e.message).toBe(`cannot reach the Flux broker at ${dir.path}/none.sock: broker socket ${dir.path}/none.sock was not found (ENOENT), still after 100 ms`);
+    expect(e.code).toBe("ENOENT");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
   });
 
   test("a broker that appears during the retries is reached", async () => {
@@ -109,6 +113,72 @@ describe("FluxClient", () => {
     const c = await FluxClient.connect(`local://${path}`, { timeoutMs: 2000 });
     expect(await getRank(c)).toBe(9);
     c.close();
+  });
+
+  test("a refusal is only as slow as the cause needs: what cannot pass fails at once, naming it", async () => {
+    // A long budget: were any of these retried, each would take 3 s.
+    const file = join(dir.path, "file.sock");
+    writeFileSync(file, "");
+    mkdirSync(join(dir.path, "dir.sock"));
+    const stale = join(dir.path, "stale.sock");
+    await startRawPeer("stale", stale);
+    const cases: [string, string, string][] = [
+      [`/nonexistent-${process.pid}/local`, "ENOENT", `broker socket /nonexistent-${process.pid}/local was not found (ENOENT), nor its directory /nonexistent-${process.pid}: no broker runs or starts here`],
+      [file, "ENOTSOCK", `${file} is a regular file, not a socket (ENOTSOCK)`],
+      [join(dir.path, "dir.sock"), "ENOTSOCK", `${join(dir.path, "dir.sock")} is a directory, not a socket (ENOTSOCK)`],
+      [stale, "ECONNREFUSED", `nobody listens on ${stale} (ECONNREFUSED): a socket left by a broker that is not running`],
+    ];
+    for (const [path, code, detail] of cases) {
+      const t0 = Date.now();
+      const e = await FluxClient.connect(`local://${path}`, { timeoutMs: 3000 }).catch((e) => e);
+      expect(e).toBeInstanceOf(BrokerUnavailableError);
+      expect([e.code, e.message]).toEqual([code, `cannot reach the Flux broker at ${path}: ${detail}`]);
+      expect(Date.now() - t0).toBeLessThan(2000);
+    }
+  });
+
+  test("a broker that accepts, then closes before its handshake byte, or resets after it, is named", async () => {
+    const hup = join(dir.path, "hup.sock");
+    const reset = join(dir.path, "reset.sock");
+    const peers = [await startRawPeer("hup", hup), await startRawPeer("reset", reset)];
+    try {
+      const e1 = await FluxClient.connect(`local://${hup}`, { timeoutMs: 3000 }).catch((e) => e);
+      expect(e1).toBeInstanceOf(BrokerUnavailableError);
+      // (Bun sees the hang-up as a reset or as an end, by the timing)
+      expect(e1.message).toMatch(new RegExp(`^cannot reach the Flux broker at ${hup}: the broker closed the connection before its handshake byte( \\(ECONNRESET\\))?$`));
+      const c = await FluxClient.connect(`local://${reset}`, { timeoutMs: 3000 });
+      const e2 = await getRank(c, 3000).catch((e) => e);
+      expect(e2).toBeInstanceOf(BrokerUnavailableError);
+      expect([e2.code, e2.message]).toEqual(["ECONNRESET", `cannot reach the Flux broker at ${reset}: the broker reset the connection (ECONNRESET)`]);
+    } finally {
+      for (const p of peers) await p.stop();
+    }
+  });
+
+  test("a reply past the size bound is refused from its header, before its bytes are read", async () => {
+    const b = broker({ rawText: { "config.get": `{"s":"${"x".repeat(5000)}"}` } });
+    const c = await FluxClient.connect(`local://${b.path}`, { maxReplyBytes: 4096 });
+    const e = await getConfig(c, 3000).catch((e) => e);
+    expect(e).toBeInstanceOf(ProtocolError);
+    expect(e.message).toMatch(/^broker message of \d+ bytes is larger than the 4096 accepted$/);
+  });
+
+  test("a 100,000-deep reply is a BadReplyError saying what was wrong", async () => {
+    const b = broker({ rawText: { "config.get": "[".repeat(100_000) + "]".repeat(100_000) } });
+    const c = await FluxClient.connect(`local://${b.path}`);
+    const e = await getConfig(c, 3000).catch((e) => e);
+    c.close();
+    expect(e).toBeInstanceOf(BadReplyError);
+    expect(e.message).toBe("config.get: unexpected reply from the Flux broker: invalid JSON: nested deeper than 64 levels at offset 64");
+  });
+
+  test("a reply holding a string of 3 MB is read", async () => {
+    const big = "y".repeat(3 << 20);
+    const b = broker({ config: { pam: { note: big } } });
+    const c = await FluxClient.connect(`local://${b.path}`);
+    const cfg = await getConfig(c, 5000);
+    c.close();
+    expect(cfg).toEqual({ pam: { note: big } });
   });
 
   test("a reply of the wrong shape is a BadReplyError", async () => {

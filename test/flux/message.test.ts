@@ -1,13 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import { parseJson, stringifyJson } from "../../src/flux/json";
-import { MsgFlag, MsgType, ProtocolError, decodeStream, encodeMessage, encodeRequest, payloadText } from "../../src/flux/message";
+import { MsgFlag, MsgType, ProtocolError, StreamReader, decodeStream, encodeMessage, encodeRequest, payloadText } from "../../src/flux/message";
 import { wirePair, wirePairs } from "./fixtures";
+import { concat } from "../broker/fuzz";
 
 const pairs = wirePairs();
 
 describe("requests", () => {
   test("the fixture set is complete", () => {
-    expect(pairs.length).toBe(12);
+    expect(pairs.length).toBe(13);
   });
 
   for (const p of pairs) {
@@ -64,6 +65,40 @@ describe("responses", () => {
     const m = decodeStream(wirePair("04").response).messages[0]!;
     const v = parseJson(payloadText(m.payload!)) as { jobs: { id: number | bigint }[] };
     expect(v.jobs.map((j) => BigInt(j.id))).toEqual([1227286904832n, 248923553792n]);
+  });
+});
+
+describe("StreamReader", () => {
+  const all = () => concat(pairs.map((p) => p.response));
+
+  test("every real response, fed one byte at a time, comes out whole and in order", () => {
+    const r = new StreamReader();
+    const got = [];
+    for (const b of all()) got.push(...r.push(new Uint8Array([b])));
+    expect(got).toEqual(pairs.map((p) => decodeStream(p.response).messages[0]!));
+    expect(r.pending).toBe(0);
+  });
+
+  test("the same in one piece, and in pieces of every size up to 40", () => {
+    for (let size = 1; size <= 40; size++) {
+      const r = new StreamReader();
+      const bytes = all();
+      const got = [];
+      for (let o = 0; o < bytes.length; o += size) got.push(...r.push(bytes.subarray(o, o + size)));
+      expect(got.map((m) => m.aux2)).toEqual(pairs.map((p) => decodeStream(p.response).messages[0]!.aux2));
+    }
+  });
+
+  test("a message past the bound is refused from its header alone", () => {
+    const r = new StreamReader(100);
+    const head = new Uint8Array([0x12, 0x00, 0xee, 0xff, 0x00, 0x00, 0x00, 0x65]);
+    expect(() => r.push(head)).toThrow("broker message of 101 bytes is larger than the 100 accepted");
+  });
+
+  test("a bad magic is refused as soon as the header is complete", () => {
+    const r = new StreamReader();
+    expect(r.push(new Uint8Array([0x12, 0x00, 0xee]))).toEqual([]);
+    expect(() => r.push(new Uint8Array([0xfe, 0, 0, 0, 0]))).toThrow("bad stream magic from broker");
   });
 });
 

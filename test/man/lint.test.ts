@@ -28,3 +28,18 @@ test("pam_flux(8) documents every option pam_flux.c accepts", () => {
   const page = readFileSync(PAGES[2]!, "utf8");
   for (const o of options) expect({ o, documented: page.includes(`\n.It Cm ${o}`) }).toEqual({ o, documented: true });
 });
+
+test("flux-pam(1) states the bounds on a broker's reply that the decoder enforces", async () => {
+  const { MAX_JSON_CONTAINERS, MAX_JSON_DEPTH, MAX_JSON_EXACT_NUMBERS, MAX_JSON_MEMBERS } = await import("../../src/flux/json");
+  const { MAX_MESSAGE_BYTES } = await import("../../src/flux/message");
+  const page = readFileSync(PAGES[0]!, "utf8").replace(/\n/g, " ");
+  const n = (x: number) => x.toLocaleString("en-US");
+  for (const phrase of [
+    `more than ${MAX_MESSAGE_BYTES >> 20} MiB`,
+    `nest ${MAX_JSON_DEPTH} levels`,
+    `${n(MAX_JSON_CONTAINERS)} objects and arrays`,
+    `${n(MAX_JSON_MEMBERS)} members`,
+    `${n(MAX_JSON_EXACT_NUMBERS)} reals`,
+  ])
+    expect({ phrase, stated: page.includes(phrase) }).toEqual({ phrase, stated: true });
+});

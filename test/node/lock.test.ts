@@ -145,6 +145,19 @@ describe("acquireUidLock()", () => {
     expect(e.message).toBe(`${lockPath(dir, 1000)}: lock file is owned by uid 65534, not root`);
   });
 
+  for (const [what, make] of [
+    ["a FIFO", (p: string) => Bun.spawnSync(["mkfifo", "-m", "600", p])],
+    ["a directory", (p: string) => mkdirSync(p)],
+  ] as const) {
+    test(`refuses a lock file that is ${what}, at once`, async () => {
+      checkLockDir(dir, true);
+      make(lockPath(dir, 1000));
+      const e = await acquireUidLock(dir, 1000, 100).catch((e) => e);
+      expect(e).toBeInstanceOf(NodeStateError);
+      expect(e.message).toBe(`${lockPath(dir, 1000)}: lock file is not a regular file`);
+    });
+  }
+
   test("refuses a symlinked lock file", async () => {
     writeFileSync(join(tmp.path, "target"), "");
     symlinkSync(join(tmp.path, "target"), lockPath(dir, 1000));
@@ -175,6 +188,19 @@ describe("marker", () => {
     expect(() => markerExists(dir, 1000)).toThrow(/symbolic link/);
     expect(() => removeMarker(dir, 1000)).toThrow(/symbolic link/);
   });
+
+  for (const [what, make] of [
+    ["a FIFO", (p: string) => Bun.spawnSync(["mkfifo", "-m", "600", p])],
+    ["a directory", (p: string) => mkdirSync(p)],
+  ] as const) {
+    test(`a marker that is ${what} is refused by create (at once: no open that waits for a reader), exists and remove`, () => {
+      make(markerPath(dir, 1000));
+      const why = `${markerPath(dir, 1000)}: marker is not a regular file`;
+      expect(() => createMarker(dir, 1000)).toThrow(why);
+      expect(() => markerExists(dir, 1000)).toThrow(why);
+      expect(() => removeMarker(dir, 1000)).toThrow(why);
+    });
+  }
 
   test("a dangling symlink is not followed to create a file", () => {
     symlinkSync(join(tmp.path, "created-through-link"), markerPath(dir, 1000));

@@ -13,6 +13,7 @@ export type JobPlan =
   | "done" // reply, then JobRemoved "done" a little later
   | "signal-first" // JobRemoved "done" is sent before the method reply
   | "failed" // JobRemoved with result "failed"
+  | "timeout" // JobRemoved with result "timeout"
   | "never" // reply with a job, never finish it
   | "forged" // never finish it, but another client sends the caller a JobRemoved "done" for it
   | "no-reply" // never answer the call
@@ -28,6 +29,10 @@ export interface FakeSystemd {
   address: string;
   calls: RecordedCall[];
   plans: Map<string, JobPlan>;
+  /** method -> plan, taking precedence over the unit's: a method refused or never answered for every unit */
+  memberPlans: Map<string, JobPlan>;
+  /** unit -> ActiveState, as LoadUnit's object reports it (default "inactive") */
+  activeStates: Map<string, string>;
   /** uid -> Linger; a uid not here is NoSuchUser */
   lingering: Map<number, boolean>;
   close(): Promise<void>;
@@ -52,6 +57,8 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
 
   const calls: RecordedCall[] = [];
   const plans = new Map<string, JobPlan>();
+  const memberPlans = new Map<string, JobPlan>();
+  const activeStates = new Map<string, string>();
   const lingering = new Map<number, boolean>();
   let nextJob = 100;
 
@@ -77,7 +84,7 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
   const job = (member: string) => (unit: string, ...rest: unknown[]) => {
     const msg = rest.at(-1) as { sender: string };
     calls.push({ member, body: [unit, ...rest.slice(0, -1)] });
-    const plan = plans.get(unit) ?? "done";
+    const plan = memberPlans.get(member) ?? plans.get(unit) ?? "done";
     const id = nextJob++;
     const path = `${PATH}/job/${id}`;
     switch (plan) {
@@ -101,8 +108,8 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
   const plain = (member: string, out: string, answer: (...args: unknown[]) => unknown) => (...args: unknown[]) => {
     const body = args.slice(0, -1);
     calls.push({ member, body });
-    const unit = typeof body[0] === "string" ? body[0] : "";
-    const plan = plans.get(unit);
+    const unit = typeof body[0] === "string" ? body[0] : Array.isArray(body[0]) && typeof body[0][0] === "string" ? body[0][0] : "";
+    const plan = memberPlans.get(member) ?? plans.get(unit);
     if (plan === "no-reply") return new Promise(() => {});
     if (plan === "no-such-unit") throw failure("org.freedesktop.systemd1.NoSuchUnit", `Unit ${unit} not found.`);
     return out === "" ? null : answer(...body);
@@ -114,6 +121,36 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
   svc.setMethodCallHandler(PATH, MANAGER, "StopUnit", [job("StopUnit"), "o"]);
   svc.setMethodCallHandler(PATH, MANAGER, "SetUnitProperties", [plain("SetUnitProperties", "", () => null), ""]);
   svc.setMethodCallHandler(PATH, MANAGER, "KillUnit", [plain("KillUnit", "", () => null), ""]);
+  svc.setMethodCallHandler(PATH, MANAGER, "RevertUnitFiles", [plain("RevertUnitFiles", "a(sss)", () => []), "a(sss)"]);
+  svc.setMethodCallHandler(PATH, MANAGER, "Reload", [plain("Reload", "", () => null), ""]);
+  // LoadUnit: each unit gets an object whose Unit properties Properties.Get answers (dbus-native does).
+  const exported = new Set<string>();
+  const unitPath = (unit: string) => `${PATH}/unit/${unit.replace(/[^A-Za-z0-9]/g, (c) => `_${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}`;
+  const loadUnit = (unit: unknown) => {
+    const name = String(unit);
+    const path = unitPath(name);
+    if (!exported.has(path)) {
+      exported.add(path);
+      const props = {
+        get LoadState() {
+          return "loaded";
+        },
+        get ActiveState() {
+          return activeStates.get(name) ?? "inactive";
+        },
+        get SubState() {
+          return activeStates.get(name) === "active" ? "running" : "dead";
+        },
+      };
+      svc.exportInterface(props, path, {
+        name: "org.freedesktop.systemd1.Unit",
+        properties: { LoadState: { type: "s", access: "read" }, ActiveState: { type: "s", access: "read" }, SubState: { type: "s", access: "read" } },
+      });
+    }
+    return path;
+  };
+  svc.setMethodCallHandler(PATH, MANAGER, "LoadUnit", [plain("LoadUnit", "o", loadUnit), "o"]);
+  svc.setMethodCallHandler(PATH, MANAGER, "GetUnit", [plain("GetUnit", "o", loadUnit), "o"]);
 
   svc.setMethodCallHandler("/org/freedesktop/login1", "org.freedesktop.login1.Manager", "GetUser", [
     (uid: number) => {
@@ -137,6 +174,8 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
     address,
     calls,
     plans,
+    memberPlans,
+    activeStates,
     lingering,
     async close() {
       await attacker.close();
