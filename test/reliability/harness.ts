@@ -10,7 +10,7 @@ import { codes, DRIVER, MODULE, pamConfDir, runDriver } from "../pam/harness";
 export const USER = "daemon";
 export const UID = 1;
 export const JOB = "1227286904832";
-export const TAG = "ƒZEr9Bmq";
+export const TAG = "fZEr9Bmq"; // the job as its hook unit names it
 export const DENIED = `Access denied: user ${USER} has no active jobs on this node`;
 export const PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
 /** A node as the good broker shows it: a RUN job of UID on rank 0, cores 0, slices managed and constrained. */
@@ -128,7 +128,7 @@ export function hookEnv(uri: string, lockDir: string, bus: string, extra: Record
   return { FLUX_URI: uri, FLUX_JOB_USERID: String(UID), FLUX_JOB_ID: JOB, FLUX_PAM_LOCK_DIR: lockDir, DBUS_SYSTEM_BUS_ADDRESS: bus, ...extra };
 }
 
-/** A hook's failure: exit 1, one stderr line `flux-pam-HOOK[ƒZEr9Bmq]: REASON`, nothing on stdout. */
+/** A hook's failure: exit 1, one stderr line `flux-pam-HOOK[fZEr9Bmq]: REASON`, nothing on stdout. */
 export function hookFailed(hook: "prolog" | "housekeeping", reason: RegExp, tag = TAG): (o: Outcome) => void {
   return (o) => {
     expectLine(o.stderr, `flux-pam-${hook}[${tag}]: `, reason);
