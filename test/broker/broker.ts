@@ -3,7 +3,7 @@
 
 import type { Socket, UnixSocketListener } from "bun";
 import { formatIdset, formatRanges, parseIdset, parseLooseRanges, rangesHave } from "../../src/flux/idset";
-import { type Json, isObject, parseJson, stringifyJson } from "../../src/flux/json";
+import { type Json, JsonReal, isObject, parseJson, stringifyJson } from "../../src/flux/json";
 import { type Message, MsgFlag, MsgType, StreamReader, cString, encodeMessage, payloadText } from "../../src/flux/message";
 import { type R, parseR } from "../../src/flux/r";
 import { QueuedWriter } from "../../src/flux/writer";
@@ -38,19 +38,41 @@ const EPROTO = 71;
 const ENOSYS = 38;
 const EINVAL = 22;
 
-export function rOf(j: ScenarioJob): R {
-  const ranks = formatRanges(parseLooseRanges(j.ranks ?? "0"));
-  const children: Record<string, string> = { core: j.cores ?? "0" };
+/**
+ * A job's R as flux-core 0.88 stores it (fixtures 07, 08): starttime and expiration as reals
+ * (jansson writes 0.0), nslots, and the hosts of its ranks. Cores "0" on each rank unless given.
+ */
+export function rJson(j: ScenarioJob, s: Scenario = {}): Json {
+  const ranges = parseLooseRanges(j.ranks ?? "0");
+  const children: { [k: string]: Json } = { core: j.cores ?? "0" };
   if (j.gpus) children.gpu = j.gpus;
+  const ranks = parseIdset(formatRanges(ranges));
   return {
     version: 1,
     execution: {
-      R_lite: [{ rank: ranks, children }],
-      starttime: 1795660432.2232015,
-      expiration: 0,
-      nodelist: /^\d+$/.test(ranks) ? [`node${ranks}`] : [`node[${ranks}]`],
+      R_lite: [{ rank: formatRanges(ranges), children }],
+      starttime: new JsonReal(1795660432.2232015, "1795660432.2232015"),
+      expiration: new JsonReal(0, "0.0"),
+      nslots: parseIdset(j.cores ?? "0").length * ranks.length,
+      nodelist: [formatHostlist(ranks.map((r) => hostOf(s, r)))],
     },
   };
+}
+
+/** The same R, as the client reads it. */
+export function rOf(j: ScenarioJob, s: Scenario = {}): R {
+  return parseR(rJson(j, s), "R");
+}
+
+/**
+ * JSON as Python's json.dumps writes it (", " and ": "): what the Python parts of flux-core send,
+ * the R text of job-info.lookup with flags 0 (fixture 07) and sdexec-mapper's answers (fixture 09).
+ */
+export function pythonJson(v: Json): string {
+  if (v instanceof JsonReal) return v.source;
+  if (Array.isArray(v)) return `[${v.map(pythonJson).join(", ")}]`;
+  if (v !== null && typeof v === "object") return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${pythonJson(x)}`).join(", ")}}`;
+  return stringifyJson(v);
 }
 
 /** What sdexec-mapper would say for an R on `rank`: only that rank's share counts. */
@@ -99,12 +121,42 @@ export function formatHostlist(hosts: string[]): string {
     .join(",");
 }
 
+/** An idset as libidset writes it in job-list (IDSET_FLAG_BRACKETS): "0", "[0-1]", "[0,3-5]". */
+export function bracketed(ids: string): string {
+  const t = formatRanges(parseLooseRanges(ids));
+  return /^\d+$/.test(t) ? t : `[${t}]`;
+}
+
+/** The scheduler's annotation of a running job (sched.resource_summary, fixture 13): "rank0/core[0-1]". */
+function resourceSummary(j: ScenarioJob): string {
+  const part = (name: string, ids: string) => `${name}${bracketed(ids)}`;
+  return `${part("rank", j.ranks ?? "0")}/${part("core", j.cores ?? "0")}${j.gpus ? `,${part("gpu", j.gpus)}` : ""}`;
+}
+
+/** RFC 21 state names a constraint may give (case does not matter). */
+const STATE_NAMES: Record<string, number> = {
+  new: 1, depend: 2, priority: 4, sched: 8, run: 16, cleanup: 32, inactive: 64, pending: 14, running: 48, active: 62,
+};
+
 // The index lives as long as the scenario object: a benchmark asks for 1000 jobs of 1000.
 const indexes = new WeakMap<Scenario, Map<string, ScenarioJob>>();
 function jobIndex(s: Scenario): Map<string, ScenarioJob> {
   let m = indexes.get(s);
   if (!m) indexes.set(s, (m = new Map((s.jobs ?? []).map((j) => [String(j.id), j]))));
   return m;
+}
+
+const OPERATORS = new Set(["and", "or", "not", "userid", "states", "ranks"]);
+
+/** Refuses a constraint as job-list does, before any job is looked at (fixture 06). */
+function checkConstraint(constraint: Json | undefined): void {
+  if (constraint === undefined) return;
+  if (!isObject(constraint)) throw new Error("constraint object invalid: not an object");
+  for (const [op, arg] of Object.entries(constraint)) {
+    if (!OPERATORS.has(op)) throw new Error(`constraint object invalid: unknown constraint operator: ${op}`);
+    if (!Array.isArray(arg)) throw new Error(`constraint object invalid: ${op} takes a list`);
+    if (op === "and" || op === "or" || op === "not") for (const c of arg) checkConstraint(c);
+  }
 }
 
 function matches(job: ScenarioJob, constraint: Json | undefined): boolean {
@@ -126,7 +178,7 @@ function matches(job: ScenarioJob, constraint: Json | undefined): boolean {
         if (!arg.includes(job.userid)) return false;
         break;
       case "states": {
-        const mask = arg.reduce<number>((m, s) => m | (typeof s === "number" ? s : s === "running" ? 48 : 0), 0);
+        const mask = arg.reduce<number>((m, s) => m | (typeof s === "number" ? s : typeof s === "string" ? (STATE_NAMES[s.toLowerCase()] ?? 0) : 0), 0);
         if (((job.state ?? RUN) & mask) === 0) return false;
         break;
       }
@@ -137,7 +189,7 @@ function matches(job: ScenarioJob, constraint: Json | undefined): boolean {
         break;
       }
       default:
-        throw new Error(`constraint object invalid: unknown operator ${op}`);
+        throw new Error(`constraint object invalid: unknown constraint operator: ${op}`);
     }
   }
   return true;
@@ -145,7 +197,7 @@ function matches(job: ScenarioJob, constraint: Json | undefined): boolean {
 
 type Answer = { errnum: number; text?: string } | { json: Json } | { text: string } | { empty: true };
 
-function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
+function answer(s: Scenario, topic: string, payload: Json | undefined, streaming = false): Answer {
   const err = s.errors?.[topic];
   if (err) return err;
   const raw = s.rawReplies?.[topic];
@@ -166,32 +218,54 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
       if (!isObject(payload)) return { errnum: EPROTO, text: "invalid payload" };
       let jobs: ScenarioJob[];
       try {
+        checkConstraint(payload.constraint);
         jobs = (s.jobs ?? []).filter((j) => matches(j, payload.constraint));
       } catch (e) {
         return { errnum: EPROTO, text: `invalid payload: ${(e as Error).message}` };
       }
-      const attrs = Array.isArray(payload.attrs) ? payload.attrs : [];
-      return {
-        json: {
-          jobs: jobs.map((j) => {
-            const o: { [k: string]: Json } = { id: BigInt(j.id) };
-            if (attrs.includes("userid")) o.userid = j.userid;
-            if (attrs.includes("state")) o.state = j.state ?? RUN;
-            if (attrs.includes("ranks")) o.ranks = formatRanges(parseLooseRanges(j.ranks ?? "0"));
-            if (attrs.includes("annotations") && j.uri) o.annotations = { user: { uri: j.uri } };
-            if (attrs.includes("nodelist")) o.nodelist = formatHostlist(parseIdset(j.ranks ?? "0").map((r) => hostOf(s, r)));
-            return o;
-          }),
-        },
+      const max = typeof payload.max_entries === "number" && payload.max_entries > 0 ? payload.max_entries : jobs.length;
+      // Each job: its id, then the attributes asked for, in the order asked (as job-list writes them).
+      const attrs = (Array.isArray(payload.attrs) ? payload.attrs : []).filter((a): a is string => typeof a === "string");
+      const value = (j: ScenarioJob, a: string): Json | undefined => {
+        switch (a) {
+          case "userid":
+            return j.userid;
+          case "state":
+            return j.state ?? RUN;
+          case "name":
+            return j.name ?? "sleep";
+          case "ranks":
+            return bracketed(j.ranks ?? "0");
+          case "nodelist":
+            return formatHostlist(parseIdset(j.ranks ?? "0").map((r) => hostOf(s, r)));
+          case "annotations": {
+            const ann: { [k: string]: Json } = {};
+            if ((j.state ?? RUN) & RUN) ann.sched = { resource_summary: resourceSummary(j) };
+            if (j.uri) ann.user = { uri: j.uri };
+            return Object.keys(ann).length ? ann : undefined; // a job without annotations has no key
+          }
+          default:
+            return undefined;
+        }
       };
+      const list = jobs.slice(0, max).map((j) => {
+        const o: { [k: string]: Json } = { id: BigInt(j.id) };
+        for (const a of attrs) {
+          const v = value(j, a);
+          if (v !== undefined) o[a] = v;
+        }
+        return o;
+      });
+      // A streaming request's first answer says the version of the stream (fixture 12).
+      return { json: streaming ? { jobs: list, version: 1 } : { jobs: list } };
     }
     case "job-info.lookup": {
       if (!isObject(payload) || payload.id === undefined) return { errnum: EPROTO, text: "invalid payload" };
       const id = String(payload.id);
       const job = jobIndex(s).get(id);
       if (!job) return { errnum: ENOENT, text: "invalid job id" };
-      const r = rOf(job);
-      return { json: { id: BigInt(id), R: payload.flags === 1 ? (r as unknown as Json) : stringifyJson(r as unknown as Json) } };
+      const r = rJson(job, s);
+      return { json: { id: BigInt(id), R: payload.flags === 1 ? r : pythonJson(r) } };
     }
     case "sdexec-mapper.lookup": {
       const m = s.mapper ?? "auto";
@@ -199,7 +273,7 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
       if (!isObject(payload) || payload.R === undefined) return { errnum: EINVAL, text: "R is missing" };
       if (m !== "auto") return { json: m as Json };
       try {
-        return { json: autoMapper(parseR(payload.R), s.rank ?? 0) };
+        return { text: pythonJson(autoMapper(parseR(payload.R), s.rank ?? 0)) };
       } catch (e) {
         return { errnum: EINVAL, text: (e as Error).message };
       }
@@ -213,15 +287,18 @@ function answer(s: Scenario, topic: string, payload: Json | undefined): Answer {
   }
 }
 
-/** A response as the broker sends it: ROUTE set with no routes, the broker's own creds. */
-export function encodeResponse(req: Message, a: Answer): Uint8Array {
+/**
+ * A response as the broker sends it: ROUTE set with no routes, the broker's own creds (the
+ * instance owner's uid, OWNER|LOCAL), STREAMING kept from a streaming request.
+ */
+export function encodeResponse(req: Message, a: Answer, owner = 0): Uint8Array {
   const isErr = "errnum" in a;
   const payload =
     "errnum" in a ? (a.text ? cString(a.text) : undefined) : "json" in a ? cString(stringifyJson(a.json)) : "text" in a ? cString(a.text) : undefined;
   return encodeMessage({
     type: MsgType.response,
-    flags: MsgFlag.route | MsgFlag.topic | (payload ? MsgFlag.payload : 0),
-    userid: 0,
+    flags: MsgFlag.route | MsgFlag.topic | (payload ? MsgFlag.payload : 0) | (req.flags & MsgFlag.streaming),
+    userid: owner,
     rolemask: 5,
     aux1: isErr ? a.errnum : 0,
     aux2: req.aux2,
@@ -231,7 +308,18 @@ export function encodeResponse(req: Message, a: Answer): Uint8Array {
   });
 }
 
-export function startBroker(path: string, initial: Scenario, load?: () => Scenario, tamper?: Tamper): Broker {
+/** The broker's answer to `m` in this scenario, as bytes (misbehaviours aside): what every test relies on. */
+export function replyTo(s: Scenario, m: Message): Uint8Array {
+  let payload: Json | undefined;
+  try {
+    payload = m.payload ? parseJson(payloadText(m.payload)) : undefined;
+  } catch {
+    payload = undefined;
+  }
+  return encodeResponse(m, answer(s, m.topic ?? "", payload, (m.flags & MsgFlag.streaming) !== 0), s.owner ?? 0);
+}
+
+export function startBroker(path: string, initial: Scenario, load?: () => Scenario, tamper?: Tamper, log?: (r: RequestLog) => void): Broker {
   let scenario = initial;
   const current = () => (load ? load() : scenario);
   const requests: RequestLog[] = [];
@@ -253,6 +341,7 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
       payload = undefined;
     }
     requests.push({ topic, payload });
+    log?.({ topic, payload });
     if (s.hangup?.includes(topic)) {
       sock.end();
       return;
@@ -266,7 +355,7 @@ export function startBroker(path: string, initial: Scenario, load?: () => Scenar
       writer(sock).write(new Uint8Array([0x12, 0x00, 0xee, 0xff, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]));
       return;
     }
-    const reply = encodeResponse(m, answer(s, topic, payload));
+    const reply = replyTo(s, m);
     const d = tamper?.(topic, m, reply);
     if (!d) {
       writer(sock).write(reply);

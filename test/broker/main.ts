@@ -1,13 +1,14 @@
-// The test broker as a process: `bun test/broker/main.ts SOCKET SCENARIO.json`.
+// The test broker as a process: `bun test/broker/main.ts SOCKET SCENARIO.json [REQUESTS.log]`.
+// With a third argument, each request is appended to that file as a JSON line {topic, payload}.
 // The scenario file is re-read when it changes, so a test can add and end jobs while it runs.
 // Prints "ready" on stdout once listening. Used by the end-to-end tests, the benchmarks and the demo.
 
-import { readFileSync, rmSync, statSync } from "node:fs";
-import { parseJson } from "../../src/flux/json";
+import { appendFileSync, readFileSync, rmSync, statSync } from "node:fs";
+import { parseJson, stringifyJson } from "../../src/flux/json";
 import { startBroker } from "./broker";
 import type { Scenario } from "./scenario";
 
-const [socket, file] = process.argv.slice(2);
+const [socket, file, requestLog] = process.argv.slice(2);
 if (!socket || !file) {
   process.stderr.write("usage: main.ts SOCKET SCENARIO.json\n");
   process.exit(2);
@@ -27,7 +28,7 @@ function load(): Scenario {
 }
 
 rmSync(socket, { force: true });
-const broker = startBroker(socket, load(), load);
+const broker = startBroker(socket, load(), load, undefined, requestLog ? (r) => appendFileSync(requestLog, `${stringifyJson({ topic: r.topic, ...(r.payload === undefined ? {} : { payload: r.payload }) })}\n`) : undefined);
 const stop = () => {
   broker.stop();
   rmSync(socket, { force: true });

@@ -8,6 +8,8 @@ export interface ScenarioJob {
   state?: number;
   /** RFC 22 idset of broker ranks; default "0" */
   ranks?: string;
+  /** the job's name (job-list's name); default "sleep" */
+  name?: string;
   /** annotations.user.uri (an ssh:// URI) when the job is a Flux instance */
   uri?: string;
   /** cores / gpus per rank for R; default core "0" on each rank */

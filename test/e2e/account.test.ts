@@ -21,7 +21,7 @@ let broker: BrokerProcess;
 let child: BrokerProcess;
 
 beforeAll(async () => {
-  broker = await startBrokerProcess({}, dir.path);
+  broker = await startBrokerProcess({}, dir.path, "broker", { logRequests: true });
   child = await startBrokerProcess({ config: { access: { "allow-guest-user": true } } }, dir.path, "child");
 });
 afterAll(async () => {
@@ -72,10 +72,51 @@ describe("flux-pam account: job owners", () => {
     expectDenied(await account({ rank: 0, jobs: [{ id: "1227286904832", userid: OTHER }] }));
   });
 
-  test("the request is one job-list.list with the RFC 43 constraint for this user, rank and RUN", async () => {
+  test("an admission asks rank, then one job-list.list constrained to this user, this rank and RUN; never security.owner", async () => {
+    broker.clearRequests();
     const r = await account({ rank: 5, jobs: [{ id: "7", userid: UID, ranks: "4-6" }] }, ["debug"]);
     expectAdmitted(r);
     expect(r.stderr).toContain("access granted for user daemon (uid=1) as job owner: ƒ8");
+    expect(broker.requests()).toEqual([
+      { topic: "attr.get", payload: { name: "rank" } },
+      {
+        topic: "job-list.list",
+        payload: {
+          max_entries: 0,
+          attrs: ["userid", "ranks", "state", "annotations"],
+          constraint: { and: [{ userid: [UID] }, { ranks: ["5"] }, { states: [16] }] },
+        },
+      },
+    ]);
+  });
+
+  test("with allow-guest-user the owner is asked for too, and its jobs listed with the user's", async () => {
+    broker.clearRequests();
+    expectDenied(await account({ rank: 0, owner: OWNER }, ["allow-guest-user", "no-job-hint"]));
+    expect(broker.requests()).toEqual([
+      { topic: "attr.get", payload: { name: "rank" } },
+      { topic: "attr.get", payload: { name: "security.owner" } },
+      {
+        topic: "job-list.list",
+        payload: {
+          max_entries: 0,
+          attrs: ["userid", "ranks", "state", "annotations"],
+          constraint: { and: [{ userid: [UID, OWNER] }, { ranks: ["0"] }, { states: [16] }] },
+        },
+      },
+    ]);
+  });
+
+  test("a denial's job hint is one more job-list.list over every rank, and the hostname", async () => {
+    broker.clearRequests();
+    await account({ rank: 0 });
+    expect(broker.requests().slice(2)).toEqual([
+      { topic: "attr.get", payload: { name: "hostname" } },
+      {
+        topic: "job-list.list",
+        payload: { max_entries: 0, attrs: ["userid", "state", "ranks", "nodelist"], constraint: { and: [{ userid: [UID] }, { states: [16] }] } },
+      },
+    ]);
   });
 
   test("a job id above 2^53 round-trips exactly", async () => {

@@ -1,11 +1,11 @@
 // Shared by the end-to-end tests: the test broker as a process, temp dirs, running the compiled binary.
 
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type { Scenario } from "../broker/scenario";
-import { type Json, stringifyJson } from "../../src/flux/json";
+import { type Json, parseJson, stringifyJson } from "../../src/flux/json";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -21,13 +21,20 @@ export interface BrokerProcess {
   socket: string;
   /** rewrites the scenario; the broker reads it again on its next request */
   setScenario(s: Scenario): void;
+  /** the requests it was sent since the last clearRequests (started with logRequests only) */
+  requests(): { topic: string; payload?: Json }[];
+  clearRequests(): void;
   stop(): Promise<void>;
 }
 
-/** Starts test/broker/main.ts on a socket in `dir` and waits until it listens. */
-export async function startBrokerProcess(scenario: Scenario, dir: string, name = "broker"): Promise<BrokerProcess> {
+/**
+ * Starts test/broker/main.ts on a socket in `dir` and waits until it listens. With `logRequests`
+ * it writes down every request (a line each, read back by requests()).
+ */
+export async function startBrokerProcess(scenario: Scenario, dir: string, name = "broker", opts: { logRequests?: boolean } = {}): Promise<BrokerProcess> {
   const socket = join(dir, `${name}.sock`);
   const file = join(dir, `${name}.json`);
+  const log = join(dir, `${name}.requests`);
   let gen = 0;
   const write = (s: Scenario) => {
     // The size changes with gen, so the broker's mtime+size cache sees every rewrite.
@@ -35,7 +42,8 @@ export async function startBrokerProcess(scenario: Scenario, dir: string, name =
     renameSync(`${file}.tmp`, file);
   };
   write(scenario);
-  const proc: Subprocess<"ignore", "pipe", "inherit"> = Bun.spawn([BUN, join(ROOT, "test/broker/main.ts"), socket, file], {
+  if (opts.logRequests) writeFileSync(log, "");
+  const proc: Subprocess<"ignore", "pipe", "inherit"> = Bun.spawn([BUN, join(ROOT, "test/broker/main.ts"), socket, file, ...(opts.logRequests ? [log] : [])], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "inherit",
@@ -48,6 +56,14 @@ export async function startBrokerProcess(scenario: Scenario, dir: string, name =
     uri: `local://${socket}`,
     socket,
     setScenario: write,
+    requests: () => {
+      if (!opts.logRequests) throw new Error("the broker was started without logRequests");
+      return readFileSync(log, "utf8")
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => parseJson(l) as { topic: string; payload?: Json });
+    },
+    clearRequests: () => writeFileSync(log, ""),
     async stop() {
       proc.kill("SIGTERM");
       await proc.exited;

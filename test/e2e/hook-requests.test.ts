@@ -1,0 +1,81 @@
+// What prolog and housekeeping ask the broker, request by request, as flux-run-prolog runs them
+// (--dry-run: no systemd needed). Each hook's conversation is the one SPEC.md describes.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import type { Scenario } from "../broker/scenario";
+import { type BrokerProcess, runBinary, startBrokerProcess, tempDir } from "./harness";
+
+const UID = 1; // daemon
+const JOB = "1227286904832"; // fZEr9Bmq
+const OTHER = "1227286904833";
+const dir = tempDir();
+let broker: BrokerProcess;
+const node = (jobs: Scenario["jobs"]): Scenario => ({
+  rank: 2,
+  owner: 64999,
+  config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } },
+  jobs,
+});
+
+beforeAll(async () => {
+  broker = await startBrokerProcess(node([]), dir.path, "broker", { logRequests: true });
+});
+afterAll(async () => {
+  await broker.stop();
+  dir.remove();
+});
+
+async function hook(name: "prolog" | "housekeeping", s: Scenario) {
+  broker.setScenario(s);
+  broker.clearRequests();
+  const r = await runBinary([name, "--dry-run"], { FLUX_URI: broker.uri, FLUX_JOB_USERID: String(UID), FLUX_JOB_ID: JOB, FLUX_PAM_LOCK_DIR: join(dir.path, "locks") });
+  return { ...r, requests: broker.requests() };
+}
+
+const BASICS = [
+  { topic: "config.get" },
+  { topic: "attr.get", payload: { name: "rank" } },
+  { topic: "attr.get", payload: { name: "security.owner" } },
+];
+const LIST = { topic: "job-list.list", payload: { max_entries: 0, attrs: ["userid", "ranks", "state", "annotations"], constraint: { and: [{ userid: [UID] }, { ranks: ["2"] }, { states: [16] }] } } };
+
+describe("the hooks' requests", () => {
+  test("prolog: config, rank and owner at once; its own job's R with the list of the user's RUN jobs on this rank; the other job's R; one mapper lookup of the union", async () => {
+    const r = await hook("prolog", node([{ id: JOB, userid: UID, ranks: "2", cores: "0" }, { id: OTHER, userid: UID, ranks: "2", cores: "1" }]));
+    expect(r.code).toBe(0);
+    const topics = r.requests.map((q) => q.topic);
+    expect(r.requests.slice(0, 3)).toEqual(BASICS);
+    expect(topics.slice(3).sort()).toEqual(["job-info.lookup", "job-info.lookup", "job-list.list", "sdexec-mapper.lookup"]);
+    expect(r.requests.find((q) => q.topic === "job-list.list")).toEqual(LIST);
+    const lookups = r.requests.filter((q) => q.topic === "job-info.lookup").map((q) => q.payload);
+    expect(lookups).toEqual([
+      { id: Number(JOB), keys: ["R"], flags: 0 },
+      { id: Number(OTHER), keys: ["R"], flags: 0 },
+    ]);
+    expect(topics.at(-1)).toBe("sdexec-mapper.lookup");
+    const R = (r.requests.at(-1)!.payload as { R: { execution: { R_lite: unknown } } }).R;
+    expect(R.execution.R_lite).toEqual([{ rank: "2", children: { core: "0-1" } }]);
+  });
+
+  test("housekeeping with a job left: the list, the remaining job's R, the mapper; never this job's R", async () => {
+    const r = await hook("housekeeping", node([{ id: JOB, userid: UID, ranks: "2", cores: "0", state: 64 }, { id: OTHER, userid: UID, ranks: "2", cores: "1" }]));
+    expect(r.code).toBe(0);
+    expect(r.requests).toEqual([...BASICS, LIST, { topic: "job-info.lookup", payload: { id: Number(OTHER), keys: ["R"], flags: 0 } }, r.requests.at(-1)]);
+    expect(r.requests.at(-1)!.topic).toBe("sdexec-mapper.lookup");
+  });
+
+  test("housekeeping of the last job: the list only", async () => {
+    const r = await hook("housekeeping", node([{ id: JOB, userid: UID, ranks: "2", state: 64 }]));
+    expect(r.code).toBe(0);
+    expect(r.requests).toEqual([...BASICS, LIST]);
+  });
+
+  test("a skipped hook (a job of root) asks nothing past the basics", async () => {
+    broker.setScenario(node([]));
+    broker.clearRequests();
+    const r = await runBinary(["prolog", "--dry-run"], { FLUX_URI: broker.uri, FLUX_JOB_USERID: "0", FLUX_JOB_ID: JOB, FLUX_PAM_LOCK_DIR: join(dir.path, "locks") });
+    expect(r.code).toBe(0);
+    expect(broker.requests()).toEqual(BASICS);
+  });
+});
