@@ -16,7 +16,11 @@ export async function prolog(opts: HookOptions, env: Record<string, string | und
     const [linger, others, userState] = await Promise.all([
       ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }),
       otherJobs(ctx),
-      ctx.sd.unitActiveState(userServiceName(ctx.user.uid)).catch(() => undefined),
+      ctx.sd.unitActiveState(userServiceName(ctx.user.uid)).catch((e: Error) => {
+        // Not known is not "not active": say so, then queue the start anyway (it is best effort).
+        ctx.warn(`warning: could not read the state of ${userServiceName(ctx.user.uid)}: ${e.message}`);
+        return undefined;
+      }),
     ]);
     ctx.debug(`${others.length} other running job(s) of ${ctx.user.name} on rank ${ctx.rank}`);
     await setUpSlice(ctx, [...others, ctx.input.jobid], { linger, userState }, own ? new Map([[ctx.input.jobid, own]]) : undefined);

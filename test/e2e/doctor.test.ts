@@ -121,3 +121,30 @@ WARNING linger: --root, no broker asked: every linger file counts: linger is ena
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 2, stderr: `flux-pam: --root ${good.path}/nope: not a directory\n` });
   });
 });
+
+describe("flux-pam doctor on this machine (live checks)", () => {
+  // The files are this test machine's own (whatever its /etc holds); what is under test is that
+  // the live checks run through the binary: the broker asked, systemd looked for.
+  test("the broker is asked (rank, owner, jobs, root's owner role, the mapper); an absent bus is said, not fatal", async () => {
+    const { startBrokerProcess, tempDir } = await import("./harness");
+    const dir = tempDir("flux-pam-doctor-live-");
+    const broker = await startBrokerProcess(
+      { rank: 4, owner: 0, config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } }, jobs: [{ id: "5", userid: 1, ranks: "4" }], mapper: "absent" },
+      dir.path,
+    );
+    try {
+      const r = await runBinary(["doctor", "--uri", broker.uri, "--timeout", "3s", "--json"], { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${dir.path}/no-bus` });
+      const j = JSON.parse(r.stdout) as { live: boolean; findings: { area: string; severity: string; what: string }[] };
+      expect(j.live).toBe(true);
+      const broker_ = j.findings.filter((f) => f.area === "broker").map((f) => `${f.severity} ${f.what}`);
+      expect(broker_).toContain(`ok ${broker.uri}: rank 4, instance owner root (uid 0), 1 running job here`);
+      expect(broker_).toContain(`ok ${broker.uri}, config in force: the instance runs as root: the hooks are its owner`);
+      expect(broker_).toContain("error sdexec-mapper does not answer (the sdexec-mapper module is not loaded) while exec.sdexec-constrain-resources is on: every prolog fails");
+      expect(j.findings.find((f) => f.area === "systemd")!.what).toStartWith("the system bus is not reachable (");
+      expect(r.code).toBe(1); // the mapper's absence is an error
+    } finally {
+      await broker.stop();
+      dir.remove();
+    }
+  });
+});

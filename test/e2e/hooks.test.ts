@@ -165,6 +165,14 @@ describe("prolog", () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toContain("flux-pam-prolog[fZEr9Bmq]: union of 1 job(s) [ƒZEr9Bmq] on rank 0");
   });
+
+  test("debug lines come with [pam] debug = true in the broker's config too, and not without either", async () => {
+    const on = await hook("prolog", node({ config: { ...managed, pam: { "manage-user-slice": true, debug: true } } }));
+    expect(on.code).toBe(0);
+    expect(on.stderr).toContain("flux-pam-prolog[fZEr9Bmq]: union of 1 job(s) [ƒZEr9Bmq] on rank 0");
+    const off = await hook("prolog", node());
+    expect(off.stderr).not.toContain("union of");
+  });
 });
 
 describe("housekeeping", () => {

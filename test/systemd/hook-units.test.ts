@@ -135,6 +135,10 @@ describe.skipIf(skip !== undefined)("the hooks under flux-core's units, with the
     expect({ code: r.code, output: r.output }).toEqual({ code: 0, output: "" });
     expect((await c.run(["systemctl", "show", "-p", "AllowedCPUs", "user-1000.slice"])).trim()).toBe("AllowedCPUs=1");
     expect((await c.exec(["test", "-f", "/run/flux-pam/uid.1000.active"])).code).toBe(0);
+    // check-user, asking the real systemd and logind: the limits in force, and linger.
+    const cu = JSON.parse((await c.exec(["/opt/flux-pam/flux-pam", "check-user", "alice", "--json", "--uri", `local://${SOCKDIR}/broker.sock`])).stdout);
+    expect(cu.node.systemd).toMatchObject({ slice: { AllowedCPUs: "1", AllowedMemoryNodes: "0", DevicePolicy: "closed", DeviceAllow: "" }, linger: false });
+    expect(["logind", "file"]).toContain(cu.node.systemd.lingerSource);
   });
 
   test("a failed prolog: its one line is in the unit's journal, tagged with the unit's job id; check-user points there", async () => {

@@ -179,6 +179,50 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
     await cleanNode();
   });
 
+  test("a site's scope-prefix= names the real scope, and status finds the login under it", async () => {
+    node([{ id: "701", userid: ALICE, cores: "0" }]);
+    await hook("prolog", "701");
+    const pid = (await c.run(["bash", "-c", "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!"])).trim();
+    const r = await c.exec([BIN, "session-open", `uri=${uri}`, "scope-prefix=site-login"], { env: { PAM_USER: "alice", PAM_SERVICE: "sshd", FLUX_PAM_PID: pid } });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+    const cgroup = (await c.run(["cat", `/proc/${pid}/cgroup`])).split("\n").find((l) => l.startsWith("0::"));
+    expect(cgroup).toBe(`0::/user.slice/${SLICE}/site-login-${pid}.scope`);
+    const s = JSON.parse((await c.exec([BIN, "status", "alice", "--json", "--uri", uri, "--scope-prefix", "site-login"])).stdout) as Status;
+    expect(s.users[0]!.logins.map((l) => [l.scope, l.processes.map((p) => p.pid)])).toEqual([[`site-login-${pid}.scope`, [Number(pid)]]]);
+    await c.run(["kill", pid]);
+    await cleanNode();
+  });
+
+  test("session-open racing a last-job housekeeping waits for the lock, then finds no marker: the login is refused", async () => {
+    node([{ id: "801", userid: ALICE, cores: "0" }]);
+    await hook("prolog", "801");
+    // A stray that ignores SIGTERM keeps the housekeeping under the lock for the grace time (1 s).
+    await c.run(["systemd-run", "--quiet", `--uid=${ALICE}`, `--slice=${SLICE}`, "--unit=stubborn", "bash", "-c", "trap '' TERM; while :; do sleep 0.2; done"]);
+    node([{ id: "801", userid: ALICE, cores: "0", state: 64 }]);
+    const pid = (await c.run(["bash", "-c", "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!"])).trim();
+    const done: string[] = [];
+    const teardown = c.exec([BIN, "housekeeping"], { env: { FLUX_URI: uri, FLUX_JOB_USERID: String(ALICE), FLUX_JOB_ID: "801" }, timeoutMs: 60_000 }).then((r) => {
+      done.push("housekeeping");
+      return r;
+    });
+    // Once the housekeeping holds the lock (its marker is gone first thing), a login arrives.
+    for (const end = Date.now() + 10_000; (await c.exec(["test", "-e", MARKER])).code === 0 && Date.now() < end; ) await Bun.sleep(10);
+    const login = await c.exec([BIN, "session-open", `uri=${uri}`], { env: { PAM_USER: "alice", PAM_SERVICE: "sshd", FLUX_PAM_PID: pid } }).then((r) => {
+      done.push("session-open");
+      return r;
+    });
+    const hk = await teardown;
+    // The login waited for the housekeeping's lock: it ended after it, not before.
+    expect(done).toEqual(["housekeeping", "session-open"]);
+    expect(hk.code).toBe(0);
+    expect({ code: login.code, stdout: login.stdout }).toEqual({ code: 1, stdout: "Access denied: user alice has no active jobs on this node\n" });
+    // The refused login never entered the slice.
+    const cgroup = (await c.run(["cat", `/proc/${pid}/cgroup`])).split("\n").find((l) => l.startsWith("0::"));
+    expect(cgroup).not.toContain(SLICE);
+    await c.run(["kill", pid]);
+    await settlesConsistent();
+  });
+
   test("--dry-run says what it would do and changes nothing", async () => {
     node([{ id: "501", userid: ALICE, cores: "2" }]);
     const r = await reconcile("--dry-run");
