@@ -40,6 +40,9 @@ async function main() {
       ["check-user", ["check-user", "daemon", "--uri", one.uri], {}],
       ["prolog --dry-run, 1 job", ["prolog", "--dry-run"], { FLUX_URI: one.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
       ["prolog --dry-run, 1000 jobs (every R)", ["prolog", "--dry-run"], { FLUX_URI: many.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
+      ["housekeeping --dry-run, 1000 jobs", ["housekeeping", "--dry-run"], { FLUX_URI: many.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
+      ["status, 1000 jobs", ["status", "daemon", "--uri", many.uri], {}],
+      ["reconcile --dry-run, 1000 jobs", ["reconcile", "daemon", "--dry-run", "--uri", many.uri], {}],
     ];
     console.log(`peak RSS of build/flux-pam (its page cache dropped first), max of ${RUNS} runs (MiB)`);
     for (const [name, args, env] of rows) {

@@ -156,7 +156,7 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
     const userids = opts.allowGuestUser ? [pw.uid, owner] : [pw.uid];
     // RUN and CLEANUP both shown: a CLEANUP job is the usual "but my job is there" surprise.
     const [all, elsewhere] = await Promise.all([
-      listJobs(client, { userids, rank, states: [JobState.RUN, JobState.CLEANUP] }, deadline.left("job-list.list")),
+      listJobs(client, { userids, rank, states: [JobState.RUN, JobState.CLEANUP], annotations: true }, deadline.left("job-list.list")),
       jobsElsewhere(client, pw.uid, rank, deadline.left("job-list.list")).catch((e: Error) => e),
     ]);
     if (elsewhere instanceof Error) report.elsewhereProblem = elsewhere.message;

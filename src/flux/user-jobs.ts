@@ -22,7 +22,7 @@ export async function userJobs(client: FluxClient, uid: number, withOwner: boole
     getRank(client, deadline.left("attr.get rank")),
     withOwner ? getOwner(client, deadline.left("attr.get security.owner")) : Promise.resolve(uid),
   ]);
-  const jobs = await listJobs(client, { userids: [uid, owner], rank }, deadline.left("job-list.list"));
+  const jobs = await listJobs(client, { userids: [uid, owner], rank, annotations: true }, deadline.left("job-list.list"));
   return { rank, owner, jobs };
 }
 
