@@ -86,6 +86,7 @@ bench: build build/test/pam-driver
 	$(BUN) bench/account.ts
 	$(BUN) bench/hooks.ts
 	$(BUN) bench/rss.ts
+	$(BUN) bench/node.ts
 
 test: check
 

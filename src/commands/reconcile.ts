@@ -80,6 +80,24 @@ function lockDirUids(dir: string): number[] {
   }
 }
 
+/** How many users are reconciled at once: systemd's jobs for them overlap, the bus stays one. */
+const PARALLEL_USERS = 8;
+
+/** `f` of every item, at most `n` at a time; the results in the items' order. */
+async function inBatches<T, R>(items: readonly T[], n: number, f: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await f(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
 function out(line: string): void {
   writeAll(1, Buffer.from(`${line}\n`));
 }
@@ -118,12 +136,13 @@ export async function reconcile(opts: ReconcileOptions, env: Record<string, stri
     if (only === 0 || only === owner) out(`reconcile: uid ${only} is ${only === 0 ? "root" : "the instance owner"}: the hooks never manage its slice`);
     if (!opts.dryRun) checkLockDir(lockDir, true);
     sd = await sdPending;
-    let failed = 0;
-    for (const uid of users) {
-      const r = await reconcileUser({ client, sd, rank, config, lockDir, dryRun: opts.dryRun, deadline, uid, guest });
-      out(r.line);
-      if (!r.ok) failed++;
-    }
+    // Users are independent (each under their own lock): a few at a time, reported in uid order.
+    // (A dry run goes one by one, so that its printed calls stay grouped by user.)
+    const results = await inBatches(users, opts.dryRun ? 1 : PARALLEL_USERS, (uid) =>
+      reconcileUser({ client: client!, sd: sd!, rank, config, lockDir, dryRun: opts.dryRun, deadline, uid, guest }),
+    );
+    for (const r of results) out(r.line);
+    const failed = results.filter((r) => !r.ok).length;
     if (users.length === 0 && !(only === 0 || only === owner)) out("reconcile: nothing of any user's on this node");
     return failed > 0 ? 1 : 0;
   } catch (e) {

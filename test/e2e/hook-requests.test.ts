@@ -3,6 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
+import type { Json } from "../../src/flux/json";
 import type { Scenario } from "../broker/scenario";
 import { type BrokerProcess, runBinary, startBrokerProcess, tempDir } from "./harness";
 
@@ -39,7 +40,7 @@ const BASICS = [
   { topic: "attr.get", payload: { name: "security.owner" } },
 ];
 // No annotations: the hooks never read them, and the scheduler's would be most of the reply.
-const LIST = { topic: "job-list.list", payload: { max_entries: 0, attrs: ["userid", "ranks", "state"], constraint: { and: [{ userid: [UID] }, { ranks: ["2"] }, { states: [16] }] } } };
+const LIST: { topic: string; payload?: Json } = { topic: "job-list.list", payload: { max_entries: 0, attrs: ["userid", "ranks", "state"], constraint: { and: [{ userid: [UID] }, { ranks: ["2"] }, { states: [16] }] } } };
 
 describe("the hooks' requests", () => {
   test("prolog: config, rank and owner at once; its own job's R with the list of the user's RUN jobs on this rank; the other job's R; one mapper lookup of the union", async () => {
