@@ -63,7 +63,7 @@ describe("the hooks' requests", () => {
   test("housekeeping with a job left: the list, the remaining job's R, the mapper; never this job's R", async () => {
     const r = await hook("housekeeping", node([{ id: JOB, userid: UID, ranks: "2", cores: "0", state: 64 }, { id: OTHER, userid: UID, ranks: "2", cores: "1" }]));
     expect(r.code).toBe(0);
-    expect(r.requests).toEqual([...BASICS, LIST, { topic: "job-info.lookup", payload: { id: Number(OTHER), keys: ["R"], flags: 0 } }, r.requests.at(-1)]);
+    expect(r.requests).toEqual([...BASICS, LIST, { topic: "job-info.lookup", payload: { id: Number(OTHER), keys: ["R"], flags: 0 } }, r.requests.at(-1)!]);
     expect(r.requests.at(-1)!.topic).toBe("sdexec-mapper.lookup");
   });
 
