@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 BIN=build/flux-pam
 BUN=node_modules/.bin/bun
 
-# Users every Debian system has: daemon plays the job owner, nobody someone without a job.
+# Users every Debian system has: daemon plays the job owner, nobody someone without a job, bin
+# someone whose job runs on another node.
 me=daemon; my_uid=$(id -u daemon)
 other=nobody
+elsewhere=bin; elsewhere_uid=$(id -u bin)
 tmp=$(mktemp -d)
 broker_pid=
 cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
@@ -20,6 +22,7 @@ trap cleanup EXIT
 cat > "$tmp/node.json" <<JSON
 {
   "rank": 0,
+  "hosts": ["fluke7", "fluke8", "fluke12", "fluke13"],
   "owner": 64999,
   "config": {
     "access": { "allow-guest-user": true },
@@ -28,7 +31,8 @@ cat > "$tmp/node.json" <<JSON
   },
   "jobs": [
     { "id": "1227286904832", "userid": $my_uid, "ranks": "0-1", "cores": "0-3", "gpus": "0" },
-    { "id": "2454573809664", "userid": $my_uid, "ranks": "0", "cores": "4-5" }
+    { "id": "2454573809664", "userid": $my_uid, "ranks": "0", "cores": "4-5" },
+    { "id": "3681860714496", "userid": $elsewhere_uid, "ranks": "2-3", "cores": "0-7" }
   ],
   "mapper": "auto"
 }
@@ -47,9 +51,15 @@ show env PAM_USER="$me" PAM_SERVICE=sshd PAM_TYPE=account "$BIN" account "uri=$u
 section "An SSH login by $other, who has none"
 show env PAM_USER="$other" PAM_SERVICE=sshd PAM_TYPE=account "$BIN" account "uri=$uri"
 
+section "An SSH login by $elsewhere, whose job runs on other nodes"
+show env PAM_USER="$elsewhere" PAM_SERVICE=sshd PAM_TYPE=account "$BIN" account "uri=$uri"
+
 section "The admin asks why"
 show "$BIN" check-user "$me" --uri "$uri"
 show "$BIN" check-user "$other" --uri "$uri"
 
 section "What the prolog of $me's next job would set on user-$my_uid.slice (dry run)"
 show env FLUX_URI="$uri" FLUX_JOB_USERID="$my_uid" FLUX_JOB_ID=2454573809664 "$BIN" prolog --dry-run
+
+section "The node's view of $me: the slice against the jobs, the logins, what drifted (no prolog ran on this simulated node)"
+show "$BIN" status "$me" --uri "$uri"

@@ -16,6 +16,8 @@ export function formatText(r: NodeAudit): string {
     if (f.fix) lines.push(`        fix: ${f.fix}`);
   }
   lines.push(`${plural(r.errors, "error")}, ${plural(r.warnings, "warning")}`);
+  // The setup is the doctor's; each user's state on the node is status's.
+  if (r.live) lines.push("each user's slice against their jobs, their logins and any drift: flux-pam status (flux-pam reconcile repairs it)");
   return `${lines.join("\n")}\n`;
 }
 

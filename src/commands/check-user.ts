@@ -240,6 +240,7 @@ function emit(r: Report, json: boolean): number {
         `          exec.sdexec-constrain-resources=${c.constrainResources} access.allow-guest-user=${c.allowGuestUser} access.allow-root-owner=${c.allowRootOwner}`,
       );
     }
+    if (r.node) lines.push(`see also: flux-pam status ${r.user} (the slice against the jobs, the logins, any drift; flux-pam reconcile ${r.user} repairs it)`);
     writeAll(1, Buffer.from(`${lines.join("\n")}\n`));
   }
   return r.admitted ? 0 : 1;

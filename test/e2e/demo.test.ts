@@ -4,7 +4,7 @@ import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { ROOT } from "./harness";
 
-test("the demo shows a login granted, one denied with the real message, check-user and a dry-run prolog", async () => {
+test("the demo shows a login granted, one denied with the real message, one denied with where its jobs run, check-user, a dry-run prolog and status", async () => {
   const p = Bun.spawn(["bash", join(ROOT, "build/demo.sh")], { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   expect(code).toBe(0);
@@ -18,5 +18,7 @@ test("the demo shows a login granted, one denied with the real message, check-us
   expect(out).toContain(`verdict:  DENIED: ${other} has no running job on rank 0`);
   expect(out).toContain(`user-${uid}.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=0-5 AllowedMemoryNodes=0 DevicePolicy=closed`);
   expect(out).toContain(`marker create /run/flux-pam/uid.${uid}.active`);
+  expect(out).toContain("Access denied: user bin has no active jobs on this node\nbin has a running job on fluke[12-13] (ƒ2fiYRZKV), not on fluke7\n(exit 1)");
+  expect(out).toContain(`${me} (uid ${uid}): DRIFT\n  drift:  running job without a marker: logins are refused\n`);
   expect(err).not.toContain("error");
 });
