@@ -81,6 +81,7 @@ bench: build build/test/pam-driver
 	$(BUN) bench/account.ts
 	$(BUN) bench/hooks.ts
 	$(BUN) bench/rss.ts
+	$(BUN) bench/systemd-calls.ts
 
 test: check
 
