@@ -87,6 +87,7 @@ bench: build build/test/pam-driver
 	$(BUN) bench/hooks.ts
 	$(BUN) bench/rss.ts
 	$(BUN) bench/node.ts
+	$(BUN) bench/systemd-calls.ts
 
 test: check
 

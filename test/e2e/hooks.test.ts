@@ -69,10 +69,33 @@ describe("hook input", () => {
     expect(r.stderr).toContain('FLUX_JOB_USERID="1; rm -rf /" is not a uid');
   });
 
-  test("every job id encoding is accepted (F58 here)", async () => {
-    const r = await hook("prolog", node(), { FLUX_JOB_ID: "ƒZEr9Bmq" });
-    expect(r.stderr).toBe("");
-    expect(r.code).toBe(0);
+  // Every RFC 19 encoding flux-pam decodes (src/flux/jobid.ts), of the one job the broker has.
+  const encodings: [string, string][] = [
+    ["decimal", JOB],
+    ["0x hex", "0x11dc0000000"],
+    ["dothex", "0000.011d.c000.0000"],
+    ["a KVS path", "job.0000.011d.c000.0000"],
+    ["F58 with ƒ", "ƒZEr9Bmq"],
+    ["F58 with f", "fZEr9Bmq"],
+  ];
+  for (const [encoding, text] of encodings) {
+    test(`a FLUX_JOB_ID in ${encoding} (${text}) names the job`, async () => {
+      const r = await hook("prolog", node(), { FLUX_JOB_ID: text, FLUX_PAM_SCRIPTS_DEBUG: "1" });
+      expect(r.code).toBe(0);
+      // the job decoded is the broker's job: its own R gave the cores
+      expect(r.stderr).toContain("flux-pam-prolog[fZEr9Bmq]: union of 1 job(s) [ƒZEr9Bmq] on rank 0");
+      expect(r.stdout.split("\n")[0]).toBe("user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=2-3 AllowedMemoryNodes=0 DevicePolicy=closed");
+    });
+  }
+
+  test("a FLUX_JOB_ID in mnemonic words is refused, naming the encodings to use", async () => {
+    const words = "academy-academy-academy--academy-academy-academy";
+    const r = await hook("prolog", node(), { FLUX_JOB_ID: words });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe(
+      `flux-pam-prolog[${words.slice(0, 40)}]: FLUX_JOB_ID: job id "${words}" looks like mnemonic words, which flux-pam does not decode; use the F58 or decimal id\n`,
+    );
   });
 });
 

@@ -15,6 +15,19 @@ const MAKE_ROOTFS = join(import.meta.dir, "make-rootfs.sh");
 const NSPAWN = "/usr/bin/systemd-nspawn";
 const CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/** test/systemd/client-driver.ts compiled (buildClientDriver), as the container sees it. */
+export const CLIENT_DRIVER = "/opt/flux-pam/test/systemd-driver";
+
+/** Compiles test/systemd/client-driver.ts exactly as the Makefile compiles flux-pam, into build/test/. */
+export async function buildClientDriver(): Promise<void> {
+  const p = Bun.spawn(
+    [process.execPath, "build", "--compile", "--bytecode", "--minify", "--sourcemap=none", "test/systemd/client-driver.ts", "--outfile", join(BUILD, "test", "systemd-driver")],
+    { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+  );
+  const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`compiling the driver failed: ${err}`);
+}
+
 export interface Bind {
   host: string;
   container: string;

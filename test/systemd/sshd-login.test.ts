@@ -221,18 +221,32 @@ describe.skipIf(skip !== undefined)("sshd logins through pam_flux.so on real sys
   const sshdLines = (entries: JournalEntry[]) => entries.filter((e) => e.id === "sshd").map((e) => e.message);
   const exists = async (path: string) => (await c.exec(["test", "-e", path])).code === 0;
 
-  test("alice with a running job but no prolog yet: sshd refuses the session, the shell never runs", async () => {
+  // Each test sets up alice's containment itself, so that any one runs alone (bun test -t NAME).
+
+  /** alice's job 101 running and its prolog run: the slice constrained, the marker made. */
+  async function contained(): Promise<void> {
     node([{ id: "101", userid: ALICE, cores: "0-1" }]);
-    expect(await exists("/run/flux-pam")).toBe(true); // made by tmpfiles.d/flux-pam.conf, as at boot
+    await hook("prolog", "101");
+    expect(await exists(MARKER)).toBe(true);
+  }
+
+  /** alice with no containment, as housekeeping after her last job leaves her (whatever came before). */
+  async function uncontained(): Promise<void> {
+    node([{ id: "101", userid: ALICE, cores: "0-1", state: 64 }]);
+    await hook("housekeeping", "101");
     expect(await exists(MARKER)).toBe(false);
+  }
+
+  test("alice with a running job but no prolog yet: sshd refuses the session, the shell never runs", async () => {
+    expect(await exists("/run/flux-pam")).toBe(true); // made by tmpfiles.d/flux-pam.conf, as at boot
+    await uncontained();
+    node([{ id: "101", userid: ALICE, cores: "0-1" }]);
     const from = await cursor();
     await expectNoMarkerRefusal(from, await ssh("alice"));
   }, { timeout: 120_000 });
 
   test("alice after the prolog: the shell runs in flux-pam-PID.scope under user-1000.slice, PID being sshd's session process", async () => {
-    node([{ id: "101", userid: ALICE, cores: "0-1" }]);
-    await hook("prolog", "101");
-    expect(await exists(MARKER)).toBe(true);
+    await contained();
     // the slice the scope joins carries the job's limits
     expect((await c.run(["systemctl", "show", "-p", "AllowedCPUs", "user-1000.slice"])).trim()).toBe("AllowedCPUs=0-1");
     const from = await cursor();
@@ -269,8 +283,7 @@ describe.skipIf(skip !== undefined)("sshd logins through pam_flux.so on real sys
   }, { timeout: 120_000 });
 
   test("alice with a pty (an interactive login): the same scope, held by the same process", async () => {
-    node([{ id: "101", userid: ALICE, cores: "0-1" }]);
-    expect(await exists(MARKER)).toBe(true);
+    await contained();
     const r = await ssh("alice", PROBE, ["-tt"]);
     expect(r.code).toBe(0);
     const p = r.probe;
@@ -283,7 +296,7 @@ describe.skipIf(skip !== undefined)("sshd logins through pam_flux.so on real sys
   }, { timeout: 120_000 });
 
   test("two logins of alice at once: a scope each", async () => {
-    node([{ id: "101", userid: ALICE, cores: "0-1" }]);
+    await contained();
     // each shell outlives the other's login, so both scopes exist at the same time
     const both = await Promise.all([ssh("alice", `sleep 1\n${PROBE}`), ssh("alice", `sleep 1\n${PROBE}`)]);
     expect(both.map((r) => r.code)).toEqual([0, 0]);
@@ -294,6 +307,7 @@ describe.skipIf(skip !== undefined)("sshd logins through pam_flux.so on real sys
   }, { timeout: 120_000 });
 
   test("alice when housekeeping tore containment down and the next job's prolog has not run: refused", async () => {
+    await contained();
     node([{ id: "101", userid: ALICE, cores: "0-1", state: 64 }]);
     await hook("housekeeping", "101");
     expect(await exists(MARKER)).toBe(false);
@@ -338,8 +352,8 @@ describe.skipIf(skip !== undefined)("sshd logins through pam_flux.so on real sys
   }, { timeout: 120_000 });
 
   test("manage-user-slice = false: alice with a job logs in without a scope (and without the marker)", async () => {
+    await uncontained();
     node([{ id: "102", userid: ALICE, cores: "0" }], false);
-    expect(await exists(MARKER)).toBe(false);
     const from = await cursor();
     // session-open adds the environment only with a scope
     expectUnscoped(await ssh("alice"), "alice");
