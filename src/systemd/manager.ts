@@ -32,6 +32,9 @@ const DEFAULT_SCOPE_MS = 10_000;
 const DEFAULT_UNIT_JOB_MS = 30_000;
 const DEFAULT_RELOAD_MS = 60_000;
 
+/** How many times unitStatus reads a unit whose job keeps ending between its reads. */
+const UNIT_STATUS_READS = 3;
+
 const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]{1,255}$/;
 
 function checkUnitName(unit: string, suffix?: string): void {
@@ -329,17 +332,25 @@ export class SystemdClient implements Systemd {
         throw e;
       }
     };
-    const [activeState, needDaemonReload, job] = await Promise.all([get("ActiveState"), get("NeedDaemonReload"), get("Job")]);
-    if (activeState === undefined && needDaemonReload === undefined) return undefined;
-    if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
-    if (typeof needDaemonReload !== "boolean") throw new BadBusReplyError("Get", unit, "NeedDaemonReload is not a boolean");
-    const status: UnitStatus = { activeState, needDaemonReload };
-    // Job is (id, path), id 0 when none is queued.
-    if (Array.isArray(job) && typeof job[0] === "number" && job[0] !== 0 && typeof job[1] === "string") {
-      const type = await get("JobType", "org.freedesktop.systemd1.Job", job[1]);
-      if (typeof type === "string") status.job = type;
+    // The Gets are separate calls, and systemd may finish a job between two of them: a slice read
+    // "active" just before its stop job ends and "no job" just after would look like a slice still
+    // up that nobody stops. So Job is read first and its type last: no job at first means the states
+    // were read after any job's end; a job still there when its type is read was there when the
+    // states were read. A job gone by then ended in between: the status is read again.
+    for (let attempt = 1; ; attempt++) {
+      const [job, activeState, needDaemonReload] = await Promise.all([get("Job"), get("ActiveState"), get("NeedDaemonReload")]);
+      if (activeState === undefined && needDaemonReload === undefined) return undefined;
+      if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
+      if (typeof needDaemonReload !== "boolean") throw new BadBusReplyError("Get", unit, "NeedDaemonReload is not a boolean");
+      const status: UnitStatus = { activeState, needDaemonReload };
+      // Job is (id, path), id 0 when none is queued.
+      if (Array.isArray(job) && typeof job[0] === "number" && job[0] !== 0 && typeof job[1] === "string") {
+        const type = await get("JobType", "org.freedesktop.systemd1.Job", job[1]);
+        if (typeof type === "string") status.job = type;
+        else if (attempt < UNIT_STATUS_READS) continue;
+      }
+      return status;
     }
-    return status;
   }
 
   async unitProperties(unit: string, opts: CallOptions & { names?: readonly string[] } = {}): Promise<Record<string, string>> {

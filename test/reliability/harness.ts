@@ -128,10 +128,20 @@ export function hookEnv(uri: string, lockDir: string, bus: string, extra: Record
   return { FLUX_URI: uri, FLUX_JOB_USERID: String(UID), FLUX_JOB_ID: JOB, FLUX_PAM_LOCK_DIR: lockDir, DBUS_SYSTEM_BUS_ADDRESS: bus, ...extra };
 }
 
-/** A hook's failure: exit 1, one stderr line `flux-pam-HOOK[fZEr9Bmq]: REASON`, nothing on stdout. */
-export function hookFailed(hook: "prolog" | "housekeeping", reason: RegExp, tag = TAG): (o: Outcome) => void {
+/**
+ * A hook's failure: exit 1, one stderr line `flux-pam-HOOK[fZEr9Bmq]: REASON`, nothing on stdout.
+ * With `warned`: a best-effort step's warning comes first, then the failure: exactly those two lines.
+ */
+export function hookFailed(hook: "prolog" | "housekeeping", reason: RegExp, tag = TAG, warned?: RegExp): (o: Outcome) => void {
   return (o) => {
-    expectLine(o.stderr, `flux-pam-${hook}[${tag}]: `, reason);
+    const prefix = `flux-pam-${hook}[${tag}]: `;
+    if (warned === undefined) expectLine(o.stderr, prefix, reason);
+    else {
+      const lines = o.stderr.split("\n").filter((l) => l !== "");
+      if (lines.length !== 2) throw new OutcomeError(`expected a warning, then the failure ("${prefix}..."), got ${JSON.stringify(o.stderr)}`);
+      expectLine(lines[0]!, prefix, warned);
+      expectLine(lines[1]!, prefix, reason);
+    }
     expectEq({ code: o.code, stdout: o.stdout }, { code: 1, stdout: "" });
   };
 }

@@ -77,7 +77,8 @@ const USERS: [string, Value][] = [
 ];
 
 const JOB_IDS: [string, Value, RegExp][] = [
-  ["empty", "", /^FLUX_JOB_ID is not set$/],
+  // (flux-run-prolog sets it empty when it cannot run `flux job id`: the reason says so)
+  ["empty", "", /^FLUX_JOB_ID is empty \(flux-run-prolog and flux-run-housekeeping could not convert it: is flux on the IMP's PATH\? flux-pam doctor\)$/],
   ["huge (100,000 chars)", HUGE, /^FLUX_JOB_ID: "a{61}\.\.\." is not a job id in any encoding Flux uses$/],
   ["a newline inside", "123\n456", /^FLUX_JOB_ID: "123\\n456" is not a job id in any encoding Flux uses$/],
   ["an escape sequence", "ƒ2\u001b[2J", /^FLUX_JOB_ID: "ƒ2\\u001b\[2J" is not a job id: "\\u001b" is not an F58 digit$/],
@@ -91,7 +92,7 @@ const JOB_IDS: [string, Value, RegExp][] = [
 ];
 
 const UIDS: [string, Value, RegExp][] = [
-  ["empty", "", /^FLUX_JOB_USERID is not set$/],
+  ["empty", "", /^FLUX_JOB_USERID is empty$/],
   ["negative", "-1", /^FLUX_JOB_USERID="-1" is not a uid$/],
   ["a real", "1.0", /^FLUX_JOB_USERID="1\.0" is not a uid$/],
   ["hex", "0x1", /^FLUX_JOB_USERID="0x1" is not a uid$/],

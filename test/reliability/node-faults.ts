@@ -38,6 +38,8 @@ interface NodeFault {
   mount?: (p: Path) => string;
   /** the refusal's reason, or "ok" where the command rightly goes on */
   reason: Partial<Record<Path, RegExp | "ok">>;
+  /** a best-effort step's warning that comes before the refusal (the same fault met first there) */
+  warned?: Partial<Record<Path, RegExp>>;
   /** the path whose kind must be as it was after the command (the planted thing left alone) */
   planted?: string;
   slowFor?: Path[];
@@ -101,8 +103,10 @@ const NODE_FAULTS: NodeFault[] = [
     name: "lock dir full (ENOSPC): no room for the marker",
     setup: (d) => mkdirSync(d, { mode: 0o700 }),
     mount: () => `mount -t tmpfs -o mode=0700,nr_inodes=2 tmpfs "$D"`,
-    // the prolog has set the slice by then: constrained, and no login can enter it
+    // the prolog has set the slice by then: constrained, and no login can enter it. The record of
+    // the jobs' shares, written first, is best effort (only the next hook's speed depends on it).
     reason: { prolog: /^\S+\/uid\.1\.active: ENOSPC: no space left on device, open '\S+'$/ },
+    warned: { prolog: /^warning: could not record the jobs' shares: \S+\/uid\.1\.shares: ENOSPC: no space left on device, open '\S+'$/ },
   },
   {
     name: "lock dir group-writable (0770)",
@@ -211,7 +215,12 @@ export function nodeCases(): MatrixCase[] {
         group: "node fault",
         fault: f.name,
         path: p,
-        expect: reason === "ok" ? "goes on: makes the lock dir 0700 and succeeds" : hook ? "fails naming the path; the planted thing left alone" : "refused, naming the path",
+        expect:
+          reason === "ok"
+            ? "goes on: makes the lock dir 0700 and succeeds"
+            : hook
+              ? `${f.warned?.[p] ? "warns, then " : ""}fails naming the path; the planted thing left alone`
+              : "refused, naming the path",
         slow,
         // a hook's 60 s for the lock start once the broker has answered (a second more for that)
         deadlineMs: slow ? (hook ? HOOK_LOCK_S + 1 : BUDGET_S) * 1000 : undefined,
@@ -242,7 +251,7 @@ export function nodeCases(): MatrixCase[] {
                 }
                 if (p === "session-open") deniedBySession(reason)(o as Outcome);
                 else if (p === "pam session") pamSessionRefused(reason)(o as Awaited<ReturnType<typeof pamSession>>);
-                else hookFailed(p, reason)(o as Outcome);
+                else hookFailed(p, reason, undefined, f.warned?.[p])(o as Outcome);
                 if (plantedPath) expectEq({ planted: after }, { planted: before });
                 // A refused login made no scope; a failed prolog left no marker of its own making.
                 if (!hook) expectEq({ scope: writes.includes("StartTransientUnit") }, { scope: false });

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { startBroker } from "../broker/broker";
 import { BINARY } from "../e2e/harness";
-import { type JobPlan, startFakeSystemd } from "../systemd/fake-systemd";
+import { type FakeSystemd, type FakeUnit, type JobPlan, startFakeSystemd } from "../systemd/fake-systemd";
 import {
   BUDGET_S,
   deniedBySession,
@@ -28,7 +28,10 @@ import {
   UID,
 } from "./harness";
 
-type Path = "session-open" | "prolog" | "housekeeping (jobs remain)" | "housekeeping (last job)";
+type Path = "session-open" | "prolog" | "housekeeping (jobs remain)" | "housekeeping (last job)" | "housekeeping (again)";
+
+/** A hook's outcome: a refusal (after a best-effort step's warning, with `warned`), a warning it goes on after, or "ok". */
+type HookOutcome = { fails: RegExp; warned?: RegExp } | { warns: RegExp } | "ok";
 
 interface SystemdFault {
   name: string;
@@ -36,15 +39,31 @@ interface SystemdFault {
   plans?: Record<string, JobPlan>;
   /** the bus: the stand-in (default), none at all, or one that accepts and never speaks */
   bus?: "absent" | "mute";
-  /** per path: the refusal, a warning the hook gives as it goes on, or "ok" */
-  outcome: Partial<Record<Path, { fails: RegExp } | { warns: RegExp } | "ok">>;
+  /** units the stand-in holds before the command runs (it holds none otherwise) */
+  units?: Record<string, FakeUnit>;
+  /** shell lines run in the command's private mount namespace before it starts (its own /run/systemd) */
+  mount?: string;
+  /** per path: the outcome */
+  outcome: Partial<Record<Path, HookOutcome>>;
+  /** calls that must have been made ("Member unit"), and calls never made ("Member" or "Member unit"), per path */
+  made?: Partial<Record<Path, string[]>>;
+  notMade?: Partial<Record<Path, string[]>>;
+  /** the next hook of the user, on the same stand-in once its jobs are over: where a failure not waited for shows */
+  then?: { path: Path; warns: RegExp };
   /** what the case waits out: the call's own timeout, in s */
   waitsS?: number;
 }
 
 const SLICE = `user-${UID}.slice`;
 const USER_SERVICE = `user@${UID}.service`;
-const unitFails = (method: string, unit: string, tail: string) => new RegExp(`^${method} ${unit.replace(/[.@]/g, "\\$&")}: ${tail}$`);
+const esc = (unit: string) => unit.replace(/[.@]/g, "\\$&");
+const unitFails = (method: string, unit: string, tail: string) => new RegExp(`^${method} ${esc(unit)}: ${tail}$`);
+const notFound = (unit: string) => `Unit ${esc(unit)} not found\\. \\(org\\.freedesktop\\.systemd1\\.NoSuchUnit\\)`;
+const noAnswer = (ms = "10000") => `no answer from the system bus within ${ms} ms`;
+/** the teardown's calls that once were its usual path and are made now only where the slice's state needs them */
+const OLD_TEARDOWN = ["SetUnitProperties", "RevertUnitFiles", "Reload"];
+/** A stopped slice systemd still holds (another unit refers to it) with the last job's properties, its drop-ins gone. */
+const STALE_SLICE: Record<string, FakeUnit> = { [SLICE]: { ActiveState: "inactive", NeedDaemonReload: true, pinned: true } };
 
 const SYSTEMD_FAULTS: SystemdFault[] = [
   {
@@ -96,48 +115,128 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
     name: "SetUnitProperties refused",
     plans: { SetUnitProperties: "no-such-unit" },
     outcome: {
-      prolog: { fails: unitFails("SetUnitProperties", SLICE, `Unit ${SLICE} not found\\. \\(org\\.freedesktop\\.systemd1\\.NoSuchUnit\\)`) },
-      "housekeeping (jobs remain)": { fails: unitFails("SetUnitProperties", SLICE, `Unit ${SLICE} not found\\. \\(org\\.freedesktop\\.systemd1\\.NoSuchUnit\\)`) },
-      // lifting the device filter is best effort: the revert still runs
-      "housekeeping (last job)": { warns: /^warning: could not lift the device restrictions of user-1\.slice before its revert: SetUnitProperties user-1\.slice: .+$/ },
+      prolog: { fails: unitFails("SetUnitProperties", SLICE, notFound(SLICE)) },
+      "housekeeping (jobs remain)": { fails: unitFails("SetUnitProperties", SLICE, notFound(SLICE)) },
+      // The last job's teardown lifts nothing with it (the slice stops; only a slice kept up with
+      // processes left, kill-user-slice off, has its devices lifted so): never called there.
+      "housekeeping (last job)": "ok",
     },
+    made: { "housekeeping (last job)": [`StopUnit ${SLICE}`] },
+    notMade: { "housekeeping (last job)": ["SetUnitProperties"] },
   },
   {
     name: "SetUnitProperties never returns",
     plans: { SetUnitProperties: "no-reply" },
-    outcome: { prolog: { fails: unitFails("SetUnitProperties", SLICE, "no answer from the system bus within 10000 ms") } },
+    outcome: { prolog: { fails: unitFails("SetUnitProperties", SLICE, noAnswer()) } },
     waitsS: 10,
   },
   {
     name: "StartUnit of user@ refused",
     plans: { StartUnit: "no-such-unit" },
-    // best effort: the slice is the containment
-    outcome: { prolog: { warns: /^warning: could not start user@1\.service \(slice containment still applies\): StartUnit user@1\.service: .+$/ } },
+    // best effort: the slice is the containment; the start is queued, and its refusal comes at once
+    outcome: { prolog: { warns: new RegExp(`^warning: could not start ${esc(USER_SERVICE)} \\(slice containment still applies\\): ${unitFails("StartUnit", USER_SERVICE, notFound(USER_SERVICE)).source.slice(1)}`) } },
   },
   {
     name: 'StartUnit of user@: the job ends "failed"',
     plans: { StartUnit: "failed" },
-    outcome: { prolog: { warns: /^warning: could not start user@1\.service \(slice containment still applies\): StartUnit user@1\.service: job \S+ finished with result "failed".*$/ } },
+    // The start is queued, not waited for: the prolog knows nothing of its end. The failure shows
+    // at the user's next hook here (and in check-user, and systemd's journal).
+    outcome: { prolog: "ok" },
+    made: { prolog: [`StartUnit ${USER_SERVICE}`] },
+    then: {
+      path: "prolog",
+      warns: new RegExp(`^warning: ${esc(USER_SERVICE)} is failed: an earlier start did not succeed \\(journalctl -u ${esc(USER_SERVICE)}; slice containment still applies\\); starting it again$`),
+    },
   },
   {
-    name: "StopUnit refused",
+    name: "StopUnit of the slice refused",
     plans: { StopUnit: "no-such-unit" },
-    outcome: { "housekeeping (last job)": { warns: /^warning: could not stop user@1\.service: StopUnit user@1\.service: .+$/ } },
+    // best effort: the marker is gone and the drop-ins with it; the slice stays up until the next teardown
+    outcome: { "housekeeping (last job)": { warns: new RegExp(`^warning: could not stop ${esc(SLICE)}: ${unitFails("StopUnit", SLICE, notFound(SLICE)).source.slice(1)}`) } },
   },
   {
-    name: 'StopUnit: the job ends "timeout"',
+    name: "StopUnit of the slice never answered",
+    plans: { StopUnit: "no-reply" },
+    outcome: { "housekeeping (last job)": { warns: new RegExp(`^warning: could not stop ${esc(SLICE)}: ${unitFails("StopUnit", SLICE, noAnswer()).source.slice(1)}`) } },
+    waitsS: 10,
+  },
+  {
+    name: 'StopUnit of the slice: the job ends "timeout"',
     plans: { StopUnit: "timeout" },
-    outcome: { "housekeeping (last job)": { warns: /^warning: could not stop user@1\.service: StopUnit user@1\.service: job \S+ finished with result "timeout".*$/ } },
+    // queued, not waited for: the hook is done before systemd's job ends (its journal says how)
+    outcome: { "housekeeping (last job)": "ok" },
+    made: { "housekeeping (last job)": [`StopUnit ${SLICE}`] },
+  },
+  {
+    name: "ResetFailedUnit refused",
+    plans: { ResetFailedUnit: "no-such-unit" },
+    // a failed unit in the slice: its failure is forgotten so that systemd can free the slice; best effort
+    units: { [SLICE]: { ActiveState: "active", SliceOf: [USER_SERVICE, `user-runtime-dir@${UID}.service`, "flux-pam-9.scope"] }, "flux-pam-9.scope": { ActiveState: "failed" } },
+    outcome: { "housekeeping (last job)": { warns: new RegExp(`^warning: could not reset flux-pam-9\\.scope: ${unitFails("ResetFailedUnit", "flux-pam-9.scope", notFound("flux-pam-9.scope")).source.slice(1)}`) } },
+    made: { "housekeeping (last job)": [`StopUnit ${SLICE}`, "ResetFailedUnit flux-pam-9.scope"] },
+    notMade: { "housekeeping (last job)": [`ResetFailedUnit ${USER_SERVICE}`, ...OLD_TEARDOWN] },
+  },
+  {
+    name: "GetUnit never answered",
+    plans: { GetUnit: "no-reply" },
+    // Only a teardown without the marker looks before it acts: it cannot tell what is left, so it fails.
+    outcome: { "housekeeping (last job)": "ok", "housekeeping (again)": { fails: new RegExp(`^GetUnit (${esc(USER_SERVICE)}|${esc(SLICE)}): ${noAnswer()}$`) } },
+    notMade: { "housekeeping (last job)": ["GetUnit"], "housekeeping (again)": ["StopUnit", ...OLD_TEARDOWN] },
+    waitsS: 10,
+  },
+  {
+    name: "Get of a unit's properties never answered",
+    plans: { Get: "no-reply" },
+    units: { [USER_SERVICE]: { ActiveState: "active" }, [SLICE]: { ActiveState: "active" } },
+    outcome: {
+      // user@'s state unknown: its start is queued all the same
+      prolog: "ok",
+      // user@'s state and the slice's units unknown: the stop is queued all the same, nothing reset
+      "housekeeping (last job)": "ok",
+      "housekeeping (again)": { fails: new RegExp(`^Get (${esc(USER_SERVICE)}|${esc(SLICE)}): no answer from the system bus within \\d+ ms$`) },
+    },
+    made: { prolog: [`StartUnit ${USER_SERVICE}`], "housekeeping (last job)": [`StopUnit ${SLICE}`] },
+    notMade: { "housekeeping (last job)": ["ResetFailedUnit", ...OLD_TEARDOWN], "housekeeping (again)": ["StopUnit", ...OLD_TEARDOWN] },
+    waitsS: 10,
   },
   {
     name: "RevertUnitFiles refused",
     plans: { RevertUnitFiles: "no-such-unit" },
-    outcome: { "housekeeping (last job)": { fails: unitFails("RevertUnitFiles", SLICE, `Unit ${SLICE} not found\\. \\(org\\.freedesktop\\.systemd1\\.NoSuchUnit\\)`) } },
+    // no hook calls it any more: the teardown removes the slice's drop-ins itself
+    outcome: { "housekeeping (last job)": "ok", "housekeeping (again)": "ok" },
+    notMade: { "housekeeping (last job)": ["RevertUnitFiles"], "housekeeping (again)": ["RevertUnitFiles"] },
   },
   {
-    name: "Reload (after the revert) refused",
-    plans: { Reload: "no-such-unit" },
-    outcome: { "housekeeping (last job)": { fails: /^Reload user-1\.slice: .+$/ } },
+    name: "Reload refused",
+    plans: { Reload: "access-denied" },
+    // the usual teardown does not reload; a teardown that finds nothing left calls nothing that writes
+    outcome: { "housekeeping (last job)": "ok", "housekeeping (again)": "ok" },
+    made: { "housekeeping (last job)": [`StopUnit ${SLICE}`] },
+    notMade: { "housekeeping (last job)": OLD_TEARDOWN, "housekeeping (again)": ["StopUnit", "ResetFailedUnit", ...OLD_TEARDOWN] },
+  },
+  {
+    name: "Reload refused, a stopped slice systemd still holds",
+    plans: { Reload: "access-denied" },
+    units: STALE_SLICE,
+    outcome: {
+      // the first teardown (the marker there) stops the slice and does not look: no reload
+      "housekeeping (last job)": "ok",
+      // the next one finds it still held with the gone drop-ins' properties: a reload is the only way out
+      "housekeeping (again)": {
+        warned: new RegExp(`^warning: systemd holds the stopped ${esc(SLICE)} with runtime properties whose drop-ins are gone \\(systemctl list-dependencies --reverse ${esc(SLICE)}\\): reloading systemd$`),
+        fails: /^Reload: Permission denied \(org\.freedesktop\.DBus\.Error\.AccessDenied\)$/,
+      },
+    },
+    made: { "housekeeping (last job)": [`StopUnit ${SLICE}`], "housekeeping (again)": ["Reload"] },
+    notMade: { "housekeeping (last job)": OLD_TEARDOWN, "housekeeping (again)": ["StopUnit"] },
+  },
+  {
+    name: "the slice's runtime drop-ins cannot be removed (EROFS)",
+    // this command's own /run/systemd, read-only, holding a drop-in of the slice
+    mount: `mount -t tmpfs -o mode=0755 tmpfs /run/systemd\nmkdir -p /run/systemd/system.control/${SLICE}.d\necho '[Slice]' >/run/systemd/system.control/${SLICE}.d/50-AllowedCPUs.conf\nmount -o remount,ro /run/systemd`,
+    // not best effort: the slice keeps its limits and stays up (no stop queued); the node drains
+    outcome: { "housekeeping (last job)": { fails: new RegExp(`^EROFS: read-only file system, unlink '/run/systemd/system\\.control/${esc(SLICE)}\\.d/50-AllowedCPUs\\.conf'$`) } },
+    notMade: { "housekeeping (last job)": ["StopUnit", ...OLD_TEARDOWN] },
   },
   {
     name: "logind's GetUser never returns (linger read from its file)",
@@ -147,12 +246,34 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
   },
 ];
 
-const PATHS: Path[] = ["session-open", "prolog", "housekeeping (jobs remain)", "housekeeping (last job)"];
+const PATHS: Path[] = ["session-open", "prolog", "housekeeping (jobs remain)", "housekeeping (last job)", "housekeeping (again)"];
+
+/** The calls as "Member unit" (the unit the call names, for a Properties call the unit of its path). */
+function callNames(fake: FakeSystemd): string[] {
+  return fake.calls.map((c) => (typeof c.body[0] === "string" && c.path === undefined ? `${c.member} ${c.body[0]}` : c.member));
+}
 
 /** A mute bus: accepts, never says a word (a wedged dbus-daemon). */
 function muteBus(path: string): { stop(): void } {
   const l = Bun.listen<undefined>({ unix: path, socket: { data() {} } });
   return { stop: () => l.stop(true) };
+}
+
+/** Waits (a bound, not a timed assertion) until the stand-in's jobs are over, but those that never end. */
+async function jobsOver(fake: FakeSystemd, ms = 5000): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(10)) if (![...fake.units.values()].some((u) => u.job)) return;
+}
+
+function expectOutcome(o: HookOutcome, p: Path, r: Outcome): void {
+  const hookName = p === "prolog" ? "prolog" : "housekeeping";
+  if (o !== "ok" && "fails" in o) {
+    if (p === "session-open") deniedBySession(o.fails)(r);
+    else hookFailed(hookName, o.fails, TAG, o.warned)(r);
+  } else {
+    expectEq({ code: r.code, stdout: r.stdout }, { code: 0, stdout: p === "session-open" ? r.stdout : "" });
+    if (o === "ok") expectEq({ stderr: r.stderr }, { stderr: "" });
+    else expectLine(r.stderr, `flux-pam-${hookName}[${TAG}]: `, o.warns);
+  }
 }
 
 export function systemdCases(): MatrixCase[] {
@@ -163,7 +284,8 @@ export function systemdCases(): MatrixCase[] {
       if (o === undefined) continue;
       const hook = p !== "session-open";
       const expectText =
-        o === "ok" ? "goes on (exit 0)" : "warns" in o ? "warns and goes on (exit 0)" : hook ? "fails naming the call" : "refused: no scope, no login";
+        (o === "ok" ? "goes on (exit 0)" : "warns" in o ? "warns and goes on (exit 0)" : !hook ? "refused: no scope, no login" : `${o.warned ? "warns, then " : ""}fails naming the ${f.mount ? "path" : "call"}`) +
+        (f.then ? `; the next ${f.then.path} warns` : "");
       out.push({
         group: "systemd fault",
         fault: f.name,
@@ -176,37 +298,43 @@ export function systemdCases(): MatrixCase[] {
           const caseDir = env.caseDir();
           const fake = await startFakeSystemd(caseDir);
           for (const [m, plan] of Object.entries(f.plans ?? {})) fake.memberPlans.set(m, plan);
+          for (const [u, state] of Object.entries(f.units ?? {})) fake.units.set(u, { ...state });
           const mute = f.bus === "mute" ? muteBus(join(caseDir, "mute-bus.sock")) : undefined;
           const bus = f.bus === "absent" ? `unix:path=${join(caseDir, "no-bus.sock")}` : f.bus === "mute" ? `unix:path=${join(caseDir, "mute-bus.sock")}` : fake.address;
           // jobs remain: another RUN job of the user on this rank besides the hook's own
           const remain = startBroker(join(caseDir, "b.sock"), { ...NODE, jobs: [...NODE.jobs!, { id: "2000", userid: UID, cores: "1" }] });
           const uri = p === "housekeeping (jobs remain)" ? `local://${remain.path}` : env.good;
-          const lockDir = p === "prolog" ? join(caseDir, "locks") : lockDirWithMarker(caseDir, "locks");
+          // again: the last job's housekeeping once more, the marker already gone (another one tore down)
+          const lockDir = p === "prolog" || p === "housekeeping (again)" ? join(caseDir, "locks") : lockDirWithMarker(caseDir, "locks");
           const marker = join(lockDir, `uid.${UID}.active`);
+          const command = (q: Path) => [BINARY, q.startsWith("housekeeping") ? "housekeeping" : "prolog"];
           try {
             let r: Outcome;
             if (p === "session-open") r = await run(sessionArgv(uri, lockDir), sessionEnv(bus));
-            else r = await run([BINARY, p.startsWith("housekeeping") ? "housekeeping" : "prolog"], hookEnv(uri, lockDir, bus));
-            const calls = fake.calls.map((c) => c.member);
+            else r = await run(command(p), hookEnv(uri, lockDir, bus), f.mount);
+            const calls = callNames(fake);
             const markerThere = existsSync(marker);
+            let next: Outcome | undefined;
+            if (f.then) {
+              await jobsOver(fake);
+              next = await run(command(f.then.path), hookEnv(uri, lockDir, bus));
+            }
             return {
               ms: r.ms,
               check() {
-                const hookName = p === "prolog" ? "prolog" : "housekeeping";
-                if (o !== "ok" && "fails" in o) {
-                  if (p === "session-open") deniedBySession(o.fails)(r);
-                  else hookFailed(hookName, o.fails)(r);
-                } else {
-                  expectEq({ code: r.code, stdout: r.stdout }, { code: 0, stdout: p === "session-open" ? r.stdout : "" });
-                  if (o === "ok") expectEq({ stderr: r.stderr }, { stderr: "" });
-                  else expectLine(r.stderr, `flux-pam-${hookName}[${TAG}]: `, o.warns);
-                }
+                expectOutcome(o, p, r);
+                if (f.then) expectOutcome({ warns: f.then.warns }, f.then.path, next!);
+                const called = (name: string) => calls.some((c) => c === name || c.startsWith(`${name} `));
+                for (const m of f.made?.[p] ?? []) expectEq({ called: m, made: called(m) }, { called: m, made: true });
+                for (const m of f.notMade?.[p] ?? []) expectEq({ called: m, made: called(m) }, { called: m, made: false });
                 // The invariants: a marker only over a slice that got its limits; the last job's
-                // marker gone before anything else; a refused login made no scope it waited for.
-                const constrained = calls.includes("SetUnitProperties") && f.plans?.SetUnitProperties === undefined;
+                // marker gone before anything else (and a teardown never makes one); a refused login
+                // made no scope it waited for.
+                const constrained = calls.includes(`SetUnitProperties ${SLICE}`) && f.plans?.SetUnitProperties === undefined;
                 if (p === "prolog") expectEq({ marker: markerThere }, { marker: r.code === 0 && constrained });
                 if (p === "housekeeping (jobs remain)") expectEq({ marker: markerThere }, { marker: true });
                 if (p === "housekeeping (last job)") expectEq({ marker: markerThere }, { marker: f.bus === "absent" });
+                if (p === "housekeeping (again)") expectEq({ marker: markerThere }, { marker: false });
               },
             };
           } finally {

@@ -36,6 +36,9 @@ afterAll(async () => {
 afterEach(() => {
   fake.calls.length = 0;
   fake.plans.clear();
+  fake.memberPlans.clear();
+  fake.units.clear();
+  fake.onCall = undefined;
 });
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -242,6 +245,54 @@ describe("jobs left to systemd", () => {
   test("enqueueStop is StopUnit, mode replace", async () => {
     await sd.enqueueStop("user-1996.slice");
     expect(fake.calls).toEqual([{ member: "StopUnit", body: ["user-1996.slice", "replace"] }]);
+  });
+});
+
+describe("reading units: GetUnit never loads one, a Get on its object path does", () => {
+  const gets = (path: string) => fake.calls.filter((c) => c.member === "Get" && c.path === path).map((c) => c.body[1]);
+
+  test("unitStatus of a unit systemd does not hold is undefined, and loads nothing", async () => {
+    expect(await sd.unitStatus("user-1990.slice")).toBeUndefined();
+    expect(fake.calls.map((c) => c.member)).toEqual(["GetUnit"]);
+    expect(fake.units.has("user-1990.slice")).toBe(false);
+  });
+
+  test("unitActiveState and sliceUnits read the unit's escaped object path (systemd loads it)", async () => {
+    fake.units.set("user-1990.slice", { ActiveState: "active", SliceOf: ["user@1990.service", "flux-pam-7.scope"] });
+    expect(await sd.unitActiveState("user@1990.service")).toBe("inactive");
+    expect(fake.units.has("user@1990.service")).toBe(true);
+    expect(await sd.sliceUnits("user-1990.slice")).toEqual(["user@1990.service", "flux-pam-7.scope"]);
+    expect(fake.calls.map((c) => [c.member, c.path, c.body])).toEqual([
+      ["Get", "/org/freedesktop/systemd1/unit/user_401990_2eservice", ["org.freedesktop.systemd1.Unit", "ActiveState"]],
+      ["Get", "/org/freedesktop/systemd1/unit/user_2d1990_2eslice", ["org.freedesktop.systemd1.Unit", "SliceOf"]],
+    ]);
+  });
+
+  test("unitStatus names the job queued for the unit, and a stop done frees it", async () => {
+    fake.units.set("user-1990.slice", { ActiveState: "active", NeedDaemonReload: true });
+    fake.plans.set("user-1990.slice", "never");
+    await sd.enqueueStop("user-1990.slice");
+    expect(await sd.unitStatus("user-1990.slice")).toEqual({ activeState: "active", needDaemonReload: true, job: "stop" });
+    fake.plans.clear();
+    await sd.stopUnit("user-1990.slice", { timeoutMs: 1000 });
+    expect(await sd.unitStatus("user-1990.slice")).toBeUndefined();
+  });
+
+  test("a job that ends between unitStatus's reads: the unit is read again, Job first", async () => {
+    const path = "/org/freedesktop/systemd1/unit/user_2d1990_2eslice";
+    // The slice's stop is queued when Job is read; by the time its type is read, it is done.
+    fake.units.set("user-1990.slice", { ActiveState: "active", NeedDaemonReload: true, job: { id: 9990, type: "stop" } });
+    fake.onCall = (c) => {
+      if (c.path === "/org/freedesktop/systemd1/job/9990") fake.units.set("user-1990.slice", { ActiveState: "inactive", NeedDaemonReload: true });
+    };
+    expect(await sd.unitStatus("user-1990.slice")).toEqual({ activeState: "inactive", needDaemonReload: true });
+    expect(gets(path)).toEqual(["Job", "ActiveState", "NeedDaemonReload", "Job", "ActiveState", "NeedDaemonReload"]);
+  });
+
+  test("a job that keeps vanishing: read three times, then the states as last read", async () => {
+    fake.units.set("user-1990.slice", { ActiveState: "active", job: { id: 9991, type: "stop" } });
+    expect(await sd.unitStatus("user-1990.slice")).toEqual({ activeState: "active", needDaemonReload: false });
+    expect(fake.calls.filter((c) => c.path === "/org/freedesktop/systemd1/job/9991").length).toBe(3);
   });
 });
 
