@@ -189,8 +189,8 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
     plans: { Get: "no-reply" },
     units: { [USER_SERVICE]: { ActiveState: "active" }, [SLICE]: { ActiveState: "active" } },
     outcome: {
-      // user@'s state unknown: its start is queued all the same
-      prolog: "ok",
+      // user@'s state unknown: its start is queued all the same, and the hook says it could not look
+      prolog: { warns: new RegExp(`^warning: could not read the state of ${esc(USER_SERVICE)}: Get ${esc(USER_SERVICE)}: no answer from the system bus within \\d+ ms$`) },
       // user@'s state and the slice's units unknown: the stop is queued all the same, nothing reset
       "housekeeping (last job)": "ok",
       "housekeeping (again)": { fails: new RegExp(`^Get (${esc(USER_SERVICE)}|${esc(SLICE)}): no answer from the system bus within \\d+ ms$`) },

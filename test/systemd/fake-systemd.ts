@@ -137,8 +137,13 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
     return u;
   };
 
+  // A job's end or a forged signal scheduled before close() would otherwise write to a closed
+  // connection: dbus-native reports that as an 'error' nobody listens for, which ends the test
+  // process in whatever test runs at that moment.
+  let closed = false;
+  const later = (f: () => void, ms: number) => setTimeout(() => closed || f(), ms);
   const jobRemoved = (id: number, job: string, unit: string, result: string) =>
-    svc.sendSignal(PATH, MANAGER, "JobRemoved", "uoss", [id, job, unit, result]);
+    closed || svc.sendSignal(PATH, MANAGER, "JobRemoved", "uoss", [id, job, unit, result]);
 
   /** The job's end as systemd makes it: the unit moves, the job goes, a stopped unit is freed. */
   const finish = (id: number, result: string) => {
@@ -191,10 +196,10 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
       case "never":
         return path;
       case "forged":
-        setTimeout(() => forge(msg.sender, id, path, unit), 20);
+        later(() => forge(msg.sender, id, path, unit), 20);
         return path;
       default:
-        setTimeout(() => finish(id, plan), 50);
+        later(() => finish(id, plan), 50);
         return path;
     }
   };
@@ -330,6 +335,7 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
   }
 
   fake.close = async () => {
+    closed = true;
     await attacker.close();
     await svc.close();
     await new Promise<void>((resolve) => broker.close(() => resolve()));
