@@ -113,12 +113,36 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
       .map((m) => m.member ?? "");
   }
 
+  /**
+   * Alice as a node without her jobs has her: the housekeeping of an ended job tears down whatever
+   * an earlier test left (marker, record, drop-ins, slice), and systemd has freed the slice. Each
+   * test starts here and makes the state it asserts on, so that any one of them runs alone (-t).
+   */
+  async function fromScratch(): Promise<void> {
+    nodeWith([{ id: "999", userid: ALICE, cores: "0", state: 64 }]);
+    await expectHook("housekeeping", "999");
+    if (!(await until(async () => !(await held(SLICE)))) || (await exists(MARKER)) || (await exists(DROPINS)))
+      throw new Error(`alice's containment is still there after a teardown: ${await c.run(["systemctl", "status", "--no-pager", SLICE])}`);
+  }
+
+  /** From scratch, the prologs of `jobs` in order, each seeing the jobs before it and itself running. */
+  async function withJobs(jobs: ScenarioJob[]): Promise<void> {
+    await fromScratch();
+    for (let i = 0; i < jobs.length; i++) {
+      nodeWith(jobs.slice(0, i + 1));
+      await expectHook("prolog", jobs[i]!.id);
+    }
+  }
+
+  const JOB101: ScenarioJob = { id: "101", userid: ALICE, cores: "0-1", gpus: "0" };
+  const JOB102: ScenarioJob = { id: "102", userid: ALICE, cores: "4-5", gpus: "1" };
+  const ended = (j: ScenarioJob): ScenarioJob => ({ ...j, state: 64 });
+
   /** What changes systemd's state; reads (GetUnit, Get, ...) are none of these. */
   const WRITES = ["StartUnit", "StopUnit", "RestartUnit", "KillUnit", "SetUnitProperties", "StartTransientUnit", "ResetFailedUnit", "RevertUnitFiles", "Reload", "Subscribe"];
 
   test("1: the first job's prolog sets the mapper's answer on the slice, makes the marker, starts user@", async () => {
-    nodeWith([{ id: "101", userid: ALICE, cores: "0-1", gpus: "0" }]);
-    await expectHook("prolog", "101");
+    await withJobs([JOB101]);
     expect(await sliceProps()).toEqual({
       AllowedCPUs: "0-1",
       AllowedMemoryNodes: "0",
@@ -133,10 +157,9 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("2: a second job with other cores widens the slice to the union", async () => {
-    nodeWith([
-      { id: "101", userid: ALICE, cores: "0-1", gpus: "0" },
-      { id: "102", userid: ALICE, cores: "4-5", gpus: "1" },
-    ]);
+    await withJobs([JOB101]);
+    expect((await sliceProps()).AllowedCPUs).toBe("0-1");
+    nodeWith([JOB101, JOB102]);
     await expectHook("prolog", "102");
     expect(await sliceProps()).toEqual({
       AllowedCPUs: "0-1 4-5",
@@ -147,10 +170,9 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("2: when a job ends, the slice shrinks back and its devices are dropped", async () => {
-    nodeWith([
-      { id: "101", userid: ALICE, cores: "0-1", gpus: "0", state: 64 },
-      { id: "102", userid: ALICE, cores: "4-5", gpus: "1" },
-    ]);
+    await withJobs([JOB101, JOB102]);
+    expect((await sliceProps()).AllowedCPUs).toBe("0-1 4-5");
+    nodeWith([ended(JOB101), JOB102]);
     await expectHook("housekeeping", "101");
     expect(await sliceProps()).toEqual({
       AllowedCPUs: "4-5",
@@ -163,6 +185,9 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
 
   test("2: the jobs' shares are recorded beside the marker and reused; a garbled record is ignored (the broker's R decides)", async () => {
     const record = "/run/flux-pam/uid.1000.shares";
+    await withJobs([JOB101, JOB102]);
+    nodeWith([ended(JOB101), JOB102]);
+    await expectHook("housekeeping", "101");
     expect(Object.keys(JSON.parse(await c.run(["cat", record])).jobs)).toEqual(["102"]);
     expect((await c.run(["stat", "-c", "%a %U", record])).trim()).toBe("600 root");
     await c.run(["bash", "-c", `echo garbage >${record}`]);
@@ -176,7 +201,9 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("3: the last job's housekeeping removes the marker and the drop-ins and stops the slice; systemd frees it unconstrained, without a reload", async () => {
+    await withJobs([JOB102]);
     expect(await exists(DROPINS)).toBe(true);
+    expect(await until(async () => (await active("user@1000.service")) === "active")).toBe(true);
     const before = await reloads();
     nodeWith([{ id: "102", userid: ALICE, cores: "4-5", gpus: "1", state: 64 }]);
     const r = await hook("housekeeping", "102");
@@ -196,6 +223,10 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("3: a daemon-reload after the teardown changes nothing on the slice", async () => {
+    await withJobs([JOB102]);
+    nodeWith([ended(JOB102)]);
+    await expectHook("housekeeping", "102");
+    expect(await until(async () => !(await held(SLICE)))).toBe(true);
     const shown = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow", "NeedDaemonReload", "DropInPaths"];
     const before = await c.run(["systemctl", "show", ...shown.flatMap((p) => ["-p", p]), SLICE]);
     await c.run(["systemctl", "daemon-reload"]);
@@ -204,7 +235,10 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("3: a second teardown finds nothing left and makes no write call to systemd", async () => {
-    nodeWith([{ id: "102", userid: ALICE, cores: "4-5", gpus: "1", state: 64 }]);
+    await withJobs([JOB102]);
+    nodeWith([ended(JOB102)]);
+    await expectHook("housekeeping", "102");
+    expect(await until(async () => !(await held(SLICE)))).toBe(true);
     let r: Awaited<ReturnType<typeof hook>> | undefined;
     const calls = await systemdCalls(async () => (r = await hook("housekeeping", "102", { FLUX_PAM_SCRIPTS_DEBUG: "1" })));
     expect(r!.code).toBe(0);
@@ -214,6 +248,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("4: kill-user-slice TERMs a stray process, KILLs one that ignores TERM after the grace time", async () => {
+    await fromScratch();
     nodeWith([{ id: "103", userid: ALICE, cores: "0" }]);
     await expectHook("prolog", "103");
     await c.run(["systemd-run", "--uid=1000", `--slice=${SLICE}`, "--unit=stray-term", "sleep", "infinity"]);
@@ -235,6 +270,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   // covered by test/decide/slice-teardown.test.ts on a simulated slice.
 
   test("5: with linger enabled the prolog fails and changes nothing", async () => {
+    await fromScratch();
     await c.run(["loginctl", "enable-linger", "alice"]);
     try {
       await c.exec(["systemctl", "stop", "user@1000.service"]);
@@ -250,6 +286,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("5: the instance owner's job and manage-user-slice off are skipped", async () => {
+    await fromScratch();
     nodeWith([{ id: "106", userid: ALICE, cores: "1" }], { owner: ALICE });
     expect((await hook("prolog", "106")).code).toBe(0);
     nodeWith([{ id: "106", userid: ALICE, cores: "1" }], { config: { exec: { "sdexec-constrain-resources": true } } });
@@ -259,6 +296,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("6: a group- or other-writable lock dir, a symlinked lock or marker are refused", async () => {
+    await fromScratch();
     nodeWith([{ id: "107", userid: ALICE, cores: "1" }]);
     for (const mode of ["0770", "0707"]) {
       await c.run(["install", "-d", "-m", mode, "/run/bad-locks"]);
@@ -280,6 +318,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("7: sixteen prologs and housekeepings of one user racing end in the true state", async () => {
+    await fromScratch();
     const running = Array.from({ length: 8 }, (_, i) => ({ id: String(200 + i), userid: ALICE, cores: String(i) }));
     const ended = Array.from({ length: 8 }, (_, i) => ({ id: String(300 + i), userid: ALICE, cores: String(8 + i), state: 64 }));
     nodeWith([...running, ...ended]);
@@ -296,6 +335,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("session-open puts the PAM process into flux-pam-PID.scope under the slice, once the marker is there", async () => {
+    await fromScratch();
     nodeWith([{ id: "108", userid: ALICE, cores: "0" }]);
     const pid = (await c.run(["bash", "-c", "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!"])).trim();
     const denied = await c.exec([BIN, "session-open", `uri=${uri()}`], { env: { PAM_USER: "alice", PAM_SERVICE: "sshd", FLUX_PAM_PID: pid } });
@@ -314,6 +354,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("8: eight last-job housekeepings of one user at once: one tears down, seven find nothing; the slice ends reverted, without a reload", async () => {
+    await fromScratch();
     nodeWith([{ id: "400", userid: ALICE, cores: "2", gpus: "0" }]);
     await expectHook("prolog", "400");
     expect(await until(async () => (await active("user@1000.service")) === "active")).toBe(true);
@@ -334,6 +375,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("9: kill-user-slice off and a process left in the slice: the one teardown that reloads, once; the slice stays up, unconstrained", async () => {
+    await fromScratch();
     const keep = { config: config({ "kill-user-slice": false }) };
     nodeWith([{ id: "500", userid: ALICE, cores: "1", gpus: "1" }], keep);
     await expectHook("prolog", "500");
@@ -361,6 +403,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("10: a prolog whose user@ start fails exits 0; check-user and the next hooks say user@ failed", async () => {
+    await fromScratch();
     const dropin = "/run/systemd/system/user@1000.service.d";
     await c.run(["mkdir", "-p", dropin]);
     await c.run(["bash", "-c", `printf '[Service]\\nExecStartPre=/bin/false\\n' >${dropin}/fail.conf`]);
@@ -397,6 +440,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("11: a failed unit left in the slice does not keep systemd holding it: the teardown forgets the failure, no reload", async () => {
+    await fromScratch();
     nodeWith([{ id: "700", userid: ALICE, cores: "0" }]);
     await expectHook("prolog", "700");
     await c.run(["systemd-run", "--uid=1000", `--slice=${SLICE}`, "--unit=doomed", "false"]);
@@ -412,6 +456,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   });
 
   test("12: a stopped slice that another unit refers to stays held with stale properties: the next teardown reloads, once, and says so", async () => {
+    await fromScratch();
     nodeWith([{ id: "800", userid: ALICE, cores: "1" }]);
     await expectHook("prolog", "800");
     await c.run(["systemd-run", "--unit=holder", `--property=After=${SLICE}`, "sleep", "infinity"]);
