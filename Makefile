@@ -12,7 +12,7 @@ HELPER     ?= $(LIBEXECDIR)/flux-pam/flux-pam
 
 SRC := $(shell find src -name '*.ts') package.json
 
-.PHONY: all build check check-vm fuzz lifecycle test bench demo deps clean
+.PHONY: all build check check-vm fuzz lifecycle test bench demo deps clean compile-flags
 
 all: build
 build: build/flux-pam build/pam_flux.so
@@ -36,9 +36,15 @@ NO_AUTOLOAD = --no-compile-autoload-bunfig --no-compile-autoload-dotenv \
 # the baseline JIT: measured, 10 MiB less peak RSS with 1000 running jobs and less CPU, a login as fast.
 JIT_POLICY ?= 1000
 
+COMPILE = --compile --bytecode --minify --sourcemap=none $(NO_AUTOLOAD) --compile-jit-policy $(JIT_POLICY)
+
 build/flux-pam: $(SRC) Makefile node_modules/.bin/bun
 	@mkdir -p build
-	$(BUN) build --compile --bytecode --minify --sourcemap=none $(NO_AUTOLOAD) --compile-jit-policy $(JIT_POLICY) src/cli.ts --outfile $@
+	$(BUN) build $(COMPILE) src/cli.ts --outfile $@
+
+# How the binary is compiled, for bench/floor.ts: its yardstick program is compiled the same way.
+compile-flags:
+	@echo $(COMPILE)
 
 build/pam_flux.so: pam/pam_flux.c
 	@mkdir -p build

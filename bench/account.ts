@@ -4,7 +4,9 @@
 
 import type { Scenario } from "../test/broker/scenario";
 import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
-import { MODULE, driverArgs, ensureBuilt, pamConfDir, realHelper, standIn } from "../test/pam/harness";
+import { join } from "node:path";
+import { buildFloor } from "./floor";
+import { MODULE, driverArgs, ensureBuilt, installHelper, pamConfDir, realHelper, standIn } from "../test/pam/harness";
 
 const N = Number(process.argv[2] ?? 200);
 // daemon (1) has a job here; bin (2) has one on another node (the denial's job hint names it); sys (3) none.
@@ -48,6 +50,9 @@ async function main() {
     const pam = pamConfDir(dir.path);
     const helper = realHelper(dir.path);
     const stub = standIn(dir.path, "echo 'result owner' >&3");
+    // The target's yardstick: a program of the same Bun, compiled as flux-pam is, that only answers.
+    const floor = await buildFloor(join(dir.path, "floor"), "answer", 'require("node:fs").writeSync(3, "result owner\\n");\n');
+    const bunFloor = installHelper(dir.path, { source: floor, name: "bun-floor" });
     const rows: [string, string, string][] = [
       ["pam_flux.so + flux-pam, owner admitted", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "daemon"],
       ["pam_flux.so + flux-pam, denied, no job anywhere", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "sys"],
@@ -55,7 +60,9 @@ async function main() {
       ["... the same with no-job-hint", `account required ${MODULE} helper=${helper} uri=${broker.uri} no-job-hint`, "bin"],
       ["pam_exec.so + flux-pam, owner admitted", `account required pam_exec.so quiet stdout ${BINARY} account uri=${broker.uri}`, "daemon"],
       ["pam_flux.so + /bin/sh stand-in (wrapper floor)", `account required ${MODULE} helper=${stub}`, "daemon"],
+      ["pam_flux.so + a Bun program that only answers", `account required ${MODULE} helper=${bunFloor}`, "daemon"],
     ];
+    const medians = new Map<string, number>();
     console.log(`account decision through libpam, ${N} runs each (ms)`);
     console.log(`${"".padEnd(48)} ${"median".padStart(7)} ${"p95".padStart(7)} ${"min".padStart(7)} ${"max".padStart(7)}  result`);
     for (const [name, line, user] of rows) {
@@ -65,8 +72,11 @@ async function main() {
       const { ms, codes } = await timeAccount(pam.path, service, user, N);
       const s = [...ms].sort((a, b) => a - b);
       const f = (x: number) => x.toFixed(2).padStart(7);
+      medians.set(name, quantile(s, 0.5));
       console.log(`${name.padEnd(48)} ${f(quantile(s, 0.5))} ${f(quantile(s, 0.95))} ${f(s[0]!)} ${f(s.at(-1)!)}  ${[...codes].join(",")}`);
     }
+    const ratio = medians.get(rows[0]![0])! / medians.get(rows.at(-1)![0])!;
+    console.log(`owner admitted / a Bun program that only answers: ${ratio.toFixed(2)}x (target: within 1.2x)`);
   } finally {
     await broker.stop();
     dir.remove();

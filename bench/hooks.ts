@@ -15,6 +15,7 @@ import { basename, dirname, join } from "node:path";
 import type { Scenario, ScenarioJob } from "../test/broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../test/e2e/harness";
 import { BUILD, bootContainer, containerSkipReason } from "../test/systemd/container";
+import { buildFloor } from "./floor";
 
 const RUNS = Number(process.argv[2] ?? 20);
 /** runs with debug output, for systemd's share */
@@ -76,7 +77,11 @@ async function main() {
   chmodSync(socks, 0o755);
   const brokers: BrokerProcess[] = [];
   for (const [name, s] of Object.entries(STATES)) brokers.push(await startBrokerProcess(s, socks, name));
+  // The process floor on this machine (bench/floor.ts): a program that only writes a line.
+  const floorDir = join(dir.path, "floor");
+  await buildFloor(floorDir, "floor", 'require("node:fs").writeSync(1, "floor\\n");\n');
   const binds = [
+    { host: floorDir, container: "/opt/bench-floor", readOnly: true },
     { host: socks, container: "/run/test-flux" },
     { host: GNU_TIME, container: "/usr/local/bin/gtime", readOnly: true },
     ...(OTHER_BIN ? [{ host: dirname(OTHER_BIN), container: "/opt/bench-bin", readOnly: true }] : []),
@@ -89,6 +94,7 @@ async function main() {
     // Warm the page cache and user@'s first start.
     await sh(`hook run prolog 1000 >/dev/null; settle_up; hook ended housekeeping 1000 >/dev/null; settle_down`);
 
+    const floor = await path(sh, "bare Bun exec (the process floor)", `timed_floor`);
     rows.push(await path(sh, "prolog, the user's first job", `settle_down; timed run prolog 1000; settle_up; hook ended housekeeping 1000 >/dev/null`));
     await sh(`hook run prolog 1000 >/dev/null; settle_up`);
     rows.push(await path(sh, "prolog, a further job", `timed two prolog 1001`));
@@ -122,18 +128,20 @@ async function main() {
     const checkUser = await rss(`gtime -f %M ${BIN} check-user alice --uri $(uri run) 2>&1 >/dev/null | tail -1`);
 
     console.log(`flux-pam hooks on real systemd 252 (nspawn container), ${BIN}, median of ${RUNS} runs`);
-    console.log(`${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)}`);
+    const floorMs = median(floor.wall);
+    console.log(`${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)} ${"over floor".padStart(10)}`);
+    console.log(`${floor.path.padEnd(44)} ${floorMs.toFixed(1).padStart(8)}`);
     for (const r of rows) {
       const wall = median(r.wall);
       const wait = r.waits.length ? median(r.waits) : undefined;
       console.log(
-        `${r.path.padEnd(44)} ${wall.toFixed(1).padStart(8)} ${(wait === undefined ? "-" : wait.toFixed(1)).padStart(10)} ${(wait === undefined ? "-" : (wall - wait).toFixed(1)).padStart(10)} ${(r.calls.length ? String(median(r.calls)) : "-").padStart(5)} ${String(r.reloads).padStart(7)} ${(r.rssMiB === undefined ? "-" : r.rssMiB.toFixed(1)).padStart(7)}`,
+        `${r.path.padEnd(44)} ${wall.toFixed(1).padStart(8)} ${(wait === undefined ? "-" : wait.toFixed(1)).padStart(10)} ${(wait === undefined ? "-" : (wall - wait).toFixed(1)).padStart(10)} ${(r.calls.length ? String(median(r.calls)) : "-").padStart(5)} ${String(r.reloads).padStart(7)} ${(r.rssMiB === undefined ? "-" : r.rssMiB.toFixed(1)).padStart(7)} ${(wall - floorMs).toFixed(1).padStart(10)}`,
       );
     }
     const rssRow = (name: string, mib: number) => console.log(`${name.padEnd(44)} ${"".padStart(8)} ${"".padStart(10)} ${"".padStart(10)} ${"".padStart(5)} ${"".padStart(7)} ${mib.toFixed(1).padStart(7)}`);
     rssRow("prolog, 1000 jobs, no record of shares (RSS)", cold);
     rssRow("check-user (peak RSS only)", checkUser);
-    console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code)");
+    console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code); over floor: wall time less the bare Bun exec's");
   } finally {
     await c.stop();
     for (const b of brokers) await b.stop();
@@ -189,6 +197,11 @@ timed8() {
     t=$(cat /tmp/hook8.$j.t); if [ "$t" -gt "$slowest" ]; then slowest=$t; w=$(waited /tmp/hook8.$j.err); fi
   done
   echo "\${DBG:-0} $slowest $(( $(reloads) - r0 )) \${w:-- -}"
+}
+timed_floor() {
+  local s e
+  s=\${EPOCHREALTIME/./}; /opt/bench-floor/floor >/dev/null; e=\${EPOCHREALTIME/./}
+  echo "\${DBG:-0} $(( e - s )) 0 - -"
 }
 timed_session() {
   local r0=$(reloads) s e p
