@@ -59,6 +59,7 @@ async function main() {
       ["pam_flux.so + flux-pam, denied, a job elsewhere", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "bin"],
       ["... the same with no-job-hint", `account required ${MODULE} helper=${helper} uri=${broker.uri} no-job-hint`, "bin"],
       ["pam_exec.so + flux-pam, owner admitted", `account required pam_exec.so quiet stdout ${BINARY} account uri=${broker.uri}`, "daemon"],
+      ["pam_exec.so + flux-pam, denied, no job anywhere", `account required pam_exec.so quiet stdout ${BINARY} account uri=${broker.uri}`, "sys"],
       ["pam_flux.so + /bin/sh stand-in (wrapper floor)", `account required ${MODULE} helper=${stub}`, "daemon"],
       ["pam_flux.so + a Bun program that only answers", `account required ${MODULE} helper=${bunFloor}`, "daemon"],
     ];
