@@ -173,7 +173,12 @@ B=${BIN}
 uri() { echo "local:///run/test-flux/$1.sock"; }
 DBG=
 # FLUX_PAM_SCRIPTS_DEBUG only when DBG is set: debug output is not free
-hook() { env FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 \${DBG:+FLUX_PAM_SCRIPTS_DEBUG=1} $B $2 2>/tmp/hook.err || { cat /tmp/hook.err >&2; exit 1; }; }
+# The hook run straight from bash, as a runner execs it: no env(1), no $(...) subshell in the timed part.
+run_hook() {
+  if [ -n "$DBG" ]; then FLUX_URI=local:///run/test-flux/$1.sock FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 FLUX_PAM_SCRIPTS_DEBUG=1 $B $2
+  else FLUX_URI=local:///run/test-flux/$1.sock FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 $B $2; fi
+}
+hook() { run_hook "$@" 2>/tmp/hook.err || { cat /tmp/hook.err >&2; exit 1; }; }
 reloads() { journalctl --sync; journalctl -b -o cat _PID=1 --no-pager | grep -c '^Reloading' || true; }
 # systemd's own wait, as the debug line says it: "systemd: N calls, X ms waiting"
 waited() { sed -n 's/.*systemd: \\([0-9]*\\) calls\\?, \\([0-9.]*\\) ms waiting.*/\\1 \\2/p' "$1" | tail -1; }
@@ -189,7 +194,7 @@ timed8() {
   local r0=$(reloads) s e slowest=0
   s=\${EPOCHREALTIME/./}
   for j in 0 1 2 3 4 5 6 7; do
-    ( env FLUX_URI=$(uri ended8) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$((1000 + j)) \${DBG:+FLUX_PAM_SCRIPTS_DEBUG=1} $B housekeeping 2>/tmp/hook8.$j.err || { cat /tmp/hook8.$j.err >&2; exit 1; }; e=\${EPOCHREALTIME/./}; echo $(( e - s )) >/tmp/hook8.$j.t ) &
+    ( run_hook ended8 housekeeping $((1000 + j)) 2>/tmp/hook8.$j.err || { cat /tmp/hook8.$j.err >&2; exit 1; }; e=\${EPOCHREALTIME/./}; echo $(( e - s )) >/tmp/hook8.$j.t ) &
   done
   wait
   local w=-
@@ -207,7 +212,7 @@ timed_session() {
   local r0=$(reloads) s e p
   sleep 300 & p=$!
   s=\${EPOCHREALTIME/./}
-  PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p $B session-open uri=$(uri run) \${DBG:+debug} >/dev/null 2>/tmp/session.err || { cat /tmp/session.err >&2; exit 1; }
+  PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p $B session-open uri=local:///run/test-flux/run.sock \${DBG:+debug} >/dev/null 2>/tmp/session.err || { cat /tmp/session.err >&2; exit 1; }
   e=\${EPOCHREALTIME/./}
   kill $p
   local w=$(waited /tmp/session.err); echo "\${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
