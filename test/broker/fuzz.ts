@@ -526,6 +526,30 @@ export function oracleAdmits(uid: number, delivered: Delivered): boolean {
   });
 }
 
+/**
+ * The jobs a denied user's hint may name: the decimal ids of the user's RUN jobs in the last
+ * job-list reply delivered (the instance-wide lookup comes after the rank's). Ids kept exact from
+ * their source text; an undecodable reply allows none.
+ */
+export function oracleHintIds(uid: number, delivered: Delivered): Set<string> {
+  const out = new Set<string>();
+  const l = delivered.get("job-list.list");
+  const lr = l && refResponse(l.bytes, l.tag);
+  if (!lr || lr.errnum !== 0 || !lr.payload) return out;
+  const end = lr.payload.length > 0 && lr.payload[lr.payload.length - 1] === 0 ? lr.payload.length - 1 : lr.payload.length;
+  let v: { jobs?: unknown };
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(lr.payload.subarray(0, end));
+    v = JSON.parse(text, (k, val, ctx?: { source?: string }) => (k === "id" && typeof val === "number" ? (ctx?.source ?? String(val)) : val));
+  } catch {
+    return out;
+  }
+  if (!v || !Array.isArray(v.jobs)) return out;
+  for (const j of v.jobs as { id?: unknown; userid?: unknown; state?: unknown }[])
+    if (j !== null && typeof j === "object" && j.userid === uid && j.state === 16 && typeof j.id === "string") out.add(j.id);
+  return out;
+}
+
 /** SPEC.md's rule on the generated jobs themselves (what an undamaged reply says). */
 export function oracleOnJobs(c: FuzzCase): boolean {
   return c.jobs.some((j) => j.userid === c.uid && j.state === 16 && refHas(j.ranks, c.rank));

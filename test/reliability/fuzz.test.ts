@@ -19,7 +19,8 @@ import { Deadline } from "../../src/flux/deadline";
 import { childLocalUri } from "../../src/flux/uri";
 import { userJobs } from "../../src/flux/user-jobs";
 import { startBroker } from "../broker/broker";
-import { caseScenario, caseTamper, type Delivered, type FuzzCase, makeCase, oracleAdmits, oracleOnJobs } from "../broker/fuzz";
+import { caseScenario, caseTamper, type Delivered, type FuzzCase, makeCase, oracleAdmits, oracleHintIds, oracleOnJobs } from "../broker/fuzz";
+import { formatF58, jobId, parseJobId } from "../../src/flux/jobid";
 import { BINARY, tempDir } from "../e2e/harness";
 
 const SEED = Number(process.env.FLUX_PAM_FUZZ_SEED ?? 20261127);
@@ -163,14 +164,36 @@ async function account(uri: string): Promise<BinaryRun> {
   return { code, stdout, stderr, ms, rssMiB: Number(rss.slice(8)) / 1024 };
 }
 
-/** The outcome rules of the binary: exit 0 silent, or exit 1 with the exact denial and one log line. */
-function checkRun(id: string, r: BinaryRun): boolean {
+/** The job hint's shape (src/decide/job-hint.ts), at most 200 characters. */
+const HINT = /^daemon has (?:a running job|running jobs) on .+, not on \S+$/;
+
+/**
+ * After the denial, at most one line: the hint, naming only jobs in `hintIds` (daemon's own RUN
+ * jobs in what the broker said; a lying broker's other users' jobs are never named).
+ */
+function checkHint(id: string, rest: string, hintIds: ReadonlySet<string>): void {
+  if (rest === "") return;
+  const line = rest.endsWith("\n") ? rest.slice(0, -1) : rest;
+  if (!rest.endsWith("\n") || line.includes("\n") || line.length > 200 || !HINT.test(line) || unfit(line))
+    throw new Error(`${id}: denied with ${JSON.stringify(DENIED + rest)}`);
+  const named = [...line.matchAll(/\((ƒ[1-9A-HJ-NP-Za-km-z]+)\)/g)].map((m) => parseJobId(m[1]!).toString());
+  if (named.length === 0) throw new Error(`${id}: a hint that names no job: ${JSON.stringify(line)}`);
+  const foreign = named.filter((n) => !hintIds.has(n));
+  if (foreign.length > 0) throw new Error(`${id}: the hint names ${foreign.join(", ")}, not a running job of daemon's: ${JSON.stringify(line)}`);
+}
+
+/**
+ * The outcome rules of the binary: exit 0 silent, or exit 1 with the exact denial (perhaps the
+ * job hint after it) and one log line.
+ */
+function checkRun(id: string, r: BinaryRun, hintIds: ReadonlySet<string> = new Set()): boolean {
   if (r.code === 0) {
     if (r.stdout !== "" || r.stderr !== "") throw new Error(`${id}: admitted but printed ${JSON.stringify(r.stdout + r.stderr)}`);
     return true;
   }
   if (r.code !== 1) throw new Error(`${id}: exit ${r.code} (${r.stderr})`);
-  if (r.stdout !== DENIED) throw new Error(`${id}: denied with ${JSON.stringify(r.stdout)}`);
+  if (!r.stdout.startsWith(DENIED)) throw new Error(`${id}: denied with ${JSON.stringify(r.stdout)}`);
+  checkHint(id, r.stdout.slice(DENIED.length), hintIds);
   if (!/^flux-pam account: access denied for user daemon \(uid=1\)(: .+)?$/.test(r.stderr)) throw new Error(`${id}: log ${JSON.stringify(r.stderr)}`);
   const bad = unfit(r.stderr);
   if (bad) throw new Error(`${id}: the log line holds ${bad}: ${JSON.stringify(r.stderr)}`);
@@ -178,6 +201,19 @@ function checkRun(id: string, r: BinaryRun): boolean {
   if (r.rssMiB > RSS_BOUND_MIB) throw new Error(`${id}: peak RSS ${r.rssMiB.toFixed(0)} MiB, past the bound of ${RSS_BOUND_MIB} MiB`);
   return false;
 }
+
+describe("wire fuzzer: the oracle of the job hint", () => {
+  const f58 = formatF58(jobId(1227286904832n));
+  const hint = `daemon has a running job on node[1-2] (${f58}), not on node0\n`;
+  test("passes a hint naming daemon's own running job", () => {
+    expect(() => checkHint("case", hint, new Set(["1227286904832"]))).not.toThrow();
+  });
+  test("refuses one naming a job that is not daemon's, a second line that is no hint, and two hints", () => {
+    expect(() => checkHint("case", hint, new Set(["99"]))).toThrow("not a running job of daemon's");
+    expect(() => checkHint("case", "Try again later\n", new Set())).toThrow("denied with");
+    expect(() => checkHint("case", hint + hint, new Set(["1227286904832"]))).toThrow("denied with");
+  });
+});
 
 describe("wire fuzzer: the compiled binary", () => {
   test("GNU time is here (build/setup.sh installs it) and the binary is built", () => {
@@ -187,6 +223,7 @@ describe("wire fuzzer: the compiled binary", () => {
 
   test(`${BINARY_CASES} seeded cases through build/flux-pam account`, async () => {
     let admitted = 0;
+    let hinted = 0;
     let peak = 0;
     const run = async (index: number) => {
       // Another stretch of the same seed than the in-process cases.
@@ -201,14 +238,15 @@ describe("wire fuzzer: the compiled binary", () => {
       const id = where(c);
       const oracle = oracleAdmits(c.uid, delivered);
       peak = Math.max(peak, r.rssMiB);
-      const ok = checkRun(id, r);
+      const ok = checkRun(id, r, oracleHintIds(UID, delivered));
       if (ok) admitted++;
+      if (!ok && r.stdout !== DENIED) hinted++;
       if (ok && !oracle) throw new Error(`${id}: admitted, but the oracle does not admit`);
       if (c.benign && ok !== oracle) throw new Error(`${id}: a reply a real broker could send: admitted=${ok}, oracle=${oracle}: ${r.stderr}`);
     };
     const PARALLEL = 4;
     for (let i = 0; i < BINARY_CASES; i += PARALLEL) await Promise.all(Array.from({ length: Math.min(PARALLEL, BINARY_CASES - i) }, (_, k) => run(i + k)));
-    console.log(`fuzz (binary, seed ${SEED}): ${BINARY_CASES} replies, ${admitted} admitted, peak RSS ${peak.toFixed(0)} MiB`);
+    console.log(`fuzz (binary, seed ${SEED}): ${BINARY_CASES} replies, ${admitted} admitted, ${hinted} denied with a job hint, peak RSS ${peak.toFixed(0)} MiB`);
     expect(admitted).toBeGreaterThan(0);
   }, 600_000);
 
