@@ -39,6 +39,43 @@ async function freed(ctx: UserContext, unit: string, ms = 300): Promise<boolean>
   }
 }
 
+/** How long a teardown lets a start of user@ under way end before it stops the slice regardless. */
+const START_SETTLE_MS = 10_000;
+
+/**
+ * user@'s state once a start of it under way has ended: the prolog queues that start and does not
+ * wait, so the housekeeping of a job that ended at once finds user@ (or user-runtime-dir@ before it)
+ * still starting. The slice's stop would cut that start short, and what it cuts fails
+ * (user-runtime-dir@'s start process is killed: result 'signal'); a failed unit keeps systemd
+ * holding the slice, with the last job's properties, and shows in systemctl --failed. So the stop
+ * waits, in this race only, up to START_SETTLE_MS, then goes ahead all the same (and says so).
+ * Undefined when systemd cannot say.
+ */
+async function startSettled(ctx: UserContext): Promise<string | undefined> {
+  const uid = ctx.user.uid;
+  const [userService, runtimeDir] = managerUnits(uid);
+  const end = Date.now() + START_SETTLE_MS;
+  for (let waited = false; ; waited = true) {
+    let user, dir;
+    try {
+      [user, dir] = await Promise.all([ctx.sd.unitProgress(userService!), ctx.sd.unitActiveState(runtimeDir!)]);
+    } catch {
+      return undefined; // not known: the stop goes ahead, as it would have
+    }
+    const starting = user.job === "start" || user.activeState === "activating" || dir === "activating";
+    if (!starting) {
+      if (waited) ctx.debug(`${userService} is ${user.activeState}: its start under way has ended`);
+      return user.activeState;
+    }
+    if (Date.now() >= end) {
+      ctx.warn(`warning: ${userService} is still starting after ${START_SETTLE_MS / 1000} s: stopping ${sliceName(uid)} all the same`);
+      return user.activeState;
+    }
+    if (!waited) ctx.debug(`${userService} is starting (${user.activeState}${user.job ? `, a ${user.job} job queued` : ""}; ${runtimeDir} ${dir}): waiting for it before the stop`);
+    await Bun.sleep(20);
+  }
+}
+
 /** A unit in one of these states needs nothing from a teardown: it is down, or on its way down. */
 const settled = (state: string | undefined) => state === undefined || state === "inactive" || state === "deactivating";
 
@@ -102,11 +139,11 @@ export async function tearDown(ctx: UserContext): Promise<void> {
     }
     if (left.length > 0) return revertKeptSlice(ctx, !settled(userState), dropins.length > 0 || stale);
   }
-  // Asked before the stop is (same connection, same write): systemd answers as the job left them.
-  const userNow = userState !== undefined ? Promise.resolve(userState) : ctx.sd.unitActiveState(userService).catch(() => undefined);
+  // Read before the stop is queued: systemd answers as the jobs left them.
+  const userNow = stop ? await startSettled(ctx) : (userState ?? (await ctx.sd.unitActiveState(userService).catch(() => undefined)));
   const inSlice = held ? ctx.sd.sliceUnits(slice).catch(() => [] as string[]) : Promise.resolve([] as string[]);
   await stopSlice(ctx, stop);
-  const userFailed = (await userNow) === "failed";
+  const userFailed = userNow === "failed";
   if (userFailed) ctx.warn(userServiceFailed(uid, "resetting it"));
   // A failed unit stays in systemd's memory, and keeps its slice there with it: its failure is
   // forgotten (a no-op for a unit that did not fail: none of these runs a process any more), so

@@ -14,6 +14,7 @@ import type {
   LingerUser,
   ScopeRequest,
   Systemd,
+  UnitProgress,
   UnitProperty,
   UnitState,
   UnitStatus,
@@ -112,6 +113,10 @@ export class DryRunSystemd implements Systemd {
 
   unitActiveState(unit: string, opts?: CallOptions): Promise<string> {
     return this.reads ? this.reads.unitActiveState(unit, opts) : Promise.resolve("inactive");
+  }
+
+  unitProgress(unit: string, opts?: CallOptions): Promise<UnitProgress> {
+    return this.reads ? this.reads.unitProgress(unit, opts) : Promise.resolve({ activeState: "inactive" });
   }
 
   sliceUnits(slice: string, opts?: CallOptions): Promise<string[]> {

@@ -15,6 +15,7 @@ import type {
   LingerUser,
   ScopeRequest,
   Systemd,
+  UnitProgress,
   UnitProperty,
   UnitState,
   UnitStatus,
@@ -298,6 +299,26 @@ export class SystemdClient implements Systemd {
     const v = await this.unitProperty(unit, "ActiveState", opts);
     if (typeof v !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
     return v;
+  }
+
+  async unitProgress(unit: string, opts: CallOptions = {}): Promise<UnitProgress> {
+    const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "Get", unit);
+    const [activeState, job] = await Promise.all([this.unitProperty(unit, "ActiveState", { timeoutMs: budget.left() }), this.unitProperty(unit, "Job", { timeoutMs: budget.left() })]);
+    if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
+    // Job is (id, path), id 0 when none is queued.
+    if (!Array.isArray(job) || typeof job[0] !== "number" || typeof job[1] !== "string") throw new BadBusReplyError("Get", unit, "Job is not (id, path)");
+    if (job[0] === 0) return { activeState };
+    try {
+      const [type] = await this.bus.call(
+        { destination: SYSTEMD.destination, path: job[1], interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Job", "JobType"], unit },
+        budget.left(),
+      );
+      return typeof type === "string" ? { activeState, job: type } : { activeState };
+    } catch (e) {
+      // The job ended between the two reads.
+      if (e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") return { activeState };
+      throw e;
+    }
   }
 
   async sliceUnits(slice: string, opts: CallOptions = {}): Promise<string[]> {

@@ -65,6 +65,13 @@ export interface UnitStatus {
   job?: string;
 }
 
+/** Where a unit is on its way: its state, and the type of the job systemd has queued or running for it. */
+export interface UnitProgress {
+  activeState: string;
+  /** start, stop, ...; undefined when no job is queued (or it ended while it was read) */
+  job?: string;
+}
+
 export type KillWho = "all" | "main" | "control";
 
 export interface LingerUser {
@@ -113,6 +120,8 @@ export interface Systemd {
   unitState(unit: string, opts?: CallOptions): Promise<UnitState>;
   /** A unit's ActiveState in one call (its object path: systemd loads the unit if needed, never starts it). */
   unitActiveState(unit: string, opts?: CallOptions): Promise<string>;
+  /** A unit's ActiveState and its job's type, if one is queued (by its object path, as unitActiveState). */
+  unitProgress(unit: string, opts?: CallOptions): Promise<UnitProgress>;
   /** The units in a slice (its SliceOf: failed ones included), by its object path. */
   sliceUnits(slice: string, opts?: CallOptions): Promise<string[]>;
   /** The unit as systemd holds it (GetUnit: never loads it); undefined when systemd does not hold it. */

@@ -28,6 +28,8 @@ const config = (pam: object = {}) => ({
 describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   let c: Container;
   let broker: BrokerProcess;
+  /** a second broker whose node has job 101 ended: a loop in the container switches by FLUX_URI */
+  let endedBroker: BrokerProcess;
   const dir = tempDir();
 
   beforeAll(
@@ -36,6 +38,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
       mkdirSync(socks);
       chmodSync(socks, 0o755);
       broker = await startBrokerProcess({ owner: OWNER, config: config() }, socks);
+      endedBroker = await startBrokerProcess({ rank: 0, owner: OWNER, config: config(), jobs: [{ id: "101", userid: ALICE, cores: "0-1", gpus: "0", state: 64 }], mapper: "auto" }, socks, "ended");
       c = await bootContainer({ binds: [{ host: socks, container: SOCKDIR }] });
     },
     { timeout: 20 * 60_000 },
@@ -43,6 +46,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   afterAll(async () => {
     await c?.stop();
     await broker?.stop();
+    await endedBroker?.stop();
     dir.remove();
   });
 
@@ -245,6 +249,30 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     expect(r!.stderr).toContain("nothing left to tear down");
     expect(calls.filter((m) => WRITES.includes(m))).toEqual([]);
     expect(calls.length).toBeGreaterThan(0); // it did look (GetUnit), and the monitor saw it
+  });
+
+  test("3: a job that ends right after its prolog: the teardown lets user@'s start end before the stop; nothing fails, systemd frees the slice", async () => {
+    // Before, the slice's stop cut user-runtime-dir@'s start short about one time in ten when the
+    // housekeeping came at once: it failed (result 'signal') and kept systemd holding the slice.
+    // So the two hooks run back to back inside the container, as a runner would, 20 rounds.
+    await fromScratch();
+    nodeWith([JOB101]);
+    const env = `FLUX_JOB_USERID=${ALICE} FLUX_JOB_ID=101`;
+    const out = await c.run(
+      [
+        "bash",
+        "-c",
+        `for round in $(seq 20); do
+           ${env} FLUX_URI=${uri()} ${BIN} prolog || exit 1
+           ${env} FLUX_URI=local://${SOCKDIR}/ended.sock ${BIN} housekeeping 2>&1 || exit 1
+           for i in $(seq 150); do busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s ${SLICE} >/dev/null 2>&1 || break; sleep 0.02; done
+           busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s ${SLICE} >/dev/null 2>&1 && { echo "round $round: ${SLICE} held"; systemctl list-units --failed --plain --no-legend; systemctl reset-failed; }
+         done; echo done`,
+      ],
+      { timeoutMs: 120_000 },
+    );
+    expect(out).toBe("done\n");
+    expect((await c.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend", "user*"])).trim()).toBe("");
   });
 
   test("4: kill-user-slice TERMs a stray process, KILLs one that ignores TERM after the grace time", async () => {
