@@ -140,8 +140,9 @@ export async function tearDown(ctx: UserContext): Promise<void> {
     if (left.length > 0) return revertKeptSlice(ctx, !settled(userState), dropins.length > 0 || stale);
   }
   // Read before the stop is queued: systemd answers as the jobs left them.
-  const userNow = stop ? await startSettled(ctx) : (userState ?? (await ctx.sd.unitActiveState(userService).catch(() => undefined)));
+  // (Both at once: a systemd that does not answer costs the call's timeout once, not twice.)
   const inSlice = held ? ctx.sd.sliceUnits(slice).catch(() => [] as string[]) : Promise.resolve([] as string[]);
+  const userNow = stop ? await startSettled(ctx) : (userState ?? (await ctx.sd.unitActiveState(userService).catch(() => undefined)));
   await stopSlice(ctx, stop);
   const userFailed = userNow === "failed";
   if (userFailed) ctx.warn(userServiceFailed(uid, "resetting it"));
