@@ -184,7 +184,7 @@ reloads() { journalctl --sync; journalctl -b -o cat _PID=1 --no-pager | grep -c 
 waited() { sed -n 's/.*systemd: \\([0-9]*\\) calls\\?, \\([0-9.]*\\) ms waiting.*/\\1 \\2/p' "$1" | tail -1; }
 settle_up() { for i in $(seq 500); do [ "$(systemctl is-active user@${UID}.service)" = active ] && return 0; sleep 0.01; done; echo "user@${UID} did not come up" >&2; exit 1; }
 # down: user@ stopped and the slice freed by systemd (the teardown queues the stop)
-settle_down() { for i in $(seq 500); do systemctl is-active -q user@${UID}.service || ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${UID}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${UID}.slice was not freed" >&2; exit 1; }
+settle_down() { for i in $(seq 500); do ! systemctl is-active -q user@${UID}.service && ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${UID}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${UID}.slice was not freed" >&2; exit 1; }
 timed() {
   local r0=$(reloads) s e
   s=\${EPOCHREALTIME/./}; hook "$@"; e=\${EPOCHREALTIME/./}

@@ -54,7 +54,7 @@ const START_SETTLE_MS = 10_000;
 async function startSettled(ctx: UserContext): Promise<string | undefined> {
   const uid = ctx.user.uid;
   const [userService, runtimeDir] = managerUnits(uid);
-  const end = Date.now() + START_SETTLE_MS;
+  const end = performance.now() + START_SETTLE_MS;
   for (let waited = false; ; waited = true) {
     let user, dir;
     try {
@@ -67,7 +67,7 @@ async function startSettled(ctx: UserContext): Promise<string | undefined> {
       if (waited) ctx.debug(`${userService} is ${user.activeState}: its start under way has ended`);
       return user.activeState;
     }
-    if (Date.now() >= end) {
+    if (performance.now() >= end) {
       ctx.warn(`warning: ${userService} is still starting after ${START_SETTLE_MS / 1000} s: stopping ${sliceName(uid)} all the same`);
       return user.activeState;
     }

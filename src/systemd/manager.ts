@@ -303,21 +303,24 @@ export class SystemdClient implements Systemd {
 
   async unitProgress(unit: string, opts: CallOptions = {}): Promise<UnitProgress> {
     const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "Get", unit);
-    const [activeState, job] = await Promise.all([this.unitProperty(unit, "ActiveState", { timeoutMs: budget.left() }), this.unitProperty(unit, "Job", { timeoutMs: budget.left() })]);
-    if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
-    // Job is (id, path), id 0 when none is queued.
-    if (!Array.isArray(job) || typeof job[0] !== "number" || typeof job[1] !== "string") throw new BadBusReplyError("Get", unit, "Job is not (id, path)");
-    if (job[0] === 0) return { activeState };
-    try {
-      const [type] = await this.bus.call(
-        { destination: SYSTEMD.destination, path: job[1], interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Job", "JobType"], unit },
-        budget.left(),
-      );
-      return typeof type === "string" ? { activeState, job: type } : { activeState };
-    } catch (e) {
-      // The job ended between the two reads.
-      if (e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") return { activeState };
-      throw e;
+    // As unitStatus reads them: Job first (systemd answers in the order asked), its type last; a job
+    // gone by then ended in between, and the state read before its end is read again.
+    for (let attempt = 1; ; attempt++) {
+      const [job, activeState] = await Promise.all([this.unitProperty(unit, "Job", { timeoutMs: budget.left() }), this.unitProperty(unit, "ActiveState", { timeoutMs: budget.left() })]);
+      if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
+      // Job is (id, path), id 0 when none is queued.
+      if (!Array.isArray(job) || typeof job[0] !== "number" || typeof job[1] !== "string") throw new BadBusReplyError("Get", unit, "Job is not (id, path)");
+      if (job[0] === 0) return { activeState };
+      try {
+        const [type] = await this.bus.call(
+          { destination: SYSTEMD.destination, path: job[1], interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Job", "JobType"], unit },
+          budget.left(),
+        );
+        if (typeof type !== "string") throw new BadBusReplyError("Get", unit, "JobType is not a string");
+        return { activeState, job: type };
+      } catch (e) {
+        if (!(e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") || attempt >= UNIT_STATUS_READS) throw e;
+      }
     }
   }
 

@@ -528,7 +528,8 @@ export function oracleAdmits(uid: number, delivered: Delivered): boolean {
 
 /**
  * The jobs a denied user's hint may name: the decimal ids of the user's RUN jobs in the last
- * job-list reply delivered (the instance-wide lookup comes after the rank's). Ids kept exact from
+ * job-list reply delivered (the instance-wide lookup is asked only after the rank's answer denied,
+ * so its reply is the last). Ids kept exact from
  * their source text; an undecodable reply allows none.
  */
 export function oracleHintIds(uid: number, delivered: Delivered): Set<string> {
@@ -540,8 +541,14 @@ export function oracleHintIds(uid: number, delivered: Delivered): Set<string> {
   let v: { jobs?: unknown };
   try {
     const text = new TextDecoder("utf-8", { fatal: true }).decode(lr.payload.subarray(0, end));
-    v = JSON.parse(text, (k, val, ctx?: { source?: string }) => (k === "id" && typeof val === "number" ? (ctx?.source ?? String(val)) : val));
-  } catch {
+    v = JSON.parse(text, (k, val, ctx?: { source?: string }) => {
+      if (k !== "id" || typeof val !== "number") return val;
+      // (a rounded id would fail a correct hint: never guess)
+      if (typeof ctx?.source !== "string") throw new TypeError("this runtime's JSON.parse gives a reviver no source text");
+      return ctx.source;
+    });
+  } catch (e) {
+    if (e instanceof TypeError) throw e;
     return out;
   }
   if (!v || !Array.isArray(v.jobs)) return out;

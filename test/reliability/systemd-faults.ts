@@ -185,6 +185,15 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
     waitsS: 10,
   },
   {
+    name: "user@'s start still under way, never ending (a start job that stays queued)",
+    // The stop waits for a start under way (cutting it short would fail user-runtime-dir@), 10 s at most.
+    units: { [USER_SERVICE]: { ActiveState: "activating", job: { id: 77, type: "start", lasting: true } }, [SLICE]: { ActiveState: "active" } },
+    outcome: { "housekeeping (last job)": { warns: new RegExp(`^warning: ${esc(USER_SERVICE)} is still starting after 10 s: stopping ${esc(SLICE)} all the same$`) } },
+    made: { "housekeeping (last job)": [`StopUnit ${SLICE}`] },
+    notMade: { "housekeeping (last job)": [...OLD_TEARDOWN] },
+    waitsS: 10,
+  },
+  {
     name: "Get of a unit's properties never answered",
     plans: { Get: "no-reply" },
     units: { [USER_SERVICE]: { ActiveState: "active" }, [SLICE]: { ActiveState: "active" } },

@@ -289,6 +289,22 @@ describe("reading units: GetUnit never loads one, a Get on its object path does"
     expect(gets(path)).toEqual(["Job", "ActiveState", "NeedDaemonReload", "Job", "ActiveState", "NeedDaemonReload"]);
   });
 
+  test("unitProgress reads a unit's state and its job's type on its object path, Job first", async () => {
+    const path = "/org/freedesktop/systemd1/unit/user_401990_2eservice";
+    expect(await sd.unitProgress("user@1990.service")).toEqual({ activeState: "inactive" });
+    fake.units.set("user@1990.service", { ActiveState: "activating", job: { id: 9992, type: "start", lasting: true } });
+    expect(await sd.unitProgress("user@1990.service")).toEqual({ activeState: "activating", job: "start" });
+    expect(gets(path)).toEqual(["Job", "ActiveState", "Job", "ActiveState"]);
+  });
+
+  test("unitProgress: a job that ends between the reads: read again, the state after its end", async () => {
+    fake.units.set("user@1990.service", { ActiveState: "activating", job: { id: 9993, type: "start" } });
+    fake.onCall = (c) => {
+      if (c.path === "/org/freedesktop/systemd1/job/9993") fake.units.set("user@1990.service", { ActiveState: "active" });
+    };
+    expect(await sd.unitProgress("user@1990.service")).toEqual({ activeState: "active" });
+  });
+
   test("a job that keeps vanishing: read three times, then the states as last read", async () => {
     fake.units.set("user-1990.slice", { ActiveState: "active", job: { id: 9991, type: "stop" } });
     expect(await sd.unitStatus("user-1990.slice")).toEqual({ activeState: "active", needDaemonReload: false });

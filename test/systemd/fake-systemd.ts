@@ -49,8 +49,11 @@ export interface FakeUnit {
   NeedDaemonReload?: boolean;
   /** a slice's units (its SliceOf); default none */
   SliceOf?: string[];
-  /** the job queued for it (set by the fake's own jobs; a test may plant one) */
-  job?: { id: number; type: string };
+  /**
+   * the job queued for it (set by the fake's own jobs; a test may plant one: its path answers as a
+   * job that already ended, UnknownObject, unless `lasting`)
+   */
+  job?: { id: number; type: string; lasting?: boolean };
   /** stays held once stopped (another unit refers to it): a stop done does not free it */
   pinned?: boolean;
 }
@@ -270,8 +273,13 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
       };
     return undefined;
   };
+  /** The fake's own job, or a lasting one a test planted on a unit (a job that never ends). */
+  const jobOf = (id: number): { unit: string; type: string } | undefined => {
+    const planted = [...units.entries()].find(([, u]) => u.job?.id === id && u.job.lasting);
+    return jobs.get(id) ?? (planted ? { unit: planted[0], type: planted[1].job!.type } : undefined);
+  };
   const jobProperties = (id: number, iface: string): Record<string, [string, unknown]> | undefined => {
-    const j = jobs.get(id);
+    const j = jobOf(id);
     if (!j || iface !== JOB_IFACE) return undefined;
     return { Id: ["u", id], JobType: ["s", j.type], State: ["s", "running"], Unit: ["(so)", [j.unit, fakeUnitPath(j.unit)]] };
   };
@@ -292,7 +300,7 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
     const iface = String(body[0]);
     const props = isUnit ? unitProperties(unit, iface) : jobProperties(Number(path.slice(JOB_PREFIX.length)), iface);
     if (props === undefined) {
-      if (!isUnit && !jobs.has(Number(path.slice(JOB_PREFIX.length)))) return svc.sendError(msg, "org.freedesktop.DBus.Error.UnknownObject", `Unknown object '${path}'.`);
+      if (!isUnit && !jobOf(Number(path.slice(JOB_PREFIX.length)))) return svc.sendError(msg, "org.freedesktop.DBus.Error.UnknownObject", `Unknown object '${path}'.`);
       return svc.sendError(msg, "org.freedesktop.DBus.Error.UnknownInterface", `Unknown interface ${iface}.`);
     }
     if (member === "GetAll") return svc.sendReply(msg, "a{sv}", [Object.entries(props)]);
