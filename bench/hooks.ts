@@ -99,6 +99,7 @@ async function main() {
     await sh(`hook run prolog 1000 >/dev/null; settle_up`);
     rows.push(await path(sh, "prolog, a further job", `timed two prolog 1001`));
     rows.push(await path(sh, "housekeeping, jobs remain", `timed remain housekeeping 999`));
+    await sh(`hook ended housekeeping 1000 >/dev/null`); // the rows above left the user's jobs running
     rows.push(await path(sh, "housekeeping, the last job", `settle_down; hook run prolog 1000 >/dev/null; settle_up; timed ended housekeeping 1000`));
     rows.push(await path(sh, "8 last-job housekeepings at once (slowest)", `settle_down; hook run prolog 1000 >/dev/null; settle_up; timed8`));
     await sh(`hook run prolog 1000 >/dev/null; settle_up`);
