@@ -526,6 +526,8 @@ export function oracleAdmits(uid: number, delivered: Delivered): boolean {
   });
 }
 
+class NoSourceText extends Error {}
+
 /**
  * The jobs a denied user's hint may name: the decimal ids of the user's RUN jobs in the last
  * job-list reply delivered (the instance-wide lookup is asked only after the rank's answer denied,
@@ -544,12 +546,12 @@ export function oracleHintIds(uid: number, delivered: Delivered): Set<string> {
     v = JSON.parse(text, (k, val, ctx?: { source?: string }) => {
       if (k !== "id" || typeof val !== "number") return val;
       // (a rounded id would fail a correct hint: never guess)
-      if (typeof ctx?.source !== "string") throw new TypeError("this runtime's JSON.parse gives a reviver no source text");
+      if (typeof ctx?.source !== "string") throw new NoSourceText("this runtime's JSON.parse gives a reviver no source text");
       return ctx.source;
     });
   } catch (e) {
-    if (e instanceof TypeError) throw e;
-    return out;
+    if (e instanceof NoSourceText) throw e;
+    return out; // not UTF-8, not JSON: no job to name
   }
   if (!v || !Array.isArray(v.jobs)) return out;
   for (const j of v.jobs as { id?: unknown; userid?: unknown; state?: unknown }[])
