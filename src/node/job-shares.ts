@@ -3,10 +3,9 @@
 // broker only for the R of jobs it finds no share of here: with a thousand jobs running, a prolog
 // looks up one R instead of a thousand. Which jobs run is always the broker's word, never this file's.
 
-import { closeSync, constants, fstatSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RankShare } from "../flux/r";
-import { NodeStateError } from "./errors";
+import { readStateFile, removeStateFile, replaceStateFile } from "./state-file";
 
 export function sharesPath(dir: string, uid: number): string {
   return join(dir, `uid.${uid}.shares`);
@@ -18,6 +17,9 @@ interface Stored {
   jobs: Record<string, { cores: number[]; gpus: number[]; host?: string }>;
 }
 
+/** A record past this is not one we wrote (some 60 bytes a job): it is ignored, the broker asked. */
+const MAX_RECORD = 16 << 20;
+
 const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.every((n) => Number.isSafeInteger(n) && n >= 0);
 
 /**
@@ -26,18 +28,13 @@ const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.every((n) => 
  */
 export function readShares(dir: string, uid: number, rank: number): Map<bigint, RankShare> {
   const out = new Map<bigint, RankShare>();
-  let text: string;
+  let text: string | undefined;
   try {
-    const fd = openSync(sharesPath(dir, uid), constants.O_RDONLY | constants.O_NOFOLLOW);
-    try {
-      if (!fstatSync(fd).isFile()) return out;
-      text = readFileSync(fd, "utf8");
-    } finally {
-      closeSync(fd);
-    }
+    text = readStateFile(sharesPath(dir, uid), MAX_RECORD, "a record of shares");
   } catch {
-    return out; // none yet (ENOENT), or not a file we would have written (ELOOP): ask the broker
+    return out; // not a file we would have written: ask the broker
   }
+  if (text === undefined) return out; // none yet
   let stored: Stored;
   try {
     stored = JSON.parse(text) as Stored;
@@ -58,32 +55,10 @@ export function writeShares(dir: string, uid: number, rank: number, shares: Read
   const path = sharesPath(dir, uid);
   const stored: Stored = { rank, jobs: {} };
   for (const [id, s] of shares) stored.jobs[id.toString()] = { cores: [...s.cores], gpus: [...s.gpus], ...(s.host !== undefined ? { host: s.host } : {}) };
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    rmSync(tmp, { force: true }); // left by a crashed hook whose pid was ours
-    // O_EXCL|O_NOFOLLOW: never write through a name someone else made.
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      writeFileSync(fd, JSON.stringify(stored));
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never made, or already renamed
-    }
-    throw new NodeStateError(path, (e as Error).message);
-  }
+  replaceStateFile(path, JSON.stringify(stored));
 }
 
 /** Forgets the record (the user's last job here ended). Idempotent. */
 export function removeShares(dir: string, uid: number): void {
-  try {
-    unlinkSync(sharesPath(dir, uid));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new NodeStateError(sharesPath(dir, uid), (e as Error).message);
-  }
+  removeStateFile(sharesPath(dir, uid));
 }
