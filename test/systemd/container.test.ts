@@ -6,6 +6,7 @@
 // How long each call takes is not a test: bench/systemd-calls.ts.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { until } from "./alice-node";
 import { bootContainer, buildClientDriver, CLIENT_DRIVER as DRIVER, type Container, containerSkipReason } from "./container";
 
 const skip = containerSkipReason();
@@ -60,11 +61,6 @@ describe.skipIf(skip !== undefined)("systemd client in a container (real systemd
   function lines(text: string, sort = true): string[] {
     const l = text.trim().split("\n");
     return sort ? l.sort() : l;
-  }
-
-  async function until(cond: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-    for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (await cond()) return true;
-    return cond();
   }
 
   async function gone(pid: number, ms: number): Promise<boolean> {

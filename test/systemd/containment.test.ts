@@ -7,23 +7,15 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Scenario, ScenarioJob } from "../broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
+import { ALICE, BIN, containedConfig, MARKER, OWNER, probes, SLICE, SOCKDIR, until } from "./alice-node";
 import { bootContainer, type Container, containerSkipReason } from "./container";
 
 const skip = containerSkipReason();
 if (skip) console.warn(`SKIPPED: containment tests on real systemd: ${skip}`);
 
-const BIN = "/opt/flux-pam/flux-pam";
-const SOCKDIR = "/run/test-flux";
-const ALICE = 1000;
-const OWNER = 64999;
-const SLICE = "user-1000.slice";
-const MARKER = "/run/flux-pam/uid.1000.active";
 const DROPINS = `/run/systemd/system.control/${SLICE}.d`;
 const PROPS = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow"];
-const config = (pam: object = {}) => ({
-  pam: { "manage-user-slice": true, "kill-user-slice": true, "kill-slice-grace-time": "1s", ...pam },
-  exec: { "sdexec-constrain-resources": true },
-});
+const config = (pam: object = {}) => containedConfig(pam);
 
 describe.skipIf(skip !== undefined)("containment on real systemd", () => {
   let c: Container;
@@ -82,18 +74,9 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     return props;
   }
 
-  const exists = async (path: string) => (await c.exec(["test", "-e", path])).code === 0;
-  const active = async (unit: string) => (await c.exec(["systemctl", "is-active", unit])).stdout.trim();
-
-  /** Polls `cond` until it holds, up to `ms`; says whether it did. */
-  async function until(cond: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-    for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (await cond()) return true;
-    return cond();
-  }
-
-  /** Does systemd hold the unit in memory? (GetUnit answers NoSuchUnit when not: it never loads one.) */
-  const held = async (unit: string) =>
-    (await c.exec(["busctl", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "GetUnit", "s", unit])).code === 0;
+  const exists = (path: string) => probes(c).exists(path);
+  const active = (unit: string) => probes(c).active(unit);
+  const held = (unit: string) => probes(c).held(unit);
 
   /** How many times systemd has reloaded since boot: it logs "Reloading." each time. */
   async function reloads(): Promise<number> {

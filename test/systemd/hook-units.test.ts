@@ -11,15 +11,13 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ScenarioJob } from "../broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
+import { ALICE, containedConfig, OWNER, SOCKDIR } from "./alice-node";
 import { bootContainer, type Container, containerSkipReason } from "./container";
 
 const skip = containerSkipReason();
 if (skip) console.warn(`SKIPPED: the hooks under flux-core's units on real systemd: ${skip}`);
 
-const SOCKDIR = "/run/test-flux";
 const LIBEXEC = "/usr/libexec/flux";
-const ALICE = 1000;
-const OWNER = 64999;
 
 /** What a job's hook unit gets in its EnvironmentFile: the IMP's environment, as printenv writes it. */
 function impEnvironment(job: string): Record<string, string> {
@@ -97,11 +95,7 @@ describe.skipIf(skip !== undefined)("the hooks under flux-core's units, with the
     broker.setScenario({
       rank: 0,
       owner: OWNER,
-      config: {
-        access: { "allow-root-owner": true },
-        pam: { "manage-user-slice": true, "kill-user-slice": true, "kill-slice-grace-time": "1s" },
-        exec: { "sdexec-constrain-resources": true },
-      },
+      config: containedConfig({}, { "allow-root-owner": true }),
       jobs,
       mapper,
     });

@@ -9,17 +9,12 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ScenarioJob } from "../broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
+import { ALICE, BIN, containedConfig, MARKER, OWNER, SLICE, SOCKDIR } from "./alice-node";
 import { bootContainer, type Container, containerSkipReason } from "./container";
 
 const skip = containerSkipReason();
 if (skip) console.warn(`SKIPPED: status and reconcile on real systemd: ${skip}`);
 
-const BIN = "/opt/flux-pam/flux-pam";
-const SOCKDIR = "/run/test-flux";
-const ALICE = 1000;
-const OWNER = 64999;
-const SLICE = "user-1000.slice";
-const MARKER = "/run/flux-pam/uid.1000.active";
 
 interface Status {
   consistent: boolean;
@@ -52,11 +47,7 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
     broker.setScenario({
       rank: 0,
       owner: OWNER,
-      config: {
-        access: { "allow-root-owner": true },
-        pam: { "manage-user-slice": true, "kill-user-slice": true, "kill-slice-grace-time": "1s" },
-        exec: { "sdexec-constrain-resources": true },
-      },
+      config: containedConfig({}, { "allow-root-owner": true }),
       jobs,
       mapper: "auto",
     });
