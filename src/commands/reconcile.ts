@@ -13,7 +13,7 @@ import { brokerUri } from "../flux/uri";
 import { clearHookFailure } from "../node/hook-failure";
 import { getuid, writeAll } from "../node/libc";
 import { acquireUidLock, type UidLock } from "../node/lock";
-import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
+import { checkLockDir, lockDirFromEnv, lockDirUids } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid, type Passwd } from "../node/passwd";
 import { scanSlices, slicesWithDropins } from "../node/slice-scan";
@@ -23,7 +23,6 @@ import { tearDown } from "./housekeeping";
 import { UsageError } from "./pam-args";
 import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
 import { setUpSlice } from "./prolog";
-import { readdirSync } from "node:fs";
 
 export interface ReconcileOptions {
   user?: string;
@@ -66,19 +65,7 @@ function noting(sd: Systemd, did: string[]): Systemd {
   });
 }
 
-const FILES = /^uid\.(\d{1,10})\.(active|shares)$/;
 
-/** The uids the lock dir holds a marker or a record of shares for. */
-function lockDirUids(dir: string): number[] {
-  try {
-    return readdirSync(dir)
-      .map((n) => FILES.exec(n))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]));
-  } catch {
-    return [];
-  }
-}
 
 /** How many users are reconciled at once: systemd's jobs for them overlap, the bus stays one. */
 const PARALLEL_USERS = 8;
@@ -130,7 +117,7 @@ export async function reconcile(opts: ReconcileOptions, env: Record<string, stri
     refuseHiddenJobs(guest, config);
     const running = (await listJobs(client, { rank, ...(only === undefined ? {} : { userids: [only] }) }, deadline.left("job-list.list"))).filter((j) => runningOn(j, rank));
     // Everyone the node holds anything for: jobs here, markers and records, slices, drop-ins.
-    const uids = new Set<number>([...running.map((j) => j.userid), ...lockDirUids(lockDir), ...scanSlices(prefix, only).map((s) => s.uid), ...slicesWithDropins()]);
+    const uids = new Set<number>([...running.map((j) => j.userid), ...lockDirUids(lockDir, ["active", "shares"]), ...scanSlices(prefix, only).map((s) => s.uid), ...slicesWithDropins()]);
     if (only !== undefined) uids.add(only);
     const users = [...uids].filter((u) => (only === undefined || u === only) && u !== 0 && u !== owner).sort((a, b) => a - b);
     if (only === 0 || only === owner) out(`reconcile: uid ${only} is ${only === 0 ? "root" : "the instance owner"}: the hooks never manage its slice`);

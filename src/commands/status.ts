@@ -12,7 +12,7 @@ import { getConfig, getHostname, getOwner, getRank, type Job, listJobs, runningO
 import { brokerUri } from "../flux/uri";
 import { type HookFailure, hookUnit, readHookFailure } from "../node/hook-failure";
 import { getuid } from "../node/libc";
-import { DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
+import { DEFAULT_LOCK_DIR, lockDirFromEnv, lockDirUids } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid } from "../node/passwd";
 import { type ProcInfo, procInfo } from "../node/proc-info";
@@ -20,7 +20,6 @@ import { type SliceScan, scanSlices, slicesWithDropins } from "../node/slice-sca
 import type { Systemd } from "../systemd/types";
 import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
 import { UsageError } from "./pam-args";
-import { readdirSync } from "node:fs";
 
 export interface StatusOptions {
   user?: string;
@@ -68,18 +67,7 @@ export interface UserReport {
   lastFailure?: HookFailure & { unit: string };
 }
 
-const MARKER = /^uid\.(\d{1,10})\.active$/;
 
-function markerUids(dir: string): number[] {
-  try {
-    return readdirSync(dir)
-      .map((n) => MARKER.exec(n))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]));
-  } catch {
-    return []; // no lock dir: no markers (check-user and doctor say why)
-  }
-}
 
 function pick(props: Record<string, string>): Limits {
   const out: Limits = {};
@@ -152,7 +140,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
     const dropins = new Set(slicesWithDropins());
     const jobsOf = new Map<number, JobId[]>();
     for (const j of broker?.jobs ?? []) jobsOf.set(j.userid, [...(jobsOf.get(j.userid) ?? []), j.id]);
-    const uids = new Set<number>([...jobsOf.keys(), ...markerUids(lockDir), ...scans.keys(), ...dropins]);
+    const uids = new Set<number>([...jobsOf.keys(), ...lockDirUids(lockDir, ["active"]), ...scans.keys(), ...dropins]);
     const skipped = (uid: number) => uid !== only && (uid === 0 || uid === broker?.owner);
     const users = [...uids].filter((u) => (only === undefined || u === only) && !skipped(u)).sort((a, b) => a - b);
     if (only !== undefined && !users.includes(only)) users.push(only);

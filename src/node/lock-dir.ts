@@ -1,6 +1,6 @@
 // The directory holding the per-uid locks and markers (default /run/flux-pam, FLUX_PAM_LOCK_DIR).
 
-import { type Stats, closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync } from "node:fs";
+import { type Stats, closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, readdirSync } from "node:fs";
 import { NodeStateError } from "./errors";
 
 export const DEFAULT_LOCK_DIR = "/run/flux-pam";
@@ -65,4 +65,19 @@ export function lockDirProblem(st: Pick<Stats, "isSymbolicLink" | "isDirectory" 
   if (st.uid !== 0) return `lock directory is owned by uid ${st.uid}, not root`;
   if (st.mode & 0o022) return `lock directory is group/other writable (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`;
   return undefined;
+}
+
+/**
+ * The uids the lock dir holds a file of one of these kinds for (uid.UID.active: a marker,
+ * uid.UID.shares: a record of shares). None when there is no lock dir (check-user and doctor say why).
+ */
+export function lockDirUids(dir: string, kinds: readonly ("active" | "shares")[]): number[] {
+  const name = new RegExp(`^uid\\.(\\d{1,10})\\.(?:${kinds.join("|")})$`);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return [...new Set(names.map((n) => name.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])))];
 }
