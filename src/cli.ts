@@ -35,31 +35,13 @@ const HOT: Record<string, (args: string[], env: Env) => Promise<number>> = {
   },
   status: async (args, env) => {
     const { parseNodeArgs } = await import("./commands/pam-words");
-    const { user, words } = parseNodeArgs("status", args, ["json"]);
-    return (await import("./commands/status")).status(
-      {
-        ...(user === undefined ? {} : { user }),
-        json: words.switches.has("json"),
-        ...(words.values.has("uri") ? { uri: words.values.get("uri") } : {}),
-        ...(words.values.has("scope-prefix") ? { scopePrefix: words.values.get("scope-prefix") } : {}),
-        timeout: parseTimeout(words.values.get("timeout") ?? "10s", "status: --timeout"),
-      },
-      env,
-    );
+    const { switches, ...o } = parseNodeArgs("status", args, ["json"], "10s");
+    return (await import("./commands/status")).status({ ...o, json: switches.has("json") }, env);
   },
   reconcile: async (args, env) => {
     const { parseNodeArgs } = await import("./commands/pam-words");
-    const { user, words } = parseNodeArgs("reconcile", args, ["dry-run"]);
-    return (await import("./commands/reconcile")).reconcile(
-      {
-        ...(user === undefined ? {} : { user }),
-        dryRun: words.switches.has("dry-run"),
-        ...(words.values.has("uri") ? { uri: words.values.get("uri") } : {}),
-        ...(words.values.has("scope-prefix") ? { scopePrefix: words.values.get("scope-prefix") } : {}),
-        timeout: parseTimeout(words.values.get("timeout") ?? "30s", "reconcile: --timeout"),
-      },
-      env,
-    );
+    const { switches, ...o } = parseNodeArgs("reconcile", args, ["dry-run"], "30s");
+    return (await import("./commands/reconcile")).reconcile({ ...o, dryRun: switches.has("dry-run") }, env);
   },
   housekeeping: async (args, env) => {
     const { parseHookArgs } = await import("./commands/pam-words");

@@ -73,11 +73,21 @@ export function parseHookArgs(hook: string, args: readonly string[]): { dryRun: 
   return { dryRun: parseWords(hook, args, { switches: ["dry-run"], values: [] }).switches.has("dry-run") };
 }
 
+/** What the admin commands that scan the node share: the user, the broker, the scopes' prefix, the budget; and their switches. */
+export interface NodeArgs {
+  user?: string;
+  uri?: string;
+  scopePrefix?: string;
+  /** seconds */
+  timeout: number;
+  switches: ReadonlySet<string>;
+}
+
 /**
  * `[USER] [--json] [--uri URI] [--timeout FSD] [--scope-prefix P] [--dry-run]` of the admin commands
  * that scan the node (status, reconcile): flags only in their -- form, at most one USER.
  */
-export function parseNodeArgs(command: string, args: readonly string[], switches: readonly string[]): { user?: string; words: Words } {
+export function parseNodeArgs(command: string, args: readonly string[], switches: readonly string[], defaultTimeout: string): NodeArgs {
   const flags: string[] = [];
   let user: string | undefined;
   const values = ["uri", "timeout", "scope-prefix"];
@@ -89,5 +99,14 @@ export function parseNodeArgs(command: string, args: readonly string[], switches
     } else if (user === undefined && a !== "") user = a;
     else throw new UsageError(`${command}: one user at most (${JSON.stringify(a)} is a second)`);
   }
-  return { ...(user === undefined ? {} : { user }), words: parseWords(command, flags, { switches, values }) };
+  const words = parseWords(command, flags, { switches, values });
+  const uri = words.values.get("uri");
+  const scopePrefix = words.values.get("scope-prefix");
+  return {
+    ...(user === undefined ? {} : { user }),
+    ...(uri === undefined ? {} : { uri }),
+    ...(scopePrefix === undefined ? {} : { scopePrefix }),
+    timeout: parseTimeout(words.values.get("timeout") ?? defaultTimeout, `${command}: --timeout`),
+    switches: words.switches,
+  };
 }
