@@ -79,6 +79,19 @@ class Budget {
     if (left <= 0) throw new DBusTimeoutError(this.method, this.unit, this.ms);
     return left;
   }
+
+  /**
+   * The operation `f`, each of its calls given what is left: one that runs out of time is reported
+   * with the operation's whole budget (what its caller asked for), not the remainder it was given.
+   */
+  async run<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      if (e instanceof DBusTimeoutError && e.ms !== this.ms) throw new DBusTimeoutError(e.method, e.unit, this.ms);
+      throw e;
+    }
+  }
 }
 
 export class SystemdClient implements Systemd {
@@ -269,20 +282,22 @@ export class SystemdClient implements Systemd {
   async unitState(unit: string, opts: CallOptions = {}): Promise<UnitState> {
     checkUnitName(unit);
     const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "Get", unit);
-    const [path] = await this.bus.call(this.manager("LoadUnit", unit, "s", [unit]), budget.left());
-    if (typeof path !== "string") throw new BadBusReplyError("LoadUnit", unit, "no object path");
-    // Three Gets at once, not GetAll: a unit's GetAll is a hundred properties to unmarshal,
-    // which cost the prolog milliseconds for the three it needs.
-    const str = async (k: string): Promise<string> => {
-      const [v] = await this.bus.call(
-        { destination: SYSTEMD.destination, path, interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Unit", k], unit },
-        budget.left(),
-      );
-      if (typeof v !== "string") throw new BadBusReplyError("Get", unit, `${k} is not a string`);
-      return v;
-    };
-    const [loadState, activeState, subState] = await Promise.all([str("LoadState"), str("ActiveState"), str("SubState")]);
-    return { loadState, activeState, subState };
+    return budget.run(async () => {
+      const [path] = await this.bus.call(this.manager("LoadUnit", unit, "s", [unit]), budget.left());
+      if (typeof path !== "string") throw new BadBusReplyError("LoadUnit", unit, "no object path");
+      // Three Gets at once, not GetAll: a unit's GetAll is a hundred properties to unmarshal,
+      // which cost the prolog milliseconds for the three it needs.
+      const str = async (k: string): Promise<string> => {
+        const [v] = await this.bus.call(
+          { destination: SYSTEMD.destination, path, interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Unit", k], unit },
+          budget.left(),
+        );
+        if (typeof v !== "string") throw new BadBusReplyError("Get", unit, `${k} is not a string`);
+        return v;
+      };
+      const [loadState, activeState, subState] = await Promise.all([str("LoadState"), str("ActiveState"), str("SubState")]);
+      return { loadState, activeState, subState };
+    });
   }
 
   /** One Unit property on the unit's object path (systemd loads the unit if it must). */
@@ -303,25 +318,27 @@ export class SystemdClient implements Systemd {
 
   async unitProgress(unit: string, opts: CallOptions = {}): Promise<UnitProgress> {
     const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "Get", unit);
-    // As unitStatus reads them: Job first (systemd answers in the order asked), its type last; a job
-    // gone by then ended in between, and the state read before its end is read again.
-    for (let attempt = 1; ; attempt++) {
-      const [job, activeState] = await Promise.all([this.unitProperty(unit, "Job", { timeoutMs: budget.left() }), this.unitProperty(unit, "ActiveState", { timeoutMs: budget.left() })]);
-      if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
-      // Job is (id, path), id 0 when none is queued.
-      if (!Array.isArray(job) || typeof job[0] !== "number" || typeof job[1] !== "string") throw new BadBusReplyError("Get", unit, "Job is not (id, path)");
-      if (job[0] === 0) return { activeState };
-      try {
-        const [type] = await this.bus.call(
-          { destination: SYSTEMD.destination, path: job[1], interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Job", "JobType"], unit },
-          budget.left(),
-        );
-        if (typeof type !== "string") throw new BadBusReplyError("Get", unit, "JobType is not a string");
-        return { activeState, job: type };
-      } catch (e) {
-        if (!(e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") || attempt >= UNIT_STATUS_READS) throw e;
+    return budget.run(async () => {
+      // As unitStatus reads them: Job first (systemd answers in the order asked), its type last; a job
+      // gone by then ended in between, and the state read before its end is read again.
+      for (let attempt = 1; ; attempt++) {
+        const [job, activeState] = await Promise.all([this.unitProperty(unit, "Job", { timeoutMs: budget.left() }), this.unitProperty(unit, "ActiveState", { timeoutMs: budget.left() })]);
+        if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
+        // Job is (id, path), id 0 when none is queued.
+        if (!Array.isArray(job) || typeof job[0] !== "number" || typeof job[1] !== "string") throw new BadBusReplyError("Get", unit, "Job is not (id, path)");
+        if (job[0] === 0) return { activeState };
+        try {
+          const [type] = await this.bus.call(
+            { destination: SYSTEMD.destination, path: job[1], interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Job", "JobType"], unit },
+            budget.left(),
+          );
+          if (typeof type !== "string") throw new BadBusReplyError("Get", unit, "JobType is not a string");
+          return { activeState, job: type };
+        } catch (e) {
+          if (!(e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") || attempt >= UNIT_STATUS_READS) throw e;
+        }
       }
-    }
+    });
   }
 
   async sliceUnits(slice: string, opts: CallOptions = {}): Promise<string[]> {
@@ -334,73 +351,79 @@ export class SystemdClient implements Systemd {
   async unitStatus(unit: string, opts: CallOptions = {}): Promise<UnitStatus | undefined> {
     checkUnitName(unit);
     const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetUnit", unit);
-    let path: unknown;
-    try {
-      [path] = await this.bus.call(this.manager("GetUnit", unit, "s", [unit]), budget.left());
-    } catch (e) {
-      // GetUnit answers NoSuchUnit for a unit systemd does not hold ("not loaded"), and never loads it.
-      if (e instanceof DBusCallError && e.dbusName === NO_SUCH_UNIT) return undefined;
-      throw e;
-    }
-    if (typeof path !== "string") throw new BadBusReplyError("GetUnit", unit, "no object path");
-    const get = async (k: string, iface = "org.freedesktop.systemd1.Unit", object = path): Promise<unknown> => {
+    return budget.run(async () => {
+      let path: unknown;
       try {
-        const [v] = await this.bus.call(
-          { destination: SYSTEMD.destination, path: object, interface: PROPERTIES, member: "Get", signature: "ss", body: [iface, k], unit },
-          budget.left(),
-        );
-        return v;
+        [path] = await this.bus.call(this.manager("GetUnit", unit, "s", [unit]), budget.left());
       } catch (e) {
-        // Freed between GetUnit and Get: it is not held any more.
-        if (e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") return undefined;
+        // GetUnit answers NoSuchUnit for a unit systemd does not hold ("not loaded"), and never loads it.
+        if (e instanceof DBusCallError && e.dbusName === NO_SUCH_UNIT) return undefined;
         throw e;
       }
-    };
-    // The Gets are separate calls, and systemd may finish a job between two of them: a slice read
-    // "active" just before its stop job ends and "no job" just after would look like a slice still
-    // up that nobody stops. So Job is read first and its type last: no job at first means the states
-    // were read after any job's end; a job still there when its type is read was there when the
-    // states were read. A job gone by then ended in between: the status is read again.
-    for (let attempt = 1; ; attempt++) {
-      const [job, activeState, needDaemonReload] = await Promise.all([get("Job"), get("ActiveState"), get("NeedDaemonReload")]);
-      if (activeState === undefined && needDaemonReload === undefined) return undefined;
-      if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
-      if (typeof needDaemonReload !== "boolean") throw new BadBusReplyError("Get", unit, "NeedDaemonReload is not a boolean");
-      const status: UnitStatus = { activeState, needDaemonReload };
-      // Job is (id, path), id 0 when none is queued.
-      if (Array.isArray(job) && typeof job[0] === "number" && job[0] !== 0 && typeof job[1] === "string") {
-        const type = await get("JobType", "org.freedesktop.systemd1.Job", job[1]);
-        if (typeof type === "string") status.job = type;
-        else if (attempt < UNIT_STATUS_READS) continue;
+      if (typeof path !== "string") throw new BadBusReplyError("GetUnit", unit, "no object path");
+      const get = async (k: string, iface = "org.freedesktop.systemd1.Unit", object = path): Promise<unknown> => {
+        try {
+          const [v] = await this.bus.call(
+            { destination: SYSTEMD.destination, path: object, interface: PROPERTIES, member: "Get", signature: "ss", body: [iface, k], unit },
+            budget.left(),
+          );
+          return v;
+        } catch (e) {
+          // Freed between GetUnit and Get: it is not held any more.
+          if (e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") return undefined;
+          throw e;
+        }
+      };
+      // The Gets are separate calls, and systemd may finish a job between two of them: a slice read
+      // "active" just before its stop job ends and "no job" just after would look like a slice still
+      // up that nobody stops. So Job is read first and its type last: no job at first means the states
+      // were read after any job's end; a job still there when its type is read was there when the
+      // states were read. A job gone by then ended in between: the status is read again.
+      for (let attempt = 1; ; attempt++) {
+        const [job, activeState, needDaemonReload] = await Promise.all([get("Job"), get("ActiveState"), get("NeedDaemonReload")]);
+        if (activeState === undefined && needDaemonReload === undefined) return undefined;
+        if (typeof activeState !== "string") throw new BadBusReplyError("Get", unit, "ActiveState is not a string");
+        if (typeof needDaemonReload !== "boolean") throw new BadBusReplyError("Get", unit, "NeedDaemonReload is not a boolean");
+        const status: UnitStatus = { activeState, needDaemonReload };
+        // Job is (id, path), id 0 when none is queued.
+        if (Array.isArray(job) && typeof job[0] === "number" && job[0] !== 0 && typeof job[1] === "string") {
+          const type = await get("JobType", "org.freedesktop.systemd1.Job", job[1]);
+          if (typeof type === "string") status.job = type;
+          else if (attempt < UNIT_STATUS_READS) continue;
+        }
+        return status;
       }
-      return status;
-    }
+    });
   }
 
   async unitProperties(unit: string, opts: CallOptions & { names?: readonly string[] } = {}): Promise<Record<string, string>> {
     checkUnitName(unit);
     const budget = new Budget(opts.timeoutMs ?? DEFAULT_CALL_MS, "GetAll", unit);
-    if (!opts.names) return decodeProperties(await this.getAll(unit, typeInterface(unit), budget));
-    // A few names: one Get each, all at once; a GetAll is a hundred properties to unmarshal.
-    const iface = typeInterface(unit);
-    const values = await Promise.all(
-      opts.names.map(async (name) => {
-        const [v] = await this.bus.call(
-          { destination: SYSTEMD.destination, path: unitPath(unit), interface: PROPERTIES, member: "Get", signature: "ss", body: [iface, name], unit },
-          budget.left(),
-        );
-        return [name, v] as const;
-      }),
-    );
-    return decodeProperties(Object.fromEntries(values));
+    return budget.run(async () => {
+      if (!opts.names) return decodeProperties(await this.getAll(unit, typeInterface(unit), budget));
+      // A few names: one Get each, all at once; a GetAll is a hundred properties to unmarshal.
+      const iface = typeInterface(unit);
+      const values = await Promise.all(
+        opts.names.map(async (name) => {
+          const [v] = await this.bus.call(
+            { destination: SYSTEMD.destination, path: unitPath(unit), interface: PROPERTIES, member: "Get", signature: "ss", body: [iface, name], unit },
+            budget.left(),
+          );
+          return [name, v] as const;
+        }),
+      );
+      return decodeProperties(Object.fromEntries(values));
+    });
   }
 
   async revertUnit(unit: string, opts: CallOptions = {}): Promise<void> {
     checkUnitName(unit);
     const budget = new Budget(opts.timeoutMs ?? DEFAULT_RELOAD_MS, "RevertUnitFiles", unit);
-    await this.bus.call(this.manager("RevertUnitFiles", unit, "as", [[unit]]), budget.left());
-    // The drop-ins are gone from disk; systemd forgets the properties only when it reloads.
-    await this.bus.call(this.manager("Reload", unit), budget.left());
+    return budget.run(async () => {
+      await this.bus.call(this.manager("RevertUnitFiles", unit, "as", [[unit]]), budget.left());
+      // The drop-ins are gone from disk; systemd forgets the properties only when it reloads.
+      await this.bus.call(this.manager("Reload", unit), budget.left());
+    });
   }
 
   async reload(opts: CallOptions = {}): Promise<void> {

@@ -289,6 +289,13 @@ describe("reading units: GetUnit never loads one, a Get on its object path does"
     expect(gets(path)).toEqual(["Job", "ActiveState", "NeedDaemonReload", "Job", "ActiveState", "NeedDaemonReload"]);
   });
 
+  test("a read that runs out of time names the whole budget it was given, not what was left of it", async () => {
+    fake.units.set("user-1990.slice", { ActiveState: "active" });
+    fake.memberPlans.set("Get", "no-reply");
+    const e = await rejection(sd.unitStatus("user-1990.slice", { timeoutMs: 300 }));
+    expect(e.message).toBe("Get user-1990.slice: no answer from the system bus within 300 ms");
+  });
+
   test("unitProgress reads a unit's state and its job's type on its object path, Job first", async () => {
     const path = "/org/freedesktop/systemd1/unit/user_401990_2eservice";
     expect(await sd.unitProgress("user@1990.service")).toEqual({ activeState: "inactive" });
