@@ -141,14 +141,16 @@ export async function runHook(
       if (hook === "prolog") throw new HookError(`uid ${input.uid} has no passwd entry on this node`);
       user = { name: `uid ${input.uid}`, uid: input.uid, gid: -1, home: "" };
     }
-    // The bus connection (loading the D-Bus library, auth, Hello) overlaps the broker's answers.
-    sdPending = openSystemd(opts.dryRun);
-    sdPending.catch(() => {}); // awaited below, or in finally
     const deadline = new Deadline(BROKER_BUDGET_MS);
     // Hooks run from flux-run-prolog/-housekeeping (via the IMP), whose FLUX_URI is Flux's own.
     const uri = env.FLUX_URI || SYSTEM_URI;
     client = await FluxClient.connect(uri, { timeoutMs: 5000 });
-    const { config, rank, owner } = await brokerBasics(client, deadline);
+    const basics = brokerBasics(client, deadline);
+    // Only now the bus: its connection (loading the D-Bus code, auth, Hello) overlaps the broker's
+    // answers, and the milliseconds of JavaScript it costs do not hold back the requests above.
+    sdPending = openSystemd(opts.dryRun);
+    sdPending.catch(() => {}); // awaited below, or in finally
+    const { config, rank, owner } = await basics;
     debugOn ||= config.debug;
     if (debugOn) say(`broker answered [+${(performance.now() - t0).toFixed(1)} ms]`);
     guestOf = guestRole(uri, owner, config);

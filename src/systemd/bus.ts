@@ -121,10 +121,10 @@ export class SystemBus {
   /** our unique name on the bus, from Hello */
   uniqueName = "";
 
-  private constructor(
-    private readonly codec: Marshalling,
-    readonly address: string,
-  ) {}
+  /** dbus-native's marshalling: loaded while the bus reads our AUTH */
+  private codec!: Marshalling;
+
+  private constructor(readonly address: string) {}
 
   /**
    * Connects, authenticates (EXTERNAL, our uid) and says Hello, all within the deadline. Of
@@ -137,7 +137,7 @@ export class SystemBus {
     const t0 = performance.now();
     const path = unixSocketPath(address);
     if (path === undefined) throw new BusUnavailableError(address, "not a unix:path= address (the only kind flux-pam connects to)");
-    const bus = new SystemBus(await import("dbus-native/lib/message"), address);
+    const bus = new SystemBus(address);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await Promise.race([
@@ -188,7 +188,8 @@ export class SystemBus {
     });
     // The NUL byte, then the uid as hex-encoded decimal digits.
     this.writer.write(Buffer.from(`\0AUTH EXTERNAL ${Buffer.from(String(uid)).toString("hex")}\r\n`));
-    await ok;
+    // Needed from Hello on: the milliseconds it takes to load pass while the bus answers AUTH.
+    [this.codec] = await Promise.all([import("dbus-native/lib/message"), ok]);
     this.authenticated = true;
     // BEGIN and Hello in one write: the bus reads messages from the byte after BEGIN's line.
     this.writer.write(Buffer.from("BEGIN\r\n"));
