@@ -1,6 +1,5 @@
 // Why a broker socket could not be connected to, in words, and whether waiting can help.
 
-import { statSync } from "node:fs";
 import { dirname } from "node:path";
 
 export interface Unreachable {
@@ -20,6 +19,9 @@ export interface Unreachable {
  * directory from systemd before the broker starts), and a full listen backlog (EAGAIN).
  */
 export function unreachable(path: string, code: string | undefined, message: string): Unreachable {
+  // node:fs only here, on the way to a refusal: loading it costs every command ~2 ms (it brings
+  // node:events), and an admitted login (account) needs nothing else of it.
+  const { statSync } = require("node:fs") as typeof import("node:fs");
   let kind: string | undefined;
   try {
     const st = statSync(path);
