@@ -11,7 +11,7 @@ import { readShares } from "../node/job-shares";
 import { getConfig, getHostname, getOwner, getRank, type Job, listJobs, runningOn } from "../flux/rpc";
 import { brokerUri } from "../flux/uri";
 import { type HookFailure, hookUnit, readHookFailure } from "../node/hook-failure";
-import { getuid } from "../node/libc";
+import { getuid, writeAll } from "../node/libc";
 import { DEFAULT_LOCK_DIR, lockDirFromEnv, lockDirUids } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid } from "../node/passwd";
@@ -213,7 +213,8 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
   }
   report.users.sort((a, b) => a.uid - b.uid);
   report.consistent = report.error === undefined && report.users.every((u) => u.consistent);
-  process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+  // write(2), not process.stdout: Bun builds that stream on first use (MiBs and milliseconds).
+  writeAll(1, Buffer.from(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report)));
   return report.consistent ? EXIT_CONSISTENT : EXIT_DRIFT;
 }
 

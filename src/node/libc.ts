@@ -16,6 +16,7 @@ function load() {
     recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
     close: { args: [FFIType.i32], returns: FFIType.i32 },
     write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+    poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
   }).symbols;
 }
 
@@ -33,14 +34,33 @@ export function getuid(): number {
   return sym().getuid();
 }
 
-/** write(2) of all of `data`, retrying on EINTR and short writes. Throws with the errno. */
-export function writeAll(fd: number, data: Uint8Array): void {
+/** How long writeAll waits, in all, for a full non-blocking descriptor (a pipe nobody reads) to take more. */
+export const WRITE_WAIT_MS = 5000;
+const POLLOUT = 4;
+
+/**
+ * write(2) of all of `data`, retrying on EINTR and short writes. A descriptor left non-blocking
+ * by whoever gave it to us (EAGAIN: its pipe is full) is waited on with poll(2), up to `waitMs`
+ * in all, instead of dropping what is left. Throws with the errno.
+ */
+export function writeAll(fd: number, data: Uint8Array, waitMs = WRITE_WAIT_MS): void {
   let off = 0;
+  let waitEnd: number | undefined;
   while (off < data.length) {
     const n = Number(sym().write(fd, ptr(data.subarray(off)), BigInt(data.length - off)));
     if (n < 0) {
       const e = errno();
       if (e === EINTR) continue;
+      if (e === EWOULDBLOCK) {
+        waitEnd ??= Date.now() + waitMs;
+        const left = waitEnd - Date.now();
+        if (left > 0) {
+          const pfd = new Int32Array([fd, POLLOUT]); // struct pollfd { int fd; short events, revents; } (little-endian)
+          sym().poll(ptr(pfd), 1n, left);
+          continue;
+        }
+        throw new Error(`write to fd ${fd} failed: nobody read it for ${waitMs} ms (EAGAIN)`);
+      }
       throw new Error(`write to fd ${fd} failed (errno ${e})`);
     }
     off += n;
