@@ -11,7 +11,7 @@ import { brokerUri, childLocalUri } from "../flux/uri";
 import { childAllowsGuests } from "../flux/user-jobs";
 import { jobsElsewhere } from "../flux/jobs-elsewhere";
 import { placeItem } from "../decide/job-hint";
-import { getuid, writeAll } from "../node/libc";
+import { getuid, writeText } from "../node/libc";
 import { type Passwd, getpwnam } from "../node/passwd";
 import { checkLockDir, DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
@@ -197,8 +197,7 @@ function userServiceText(uid: number, state: string): string {
 }
 
 function emit(r: Report, json: boolean): number {
-  // write(2), not process.stdout: Bun builds that stream on first use (MiBs and milliseconds).
-  if (json) writeAll(1, Buffer.from(`${JSON.stringify(r, null, 2)}\n`));
+  if (json) writeText(1, `${JSON.stringify(r, null, 2)}\n`);
   else {
     const lines = [
       `user:     ${r.user}${r.uid === undefined ? "" : ` (uid ${r.uid})`}`,
@@ -241,7 +240,7 @@ function emit(r: Report, json: boolean): number {
       );
     }
     if (r.node) lines.push(`see also: flux-pam status ${r.user} (the slice against the jobs, the logins, any drift; flux-pam reconcile ${r.user} repairs it)`);
-    writeAll(1, Buffer.from(`${lines.join("\n")}\n`));
+    writeText(1, `${lines.join("\n")}\n`);
   }
   return r.admitted ? 0 : 1;
 }

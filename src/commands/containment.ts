@@ -12,7 +12,7 @@ import { FluxRpcError } from "../flux/errors";
 import { getConfig, getOwner, getRank, listJobs, mapperLookup, runningOn } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
 import { clearHookFailure, recordHookFailure } from "../node/hook-failure";
-import { getuid, writeAll } from "../node/libc";
+import { getuid, writeText } from "../node/libc";
 import { readShares, writeShares } from "../node/job-shares";
 import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
@@ -122,7 +122,7 @@ export async function runHook(
   // write(2), not process.stderr: Bun builds that stream on first use, which costs a hook milliseconds.
   const say = (text: string) => {
     try {
-      writeAll(2, Buffer.from(`${tag}: ${text}\n`));
+      writeText(2, `${tag}: ${text}\n`);
     } catch {
       // stderr is gone: there is no one left to tell, and the exit code still says it
     }

@@ -2,6 +2,7 @@
 // after the user's last job.
 
 import { removeShares } from "../node/job-shares";
+import { writeText } from "../node/libc";
 import { markerExists, removeMarker } from "../node/marker";
 import { DBusCallError, NO_SUCH_UNIT } from "../systemd/errors";
 import { liftDevices } from "../systemd/properties";
@@ -90,7 +91,7 @@ export async function tearDown(ctx: UserContext): Promise<void> {
   ctx.debug(`last job of ${ctx.user.name} on rank ${ctx.rank} ended: tearing down ${slice}`);
   // The marker goes first: from here on no new login may enter the slice.
   const marked = markerExists(ctx.lockDir, uid);
-  if (ctx.dryRun) process.stdout.write(`marker remove ${ctx.lockDir}/uid.${uid}.active\n`);
+  if (ctx.dryRun) writeText(1, `marker remove ${ctx.lockDir}/uid.${uid}.active\n`);
   else {
     removeMarker(ctx.lockDir, uid);
     try {

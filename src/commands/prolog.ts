@@ -2,6 +2,7 @@
 
 import type { JobId } from "../flux/jobid";
 import type { RankShare } from "../flux/r";
+import { writeText } from "../node/libc";
 import { createMarker } from "../node/marker";
 import type { Limits } from "../decide/drift";
 import type { Linger } from "../systemd/types";
@@ -45,7 +46,7 @@ export async function setUpSlice(
       `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${seen.linger.source === "file" ? "/var/lib/systemd/linger/" + ctx.user.name + "; " : ""}loginctl disable-linger ${ctx.user.name})`,
     );
   if (ctx.config.constrainResources) await applyUnion(ctx, ids, asked, seen.limits);
-  if (ctx.dryRun) process.stdout.write(`marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);
+  if (ctx.dryRun) writeText(1, `marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);
   else createMarker(ctx.lockDir, ctx.user.uid); // (idempotent: an existing marker is left as it is)
   // Best effort: containment is the slice; user@ may fail (e.g. /proc mounted hidepid=2). The job
   // does not wait for it to finish starting: its start job is queued and left to systemd. A start

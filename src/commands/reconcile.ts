@@ -11,7 +11,7 @@ import { formatF58, type JobId } from "../flux/jobid";
 import { listJobs, runningOn } from "../flux/rpc";
 import { brokerUri } from "../flux/uri";
 import { clearHookFailure } from "../node/hook-failure";
-import { getuid, writeAll } from "../node/libc";
+import { getuid, writeText } from "../node/libc";
 import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv, lockDirUids } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
@@ -86,7 +86,7 @@ async function inBatches<T, R>(items: readonly T[], n: number, f: (item: T) => P
 }
 
 function out(line: string): void {
-  writeAll(1, Buffer.from(`${line}\n`));
+  writeText(1, `${line}\n`);
 }
 
 export async function reconcile(opts: ReconcileOptions, env: Record<string, string | undefined>): Promise<number> {

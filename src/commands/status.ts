@@ -11,7 +11,7 @@ import { readShares } from "../node/job-shares";
 import { getConfig, getHostname, getOwner, getRank, type Job, listJobs, runningOn } from "../flux/rpc";
 import { brokerUri } from "../flux/uri";
 import { type HookFailure, hookUnit, readHookFailure } from "../node/hook-failure";
-import { getuid, writeAll } from "../node/libc";
+import { getuid, writeText } from "../node/libc";
 import { DEFAULT_LOCK_DIR, lockDirFromEnv, lockDirUids } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid } from "../node/passwd";
@@ -139,7 +139,12 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
     const scans = new Map<number, SliceScan>(scanSlices(prefix, only).map((s) => [s.uid, s]));
     const dropins = new Set(slicesWithDropins());
     const jobsOf = new Map<number, JobId[]>();
-    for (const j of broker?.jobs ?? []) jobsOf.set(j.userid, [...(jobsOf.get(j.userid) ?? []), j.id]);
+    for (const j of broker?.jobs ?? []) {
+      // (pushed, not copied: a copy per job is quadratic, megabytes of garbage for 1000 jobs)
+      const ids = jobsOf.get(j.userid);
+      if (ids) ids.push(j.id);
+      else jobsOf.set(j.userid, [j.id]);
+    }
     const uids = new Set<number>([...jobsOf.keys(), ...lockDirUids(lockDir, ["active"]), ...scans.keys(), ...dropins]);
     const skipped = (uid: number) => uid !== only && (uid === 0 || uid === broker?.owner);
     const users = [...uids].filter((u) => (only === undefined || u === only) && !skipped(u)).sort((a, b) => a - b);
@@ -213,8 +218,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
   }
   report.users.sort((a, b) => a.uid - b.uid);
   report.consistent = report.error === undefined && report.users.every((u) => u.consistent);
-  // write(2), not process.stdout: Bun builds that stream on first use (MiBs and milliseconds).
-  writeAll(1, Buffer.from(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report)));
+  writeText(1, opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
   return report.consistent ? EXIT_CONSISTENT : EXIT_DRIFT;
 }
 

@@ -67,6 +67,14 @@ export function writeAll(fd: number, data: Uint8Array, waitMs = WRITE_WAIT_MS): 
   }
 }
 
+/**
+ * `text` on `fd` by write(2) (writeAll): what commands print. Not process.stdout/stderr: Bun builds
+ * those streams on first use, at milliseconds and MiBs, and output written both ways can interleave.
+ */
+export function writeText(fd: 1 | 2, text: string): void {
+  writeAll(fd, Buffer.from(text));
+}
+
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;

@@ -1,5 +1,6 @@
 // The systemd client's front door for commands: open the real client or the dry-run one.
 
+import { writeText } from "../node/libc";
 import type { ConnectOptions } from "./bus";
 import { SystemdClient } from "./manager";
 import type { Systemd } from "./types";
@@ -20,13 +21,13 @@ export async function openSystemd(dryRun: boolean, opts: OpenOptions = {}): Prom
   if (!dryRun) return SystemdClient.connect(opts);
   // Loaded only for a dry run: it brings node:os, a millisecond and a MiB every hook would pay.
   const { DryRunSystemd } = await import("./dry-run");
-  const print = opts.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const print = opts.print ?? ((line: string) => writeText(1, `${line}\n`));
   let reads: Systemd | undefined;
   try {
     reads = await SystemdClient.connect({ ...opts, timeoutMs: opts.timeoutMs ?? 2000 });
   } catch (e) {
     // A dry run must work on a machine without a bus; it says so instead of failing.
-    process.stderr.write(`flux-pam: dry run without systemd (${(e as Error).message}): reads answer as an idle node\n`);
+    writeText(2, `flux-pam: dry run without systemd (${(e as Error).message}): reads answer as an idle node\n`);
   }
   return new DryRunSystemd(print, reads);
 }
