@@ -40,7 +40,7 @@ async function freed(ctx: UserContext, unit: string, ms = 300): Promise<boolean>
   }
 }
 
-/** How long a teardown lets a start of user@ under way end before it stops the slice regardless. */
+/** How long a teardown lets a start of user@ under way end before it stops it regardless (or the command's budget, if shorter). */
 const START_SETTLE_MS = 10_000;
 
 /**
@@ -48,14 +48,16 @@ const START_SETTLE_MS = 10_000;
  * wait, so the housekeeping of a job that ended at once finds user@ (or user-runtime-dir@ before it)
  * still starting. The slice's stop would cut that start short, and what it cuts fails
  * (user-runtime-dir@'s start process is killed: result 'signal'); a failed unit keeps systemd
- * holding the slice, with the last job's properties, and shows in systemctl --failed. So the stop
- * waits, in this race only, up to START_SETTLE_MS, then goes ahead all the same (and says so).
- * Undefined when systemd cannot say.
+ * holding the slice, with the last job's properties, and shows in systemctl --failed. Stopping
+ * user@ itself (strays in the slice) would cut it short the same way. So the stop waits, in this
+ * race only, up to START_SETTLE_MS (within the command's budget: reconcile's --timeout), then goes
+ * ahead all the same (and says so). Undefined when systemd cannot say.
  */
 async function startSettled(ctx: UserContext): Promise<string | undefined> {
   const uid = ctx.user.uid;
   const [userService, runtimeDir] = managerUnits(uid);
-  const end = performance.now() + START_SETTLE_MS;
+  const settleMs = Math.min(START_SETTLE_MS, ctx.deadline.remaining());
+  const end = performance.now() + settleMs;
   for (let waited = false; ; waited = true) {
     let user, dir;
     try {
@@ -69,13 +71,16 @@ async function startSettled(ctx: UserContext): Promise<string | undefined> {
       return user.activeState;
     }
     if (performance.now() >= end) {
-      ctx.warn(`warning: ${userService} is still starting after ${START_SETTLE_MS / 1000} s: stopping ${sliceName(uid)} all the same`);
+      ctx.warn(`warning: ${userService} is still starting after ${formatWait(settleMs)}: stopping ${sliceName(uid)} all the same`);
       return user.activeState;
     }
     if (!waited) ctx.debug(`${userService} is starting (${user.activeState}${user.job ? `, a ${user.job} job queued` : ""}; ${runtimeDir} ${dir}): waiting for it before the stop`);
     await Bun.sleep(20);
   }
 }
+
+/** A wait in seconds, as a warning says it: "10 s", "2.5 s". */
+const formatWait = (ms: number) => `${Number((ms / 1000).toFixed(1))} s`;
 
 /** A unit in one of these states needs nothing from a teardown: it is down, or on its way down. */
 const settled = (state: string | undefined) => state === undefined || state === "inactive" || state === "deactivating";
@@ -133,6 +138,8 @@ export async function tearDown(ctx: UserContext): Promise<void> {
   }
   if (left.length > 0) {
     userState ??= await ctx.sd.unitActiveState(userService);
+    // user@ is stopped below: a start of it under way ends first (see startSettled).
+    if (!settled(userState)) userState = (await startSettled(ctx)) ?? userState;
     if (ctx.config.killUserSlice) {
       if (!settled(userState)) await stopUserService(ctx);
       await killSlice(ctx);

@@ -13,4 +13,8 @@ export class Deadline {
     if (left <= 0) throw new FluxTimeoutError(what, this.ms);
     return left;
   }
+  /** Milliseconds left, 0 once the budget is spent: for a wait that ends early rather than fails. */
+  remaining(): number {
+    return Math.max(this.end - Date.now(), 0);
+  }
 }

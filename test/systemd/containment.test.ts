@@ -258,6 +258,67 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     expect((await c.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend", "user*"])).trim()).toBe("");
   }, 300_000);
 
+  test("3: a process in the slice of a job that ends right after its prolog, 10 rounds back to back: the stray is signalled, nothing fails, systemd frees the slice", async () => {
+    // The teardown with a stray to kill, while user@'s start queued by the prolog may be under way
+    // (the test below makes that start slow, to see the wait for it).
+    await fromScratch();
+    nodeWith([JOB101]);
+    const env = `FLUX_JOB_USERID=${ALICE} FLUX_JOB_ID=101`;
+    const out = await c.run(
+      [
+        "bash",
+        "-c",
+        `for round in $(seq 10); do
+           systemd-run -q --uid=${ALICE} --slice=${SLICE} --unit=stray-$round sleep infinity || exit 1
+           ${env} FLUX_URI=${uri()} ${BIN} prolog || exit 1
+           ${env} FLUX_URI=local://${SOCKDIR}/ended.sock FLUX_PAM_SCRIPTS_DEBUG=1 ${BIN} housekeeping >/tmp/hk.$round 2>&1 || { cat /tmp/hk.$round; exit 1; }
+           grep -q "sending SIGTERM" /tmp/hk.$round || { echo "round $round: no stray signalled"; cat /tmp/hk.$round; }
+           for i in $(seq 150); do busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s ${SLICE} >/dev/null 2>&1 || break; sleep 0.02; done
+           busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s ${SLICE} >/dev/null 2>&1 && { echo "round $round: ${SLICE} held"; systemctl list-units --failed --plain --no-legend; systemctl reset-failed; }
+           systemctl list-units --failed --plain --no-legend 'user*' | grep . && { echo "round $round: failed units"; systemctl reset-failed; }
+         done; echo done`,
+      ],
+      { timeoutMs: 240_000 },
+    );
+    expect(out).toBe("done\n");
+  }, 300_000);
+
+  test("3: user@ slow to start (4 s) when its last job ends with a stray to kill: the teardown waits for the start before it stops user@; reconcile waits only within its --timeout", async () => {
+    await fromScratch();
+    const slow = "/run/systemd/system/user@1000.service.d/zz-slow-start.conf";
+    await c.run(["bash", "-c", `mkdir -p ${slow.slice(0, slow.lastIndexOf("/"))} && printf '[Service]\\nExecStartPre=/bin/sleep 4\\n' >${slow} && systemctl daemon-reload`]);
+    const since = (await c.run(["date", "+%Y-%m-%d %H:%M:%S"])).trim();
+    try {
+      nodeWith([JOB101]);
+      await c.run(["systemd-run", "-q", `--uid=${ALICE}`, `--slice=${SLICE}`, "--unit=stray-slow", "sleep", "infinity"]);
+      await expectHook("prolog", "101");
+      // Its start is under way (ExecStartPre): activating, not yet active.
+      expect(await until(async () => (await active("user@1000.service")) === "activating")).toBe(true);
+      nodeWith([ended(JOB101)]);
+      const r = await hook("housekeeping", "101", { FLUX_PAM_SCRIPTS_DEBUG: "1" });
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain("user@1000.service is starting (activating");
+      expect(r.stderr).toContain("sending SIGTERM");
+      // The start ran to its end before the stop: systemd says "Started", never that the start was cut.
+      const journal = await c.run(["journalctl", "-b", "--no-pager", "-o", "cat", "--since", since, "-u", "user@1000.service"]);
+      expect(journal).toContain("Started user@1000.service");
+      expect((await c.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend", "user*"])).trim()).toBe("");
+      expect(await until(async () => !(await held(SLICE)))).toBe(true);
+
+      // reconcile of a user without jobs whose user@ is still starting: waits at most what is left of --timeout.
+      nodeWith([JOB101]);
+      await expectHook("prolog", "101");
+      expect(await until(async () => (await active("user@1000.service")) === "activating")).toBe(true);
+      nodeWith([]);
+      const rec = await c.exec([BIN, "reconcile", "alice", "--uri", uri(), "--timeout", "1s"], { timeoutMs: 60_000 });
+      expect(rec.code).toBe(0);
+      // (its one line per user carries the warning; a wait of 10 s, or until the start ended, says nothing)
+      expect(rec.stdout).toMatch(/^alice \(uid 1000\): .*repaired: .*\(warning: user@1000\.service is still starting after (0\.\d|1) s: stopping user-1000\.slice all the same\)$/m);
+    } finally {
+      await c.run(["bash", "-c", `rm -f ${slow}; systemctl daemon-reload; systemctl stop user@1000.service; systemctl reset-failed`]);
+    }
+  }, 120_000);
+
   test("4: kill-user-slice TERMs a stray process, KILLs one that ignores TERM after the grace time", async () => {
     await fromScratch();
     nodeWith([{ id: "103", userid: ALICE, cores: "0" }]);
