@@ -262,13 +262,19 @@ export async function jobShares(ctx: UserContext, ids: readonly JobId[], asked: 
  * yet recorded here (pipelined on one connection), one sdexec-mapper.lookup. Fails closed: a mapper
  * error, or a mapping to nothing, fails the caller, never leaves the slice silently unconstrained.
  */
-export async function unionProperties(ctx: UserContext, ids: JobId[], asked: ReadonlyMap<bigint, Promise<RankShare>> = new Map()): Promise<Record<string, string>> {
+export async function unionProperties(
+  ctx: UserContext,
+  ids: JobId[],
+  asked: ReadonlyMap<bigint, Promise<RankShare>> = new Map(),
+  /** the mapper's answer for exactly this union, when the caller asked it already */
+  mapped?: Promise<Record<string, string>>,
+): Promise<Record<string, string>> {
   const slice = sliceName(ctx.user.uid);
   const union = unionR(ctx.rank, await jobShares(ctx, ids, asked, !ctx.dryRun));
   ctx.debug(`union of ${ids.length} job(s) [${ids.map((i) => formatF58(i)).join(" ")}] on rank ${ctx.rank}: ${JSON.stringify(union.execution.R_lite)}`);
   let props: Record<string, string>;
   try {
-    props = await mapperLookup(ctx.client, union, ctx.deadline.left("sdexec-mapper.lookup"));
+    props = await (mapped ?? mapperLookup(ctx.client, union, ctx.deadline.left("sdexec-mapper.lookup")));
   } catch (e) {
     throw new HookError(`exec.sdexec-constrain-resources is on but the resource mapping failed, so ${slice} cannot be constrained: ${(e as Error).message}`);
   }
@@ -286,9 +292,10 @@ export async function applyUnion(
   ids: JobId[],
   asked: ReadonlyMap<bigint, Promise<RankShare>> = new Map(),
   inForce?: Limits,
+  mapped?: Promise<Record<string, string>>,
 ): Promise<void> {
   const slice = sliceName(ctx.user.uid);
-  const props = await unionProperties(ctx, ids, asked);
+  const props = await unionProperties(ctx, ids, asked, mapped);
   const same = inForce !== undefined && Object.keys(props).every((k) => (LIMITS as readonly string[]).includes(k)) && LIMITS.every((k) => compareLimit(k, inForce[k], props[k]) === "same");
   if (same) {
     ctx.debug(`${slice}: already held to ${Object.entries(props).map(([k, v]) => `${k}=${v}`).join(" ")}`);

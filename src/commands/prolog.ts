@@ -3,9 +3,10 @@
 import type { JobId } from "../flux/jobid";
 import type { RankShare } from "../flux/r";
 import { writeText } from "../node/libc";
-import { createMarker } from "../node/marker";
+import { createMarker, markerExists } from "../node/marker";
 import type { Limits } from "../decide/drift";
 import type { Linger } from "../systemd/types";
+import { mapUnion } from "../flux/map-union";
 import { applyUnion, HookError, type HookOptions, lookupShare, otherJobs, runHook, type UserContext, userServiceFailed, userServiceName } from "./containment";
 import { openSystemd } from "../systemd/systemd";
 
@@ -14,6 +15,11 @@ export async function prolog(opts: HookOptions, env: Record<string, string | und
     // All reads: ask logind, systemd and the broker at once; this job's R too (no record has it yet).
     const own = ctx.config.constrainResources ? lookupShare(ctx, ctx.input.jobid) : undefined;
     own?.catch(() => {}); // awaited in applyUnion, unless the prolog fails first
+    // No marker: most likely the user's first job here, and alone. The mapper is asked for this
+    // job's share while the reads are out; its answer is used only if job-list says no other job
+    // of the user runs here, when it is exactly what the union asks (one round trip less).
+    const alone = own && firstJobHere(ctx) ? own.then((share) => mapUnion(ctx.client, ctx.rank, [share], ctx.deadline)) : undefined;
+    alone?.catch(() => {}); // awaited in applyUnion, or set aside
     const [linger, others, userState] = await Promise.all([
       ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }),
       otherJobs(ctx),
@@ -24,8 +30,18 @@ export async function prolog(opts: HookOptions, env: Record<string, string | und
       }),
     ]);
     ctx.debug(`${others.length} other running job(s) of ${ctx.user.name} on rank ${ctx.rank}`);
-    await setUpSlice(ctx, [...others, ctx.input.jobid], { linger, userState }, own ? new Map([[ctx.input.jobid, own]]) : undefined);
+    await setUpSlice(ctx, [...others, ctx.input.jobid], { linger, userState }, own ? new Map([[ctx.input.jobid, own]]) : undefined, others.length === 0 ? alone : undefined);
   });
+}
+
+/** No marker for the user (a dry run never guesses: it shows the calls as they come). */
+function firstJobHere(ctx: UserContext): boolean {
+  if (ctx.dryRun) return false;
+  try {
+    return !markerExists(ctx.lockDir, ctx.user.uid);
+  } catch {
+    return false; // not a file: setUpSlice says so
+  }
 }
 
 /**
@@ -39,13 +55,15 @@ export async function setUpSlice(
   /** read by the caller: linger, user@'s state and (reconcile) the slice's limits in force */
   seen: { linger: Linger; userState: string | undefined; limits?: Limits },
   asked?: ReadonlyMap<bigint, Promise<RankShare>>,
+  /** the mapper's answer for exactly these jobs' union, when already asked */
+  mapped?: Promise<Record<string, string>>,
 ): Promise<void> {
   const userService = userServiceName(ctx.user.uid);
   if (seen.linger.enabled)
     throw new HookError(
       `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${seen.linger.source === "file" ? "/var/lib/systemd/linger/" + ctx.user.name + "; " : ""}loginctl disable-linger ${ctx.user.name})`,
     );
-  if (ctx.config.constrainResources) await applyUnion(ctx, ids, asked, seen.limits);
+  if (ctx.config.constrainResources) await applyUnion(ctx, ids, asked, seen.limits, mapped);
   if (ctx.dryRun) writeText(1, `marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);
   else createMarker(ctx.lockDir, ctx.user.uid); // (idempotent: an existing marker is left as it is)
   // Best effort: containment is the slice; user@ may fail (e.g. /proc mounted hidepid=2). The job

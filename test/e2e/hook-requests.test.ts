@@ -2,9 +2,11 @@
 // (--dry-run: no systemd needed). Each hook's conversation is the one SPEC.md describes.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Json } from "../../src/flux/json";
 import type { Scenario } from "../broker/scenario";
+import { type FakeSystemd, type RecordedCall, startFakeSystemd } from "../systemd/fake-systemd";
 import { type BrokerProcess, runBinary, startBrokerProcess, tempDir } from "./harness";
 
 const UID = 1; // daemon
@@ -79,5 +81,60 @@ describe("the hooks' requests", () => {
     const r = await runBinary(["prolog", "--dry-run"], { FLUX_URI: broker.uri, FLUX_JOB_USERID: "0", FLUX_JOB_ID: JOB, FLUX_PAM_LOCK_DIR: join(dir.path, "locks") });
     expect(r.code).toBe(0);
     expect(broker.requests()).toEqual(BASICS);
+  });
+});
+
+describe("the prolog's requests on a stand-in systemd (not a dry run: the marker decides)", () => {
+  let sd: FakeSystemd;
+  const lockDir = join(dir.path, "real-locks");
+  beforeAll(async () => {
+    sd = await startFakeSystemd(dir.path);
+  });
+  afterAll(async () => {
+    await sd?.close();
+  });
+
+  async function prolog(s: Scenario, marker: boolean) {
+    rmSync(lockDir, { recursive: true, force: true });
+    mkdirSync(lockDir, { mode: 0o700 });
+    if (marker) writeFileSync(join(lockDir, `uid.${UID}.active`), "");
+    broker.setScenario(s);
+    broker.clearRequests();
+    sd.calls.length = 0;
+    const r = await runBinary(["prolog"], { FLUX_URI: broker.uri, FLUX_JOB_USERID: String(UID), FLUX_JOB_ID: JOB, FLUX_PAM_LOCK_DIR: lockDir, DBUS_SYSTEM_BUS_ADDRESS: sd.address });
+    const requests = broker.requests();
+    const mapperRs = requests.filter((q) => q.topic === "sdexec-mapper.lookup").map((q) => (q.payload as { R: { execution: { R_lite: unknown } } }).R.execution.R_lite);
+    const set = sd.calls.filter((c) => c.member === "SetUnitProperties");
+    return { ...r, requests, mapperRs, cpus: set.length === 1 ? allowedCPUs(set[0]!) : `${set.length} SetUnitProperties` };
+  }
+
+  /** AllowedCPUs of a recorded SetUnitProperties (the CPU bitmask bytes it carries), to compare two slices by. */
+  function allowedCPUs(call: RecordedCall): string {
+    const props = call.body[2] as [string, { value: unknown[] }][];
+    const cpus = props.find(([name]) => name === "AllowedCPUs");
+    return cpus ? JSON.stringify(cpus[1].value) : "none";
+  }
+
+  test("no marker (the user's first job here): the mapper is asked for the job's own share beside the list, once, and the slice gets that answer", async () => {
+    const alone = await prolog(node([{ id: JOB, userid: UID, ranks: "2", cores: "0" }]), false);
+    expect(alone.code).toBe(0);
+    expect(alone.requests.map((q) => q.topic).sort()).toEqual([...BASICS.map((q) => q.topic), "job-info.lookup", "job-list.list", "sdexec-mapper.lookup"].sort());
+    expect(alone.mapperRs).toEqual([[{ rank: "2", children: { core: "0" } }]]);
+    // The same node with the marker there: the mapper is asked after the list, for the same union, and the slice is the same.
+    const marked = await prolog(node([{ id: JOB, userid: UID, ranks: "2", cores: "0" }]), true);
+    expect(marked.code).toBe(0);
+    expect(marked.mapperRs).toEqual(alone.mapperRs);
+    expect(marked.requests.findIndex((q) => q.topic === "sdexec-mapper.lookup")).toBeGreaterThan(marked.requests.findIndex((q) => q.topic === "job-list.list"));
+    expect(alone.cpus).toBe(marked.cpus);
+    expect(alone.cpus).not.toBe("none");
+  });
+
+  test("no marker, yet another job of the user runs here (its prolog never ran): the early answer is set aside, the slice gets the union", async () => {
+    const r = await prolog(node([{ id: JOB, userid: UID, ranks: "2", cores: "0" }, { id: OTHER, userid: UID, ranks: "2", cores: "1" }]), false);
+    expect(r.code).toBe(0);
+    expect(r.mapperRs).toEqual([[{ rank: "2", children: { core: "0" } }], [{ rank: "2", children: { core: "0-1" } }]]);
+    const union = await prolog(node([{ id: JOB, userid: UID, ranks: "2", cores: "0" }, { id: OTHER, userid: UID, ranks: "2", cores: "1" }]), true);
+    expect(union.mapperRs).toEqual([[{ rank: "2", children: { core: "0-1" } }]]);
+    expect(r.cpus).toBe(union.cpus);
   });
 });
