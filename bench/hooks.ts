@@ -9,6 +9,10 @@
 //
 // Usage: bun bench/hooks.ts [RUNS]   (root; make bench builds first)
 //        FLUX_PAM_BENCH_BIN=/path/to/flux-pam bun bench/hooks.ts   (time another build of the binary)
+//        FLUX_PAM_BENCH_VS=/path/to/flux-pam bun bench/hooks.ts    (before/after: each timed run is
+//          paired with one of that binary, their order alternating pair by pair; adds its median and
+//          the median of the per-pair ratios, which a machine's drift during the run does not move;
+//          the floor row pairs the floor with itself, so its ratio shows what noise is left)
 
 import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -25,6 +29,8 @@ const ENDED = 64; // INACTIVE: the job whose housekeeping runs
 const GNU_TIME = "/usr/bin/time";
 const OTHER_BIN = process.env.FLUX_PAM_BENCH_BIN;
 const BIN = OTHER_BIN ? `/opt/bench-bin/${basename(OTHER_BIN)}` : "/opt/flux-pam/flux-pam";
+const VS_BIN = process.env.FLUX_PAM_BENCH_VS;
+const VS = VS_BIN ? `/opt/bench-vs/${basename(VS_BIN)}` : undefined;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -58,6 +64,9 @@ const STATES: Record<string, Scenario> = {
 interface Row {
   path: string;
   wall: number[];
+  /** with FLUX_PAM_BENCH_VS: the other binary's runs, and wall / its wall pair by pair */
+  vsWall: number[];
+  ratios: number[];
   waits: number[];
   calls: number[];
   reloads: number;
@@ -85,6 +94,7 @@ async function main() {
     { host: socks, container: "/run/test-flux" },
     { host: GNU_TIME, container: "/usr/local/bin/gtime", readOnly: true },
     ...(OTHER_BIN ? [{ host: dirname(OTHER_BIN), container: "/opt/bench-bin", readOnly: true }] : []),
+    ...(VS_BIN ? [{ host: dirname(VS_BIN), container: "/opt/bench-vs", readOnly: true }] : []),
   ];
   const c = await bootContainer({ binds });
   const rows: Row[] = [];
@@ -128,21 +138,25 @@ async function main() {
     await sh(`hook run prolog 1000 >/dev/null; settle_up`);
     const checkUser = await rss(`gtime -f %M ${BIN} check-user alice --uri $(uri run) 2>&1 >/dev/null | tail -1`);
 
-    console.log(`flux-pam hooks on real systemd 252 (nspawn container), ${BIN}, median of ${RUNS} runs`);
+    console.log(`flux-pam hooks on real systemd 252 (nspawn container), ${BIN}, median of ${RUNS} runs${VS ? `, each paired with ${VS}` : ""}`);
     const floorMs = median(floor.wall);
-    console.log(`${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)} ${"over floor".padStart(10)}`);
-    console.log(`${floor.path.padEnd(44)} ${floorMs.toFixed(1).padStart(8)}`);
+    const vsCols = (r: Row) => (VS ? ` ${median(r.vsWall).toFixed(1).padStart(7)} ${median(r.ratios).toFixed(3).padStart(6)}` : "");
+    console.log(
+      `${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)} ${"over floor".padStart(10)}${VS ? ` ${"vs ms".padStart(7)} ${"ratio".padStart(6)}` : ""}`,
+    );
+    console.log(`${floor.path.padEnd(44)} ${floorMs.toFixed(1).padStart(8)}${VS ? `${"".padStart(56)}${vsCols(floor)}` : ""}`);
     for (const r of rows) {
       const wall = median(r.wall);
       const wait = r.waits.length ? median(r.waits) : undefined;
       console.log(
-        `${r.path.padEnd(44)} ${wall.toFixed(1).padStart(8)} ${(wait === undefined ? "-" : wait.toFixed(1)).padStart(10)} ${(wait === undefined ? "-" : (wall - wait).toFixed(1)).padStart(10)} ${(r.calls.length ? String(median(r.calls)) : "-").padStart(5)} ${String(r.reloads).padStart(7)} ${(r.rssMiB === undefined ? "-" : r.rssMiB.toFixed(1)).padStart(7)} ${(wall - floorMs).toFixed(1).padStart(10)}`,
+        `${r.path.padEnd(44)} ${wall.toFixed(1).padStart(8)} ${(wait === undefined ? "-" : wait.toFixed(1)).padStart(10)} ${(wait === undefined ? "-" : (wall - wait).toFixed(1)).padStart(10)} ${(r.calls.length ? String(median(r.calls)) : "-").padStart(5)} ${String(r.reloads).padStart(7)} ${(r.rssMiB === undefined ? "-" : r.rssMiB.toFixed(1)).padStart(7)} ${(wall - floorMs).toFixed(1).padStart(10)}${vsCols(r)}`,
       );
     }
     const rssRow = (name: string, mib: number) => console.log(`${name.padEnd(44)} ${"".padStart(8)} ${"".padStart(10)} ${"".padStart(10)} ${"".padStart(5)} ${"".padStart(7)} ${mib.toFixed(1).padStart(7)}`);
     rssRow("prolog, 1000 jobs, no record of shares (RSS)", cold);
     rssRow("check-user (peak RSS only)", checkUser);
     console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code); over floor: wall time less the bare Bun exec's");
+    if (VS) console.log("vs ms: the paired binary's median; ratio: the median of wall / its wall, pair by pair (below 1: this binary is faster)");
   } finally {
     await c.stop();
     for (const b of brokers) await b.stop();
@@ -150,11 +164,19 @@ async function main() {
   }
 
   async function path(sh: (s: string) => Promise<string>, name: string, body: string): Promise<Row> {
-    const out = await sh(`for i in $(seq ${RUNS}); do DBG= ; ${body}; done; for i in $(seq ${DEBUG_RUNS}); do DBG=1; ${body}; done`);
-    const row: Row = { path: name, wall: [], waits: [], calls: [], reloads: 0 };
+    // With a binary to pair with: A (this one) and V (the other) in turn, their order swapped every pair.
+    const timedRuns = VS
+      ? `for i in $(seq ${RUNS}); do if [ $((i % 2)) = 0 ]; then o="A V"; else o="V A"; fi; for TAG in $o; do if [ $TAG = A ]; then B=${BIN}; else B=${VS}; fi; DBG= ; ${body}; done; done; B=${BIN}; TAG=A`
+      : `for i in $(seq ${RUNS}); do DBG= ; ${body}; done`;
+    const out = await sh(`${timedRuns}; for i in $(seq ${DEBUG_RUNS}); do DBG=1; ${body}; done`);
+    const row: Row = { path: name, wall: [], vsWall: [], ratios: [], waits: [], calls: [], reloads: 0 };
     for (const line of out.trim().split("\n")) {
-      // one line per timed run: DEBUG WALL_US RELOADS CALLS WAIT_MS (- - when the binary does not say)
-      const [debug, wall, reloads, calls, wait] = line.split(" ");
+      // one line per timed run: TAG DEBUG WALL_US RELOADS CALLS WAIT_MS (- - when the binary does not say)
+      const [tag, debug, wall, reloads, calls, wait] = line.split(" ");
+      if (tag === "V") {
+        row.vsWall.push(Number(wall) / 1000);
+        continue;
+      }
       row.reloads += Number(reloads);
       if (debug === "0") row.wall.push(Number(wall) / 1000);
       else if (calls !== undefined && calls !== "-") {
@@ -162,6 +184,7 @@ async function main() {
         row.waits.push(Number(wait));
       }
     }
+    row.ratios = row.vsWall.map((v, i) => row.wall[i]! / v);
     return row;
   }
 }
@@ -189,7 +212,7 @@ settle_down() { for i in $(seq 500); do ! systemctl is-active -q user@${UID}.ser
 timed() {
   local r0=$(reloads) s e
   s=\${EPOCHREALTIME/./}; hook "$@"; e=\${EPOCHREALTIME/./}
-  local w=$(waited /tmp/hook.err); echo "\${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
+  local w=$(waited /tmp/hook.err); echo "\${TAG:-A} \${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
 }
 timed8() {
   local r0=$(reloads) s e slowest=0
@@ -202,12 +225,12 @@ timed8() {
   for j in 0 1 2 3 4 5 6 7; do
     t=$(cat /tmp/hook8.$j.t); if [ "$t" -gt "$slowest" ]; then slowest=$t; w=$(waited /tmp/hook8.$j.err); fi
   done
-  echo "\${DBG:-0} $slowest $(( $(reloads) - r0 )) \${w:-- -}"
+  echo "\${TAG:-A} \${DBG:-0} $slowest $(( $(reloads) - r0 )) \${w:-- -}"
 }
 timed_floor() {
   local s e
   s=\${EPOCHREALTIME/./}; /opt/bench-floor/floor >/dev/null; e=\${EPOCHREALTIME/./}
-  echo "\${DBG:-0} $(( e - s )) 0 - -"
+  echo "\${TAG:-A} \${DBG:-0} $(( e - s )) 0 - -"
 }
 timed_session() {
   local r0=$(reloads) s e p
@@ -216,7 +239,7 @@ timed_session() {
   PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p $B session-open uri=local:///run/test-flux/run.sock \${DBG:+debug} >/dev/null 2>/tmp/session.err || { cat /tmp/session.err >&2; exit 1; }
   e=\${EPOCHREALTIME/./}
   kill $p
-  local w=$(waited /tmp/session.err); echo "\${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
+  local w=$(waited /tmp/session.err); echo "\${TAG:-A} \${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
 }
 rss() { FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 gtime -f %M $B $2 2>&1 >/dev/null | tail -1; }
 `;
