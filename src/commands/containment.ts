@@ -45,6 +45,12 @@ export interface UserContext {
   lockDir: string;
   dryRun: boolean;
   deadline: Deadline;
+  /**
+   * The command's own time budget, when it has one that its waits for systemd must keep to
+   * (reconcile's --timeout). A hook has none: its deadline is the broker's budget, started before
+   * the lock wait, and a wait for systemd cut short by it would bring back what the wait avoids.
+   */
+  waitBudget?: Deadline;
   sd: Systemd;
   debug(text: string): void;
   warn(text: string): void;
@@ -259,7 +265,7 @@ export async function jobShares(ctx: UserContext, ids: readonly JobId[], asked: 
 
 /**
  * The mapper's properties for the union of the jobs' resources on this rank: the R of every job not
- * yet recorded here (pipelined on one connection), one sdexec-mapper.lookup. Fails closed: a mapper
+ * yet recorded here (sharesOf), then sdexec-mapper.lookup (or its answer the caller already has). Fails closed: a mapper
  * error, or a mapping to nothing, fails the caller, never leaves the slice silently unconstrained.
  */
 export async function unionProperties(

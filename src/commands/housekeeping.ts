@@ -40,7 +40,7 @@ async function freed(ctx: UserContext, unit: string, ms = 300): Promise<boolean>
   }
 }
 
-/** How long a teardown lets a start of user@ under way end before it stops it regardless (or the command's budget, if shorter). */
+/** How long a teardown lets a start of user@ under way end before it stops it regardless (or reconcile's budget, if shorter). */
 const START_SETTLE_MS = 10_000;
 
 /**
@@ -50,13 +50,13 @@ const START_SETTLE_MS = 10_000;
  * (user-runtime-dir@'s start process is killed: result 'signal'); a failed unit keeps systemd
  * holding the slice, with the last job's properties, and shows in systemctl --failed. Stopping
  * user@ itself (strays in the slice) would cut it short the same way. So the stop waits, in this
- * race only, up to START_SETTLE_MS (within the command's budget: reconcile's --timeout), then goes
- * ahead all the same (and says so). Undefined when systemd cannot say.
+ * race only, up to START_SETTLE_MS (within reconcile's --timeout: UserContext.waitBudget), then
+ * goes ahead all the same (and says so). Undefined when systemd cannot say.
  */
 async function startSettled(ctx: UserContext): Promise<string | undefined> {
   const uid = ctx.user.uid;
   const [userService, runtimeDir] = managerUnits(uid);
-  const settleMs = Math.min(START_SETTLE_MS, ctx.deadline.remaining());
+  const settleMs = Math.min(START_SETTLE_MS, ctx.waitBudget?.remaining() ?? START_SETTLE_MS);
   const end = performance.now() + settleMs;
   for (let waited = false; ; waited = true) {
     let user, dir;
@@ -139,7 +139,7 @@ export async function tearDown(ctx: UserContext): Promise<void> {
   if (left.length > 0) {
     userState ??= await ctx.sd.unitActiveState(userService);
     // user@ is stopped below: a start of it under way ends first (see startSettled).
-    if (!settled(userState)) userState = (await startSettled(ctx)) ?? userState;
+    if (userState === "activating") userState = (await startSettled(ctx)) ?? userState;
     if (ctx.config.killUserSlice) {
       if (!settled(userState)) await stopUserService(ctx);
       await killSlice(ctx);

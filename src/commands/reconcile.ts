@@ -176,6 +176,7 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
       lockDir: run.lockDir,
       dryRun: run.dryRun,
       deadline: run.deadline,
+      waitBudget: run.deadline,
       sd: noting(run.sd, did),
       debug: () => {},
       warn: (t) => warnings.push(t.replace(/^warning: /, "")),

@@ -1,6 +1,7 @@
 // This rank's share of jobs, and what sdexec-mapper gives for their union: R of each job not
-// already known (pipelined on one connection, each reduced to this rank's share as it arrives),
-// one lookup. The hooks (to set it) and status (to compare with it) both ask it so.
+// already known (LOOKUPS_IN_FLIGHT at a time on one connection, each reduced to this rank's share
+// as it arrives), then the mapper's answer for the union. The hooks (to set it) and status (to
+// compare with it) both ask it so.
 
 import type { FluxClient } from "./client";
 import type { Deadline } from "./deadline";
@@ -43,6 +44,7 @@ export async function sharesOf(
   let next = 0;
   let replies = 0;
   let failed = false;
+  for (const share of out) if (share instanceof Promise) share.catch(() => (failed = true));
   const worker = async () => {
     while (!failed && next < todo.length) {
       const i = todo[next++]!;

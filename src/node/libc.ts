@@ -34,14 +34,14 @@ export function getuid(): number {
   return sym().getuid();
 }
 
-/** How long writeAll waits, in all, for a full non-blocking descriptor (a pipe nobody reads) to take more. */
+/** How long writeAll waits for a full non-blocking descriptor (a pipe nobody reads) to take any more. */
 export const WRITE_WAIT_MS = 5000;
 const POLLOUT = 4;
 
 /**
  * write(2) of all of `data`, retrying on EINTR and short writes. A descriptor left non-blocking
- * by whoever gave it to us (EAGAIN: its pipe is full) is waited on with poll(2), up to `waitMs`
- * in all, instead of dropping what is left. Throws with the errno.
+ * by whoever gave it to us (EAGAIN: its pipe is full) is waited on with poll(2) instead of
+ * dropping what is left, until it takes no byte for `waitMs`. Throws with the errno.
  */
 export function writeAll(fd: number, data: Uint8Array, waitMs = WRITE_WAIT_MS): void {
   let off = 0;
@@ -52,10 +52,13 @@ export function writeAll(fd: number, data: Uint8Array, waitMs = WRITE_WAIT_MS): 
       const e = errno();
       if (e === EINTR) continue;
       if (e === EWOULDBLOCK) {
-        waitEnd ??= Date.now() + waitMs;
-        const left = waitEnd - Date.now();
+        waitEnd ??= performance.now() + waitMs;
+        const left = Math.ceil(waitEnd - performance.now());
         if (left > 0) {
-          const pfd = new Int32Array([fd, POLLOUT]); // struct pollfd { int fd; short events, revents; } (little-endian)
+          // struct pollfd { int fd; short events; short revents; }
+          const pfd = new Int32Array(2);
+          pfd[0] = fd;
+          new Int16Array(pfd.buffer)[2] = POLLOUT;
           sym().poll(ptr(pfd), 1n, left);
           continue;
         }
@@ -64,6 +67,7 @@ export function writeAll(fd: number, data: Uint8Array, waitMs = WRITE_WAIT_MS): 
       throw new Error(`write to fd ${fd} failed (errno ${e})`);
     }
     off += n;
+    waitEnd = undefined; // it took some: a slow reader is still a reader
   }
 }
 

@@ -84,6 +84,14 @@ describe("sharesOf", () => {
     expect(b.asked.length).toBeLessThanOrEqual(3 + LOOKUPS_IN_FLIGHT);
   });
 
+  test("a lookup already under way (the prolog's own job) that fails stops the others too", async () => {
+    const b = lookupBroker();
+    const own = Promise.reject(new FluxRpcError("job-info.lookup", 2, "job 1 not found"));
+    const run = sharesOf(b.client, 0, ids(1000), new Map(), new Map([[1n, own]]), new Deadline(10_000));
+    await expect(run).rejects.toThrow("job 1 not found");
+    expect(b.asked.length).toBeLessThanOrEqual(LOOKUPS_IN_FLIGHT);
+  });
+
   test("a deadline already spent sends nothing", async () => {
     const b = lookupBroker();
     const deadline = new Deadline(1);

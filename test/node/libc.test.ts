@@ -20,12 +20,29 @@ function fifo(name: string): { path: string; fd: number } {
 const MIB = new Uint8Array(1 << 20).fill(0x61); // far more than a pipe holds (64 KiB)
 
 describe("writeAll", () => {
-  test("a full non-blocking pipe is waited on until its reader takes everything", async () => {
+  test("a full non-blocking pipe is waited on (asleep, in poll) until its reader takes everything", async () => {
     const { path, fd } = fifo("slow");
     // The reader starts late: every write past the pipe's 64 KiB answers EAGAIN until then.
     const reader = Bun.spawn(["sh", "-c", `exec 3<"${path}"; sleep 0.3; wc -c <&3`], { stdout: "pipe" });
     await Bun.sleep(50);
+    const cpu = process.cpuUsage();
     writeAll(fd, MIB, 5000);
+    const used = process.cpuUsage(cpu);
+    closeSync(fd);
+    expect((await new Response(reader.stdout).text()).trim()).toBe(String(MIB.length));
+    // ~250 ms of waiting: a loop that spun on EAGAIN would have spent it on the CPU.
+    expect((used.user + used.system) / 1000).toBeLessThan(100);
+  });
+
+  test("a reader slower than the wait, but steady, gets everything: the wait is for no progress at all", async () => {
+    const { path, fd } = fifo("steady");
+    // 64 KiB every 100 ms: 1 MiB takes ~1.6 s, far past a 400 ms wait, yet the pipe never stalls that long.
+    const reader = Bun.spawn(
+      ["sh", "-c", `exec 3<"${path}"; n=0; while :; do sleep 0.1; c=$(dd bs=65536 count=1 iflag=fullblock <&3 2>/dev/null | wc -c); [ "$c" = 0 ] && break; n=$((n + c)); done; echo $n`],
+      { stdout: "pipe" },
+    );
+    await Bun.sleep(50);
+    writeAll(fd, MIB, 400);
     closeSync(fd);
     expect((await new Response(reader.stdout).text()).trim()).toBe(String(MIB.length));
   });
