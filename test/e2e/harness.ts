@@ -1,6 +1,7 @@
 // Shared by the end-to-end tests: the test broker as a process, temp dirs, running the compiled binary.
 
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { afterEach, beforeEach } from "bun:test";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -14,6 +15,27 @@ export const BINARY = join(ROOT, "build/flux-pam");
 export function tempDir(prefix = "flux-pam-test-"): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/**
+ * A fresh lock dir (DIR/locks, 0700, in a temp dir of its own) for each test of the calling file:
+ * registers the beforeEach and afterEach that make and remove it. Call at the file's top level.
+ */
+export function lockDirPerTest(): { readonly tmp: string; readonly dir: string } {
+  let t: ReturnType<typeof tempDir> | undefined;
+  beforeEach(() => {
+    t = tempDir();
+    mkdirSync(join(t.path, "locks"), { mode: 0o700 });
+  });
+  afterEach(() => t?.remove());
+  return {
+    get tmp() {
+      return t!.path;
+    },
+    get dir() {
+      return join(t!.path, "locks");
+    },
+  };
 }
 
 export interface BrokerProcess {
