@@ -265,8 +265,9 @@ export async function jobShares(ctx: UserContext, ids: readonly JobId[], asked: 
 
 /**
  * The mapper's properties for the union of the jobs' resources on this rank: the R of every job not
- * yet recorded here (sharesOf), then sdexec-mapper.lookup (or its answer the caller already has). Fails closed: a mapper
- * error, or a mapping to nothing, fails the caller, never leaves the slice silently unconstrained.
+ * yet recorded here (sharesOf), then sdexec-mapper.lookup (or its answer the caller already has).
+ * Fails closed: a mapper error, or a mapping to nothing, fails the caller, never leaves the slice
+ * silently unconstrained.
  */
 export async function unionProperties(
   ctx: UserContext,

@@ -67,8 +67,6 @@ export interface UserReport {
   lastFailure?: HookFailure & { unit: string };
 }
 
-
-
 function pick(props: Record<string, string>): Limits {
   const out: Limits = {};
   for (const k of LIMITS) out[k] = props[k] ?? "";

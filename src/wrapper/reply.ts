@@ -9,7 +9,7 @@
 // Without FLUX_PAM_REPLY_FD, messages go to stdout; logs go to syslog (authpriv) under pam_exec
 // (PAM_TYPE set: pam_exec's `stdout` option shows stderr to the user too), else to stderr.
 
-import { writeAll } from "../node/libc";
+import { writeAll, writeText } from "../node/libc";
 import { syslog } from "../node/syslog";
 
 export type AccountResult = "owner" | "guest" | "deny" | "user-unknown";
@@ -69,7 +69,7 @@ export class Reply {
    */
   private static print(fd: 1 | 2, line: string): void {
     try {
-      writeAll(fd, Buffer.from(`${line}\n`));
+      writeText(fd, `${line}\n`);
     } catch {
       // the stream is gone: nobody is left to read it, and the exit status still says it
     }
