@@ -13,6 +13,8 @@
 //          paired with one of that binary, their order alternating pair by pair; adds its median and
 //          the median of the per-pair ratios, which a machine's drift during the run does not move;
 //          the floor row pairs the floor with itself, so its ratio shows what noise is left)
+//        FLUX_PAM_BENCH_ONLY=TEXT bun bench/hooks.ts   (only the paths whose name contains TEXT, and
+//          the floor; no RSS)
 
 import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -31,6 +33,7 @@ const OTHER_BIN = process.env.FLUX_PAM_BENCH_BIN;
 const BIN = OTHER_BIN ? `/opt/bench-bin/${basename(OTHER_BIN)}` : "/opt/flux-pam/flux-pam";
 const VS_BIN = process.env.FLUX_PAM_BENCH_VS;
 const VS = VS_BIN ? `/opt/bench-vs/${basename(VS_BIN)}` : undefined;
+const ONLY = process.env.FLUX_PAM_BENCH_ONLY;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -105,38 +108,45 @@ async function main() {
     await sh(`hook run prolog 1000 >/dev/null; settle_up; hook ended housekeeping 1000 >/dev/null; settle_down`);
 
     const floor = await path(sh, "bare Bun exec (the process floor)", `timed_floor`);
-    rows.push(await path(sh, "prolog, the user's first job", `settle_down; timed run prolog 1000; settle_up; hook ended housekeeping 1000 >/dev/null`));
+    const timedRow = async (name: string, body: string) => {
+      if (ONLY === undefined || name.includes(ONLY)) rows.push(await path(sh, name, body));
+    };
+    await timedRow("prolog, the user's first job", `settle_down; timed run prolog 1000; settle_up; hook ended housekeeping 1000 >/dev/null`);
     await sh(`hook run prolog 1000 >/dev/null; settle_up`);
-    rows.push(await path(sh, "prolog, a further job", `timed two prolog 1001`));
-    rows.push(await path(sh, "housekeeping, jobs remain", `timed remain housekeeping 999`));
+    await timedRow("prolog, a further job", `timed two prolog 1001`);
+    await timedRow("housekeeping, jobs remain", `timed remain housekeeping 999`);
     await sh(`hook ended housekeeping 1000 >/dev/null`); // the rows above left the user's jobs running
-    rows.push(await path(sh, "housekeeping, the last job", `settle_down; hook run prolog 1000 >/dev/null; settle_up; timed ended housekeeping 1000`));
-    rows.push(await path(sh, "8 last-job housekeepings at once (slowest)", `settle_down; hook run prolog 1000 >/dev/null; settle_up; timed8`));
+    await timedRow("housekeeping, the last job", `settle_down; hook run prolog 1000 >/dev/null; settle_up; timed ended housekeeping 1000`);
+    await timedRow("8 last-job housekeepings at once (slowest)", `settle_down; hook run prolog 1000 >/dev/null; settle_up; timed8`);
     await sh(`hook run prolog 1000 >/dev/null; settle_up`);
-    rows.push(await path(sh, "session-open (start job awaited)", `timed_session`));
-    rows.push(await path(sh, "prolog, a further job, 1000 jobs", `timed many prolog 1000`));
-    rows.push(await path(sh, "housekeeping, jobs remain, 1000 jobs", `timed manyRemain housekeeping 999`));
+    await timedRow("session-open (start job awaited)", `timed_session`);
+    await timedRow("prolog, a further job, 1000 jobs", `timed many prolog 1000`);
+    await timedRow("housekeeping, jobs remain, 1000 jobs", `timed manyRemain housekeeping 999`);
 
-    // Peak RSS, one run of each (GNU time's %M, KiB). A binary just written by the compiler sits
-    // whole in the page cache and fault-around then maps more of it into each process: drop it.
-    await Bun.$`sync && dd if=${OTHER_BIN ?? join(BUILD, "flux-pam")} iflag=nocache count=0 status=none`;
-    const rss = async (script: string) => Number((await sh(script)).trim().split("\n").at(-1)) / 1024;
-    const byPath = new Map(rows.map((r) => [r.path, r]));
-    const set = (p: string, v: number) => (byPath.get(p)!.rssMiB = v);
-    await sh(`hook ended housekeeping 1000 >/dev/null; settle_down`);
-    set("prolog, the user's first job", await rss(`rss run prolog 1000`));
-    await sh(`settle_up`);
-    set("prolog, a further job", await rss(`rss two prolog 1001`));
-    set("housekeeping, jobs remain", await rss(`rss remain housekeeping 999`));
-    set("session-open (start job awaited)", await rss(`sleep 300 & p=$!; PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p gtime -f %M ${BIN} session-open uri=$(uri run) 2>&1 >/dev/null | tail -1; kill $p`));
-    // The record of the jobs' shares holds the 999 others, as it does after the 1000th job's
-    // prolog; without it (the first hook after an upgrade) every R is asked for: the cold row.
-    const cold = await rss(`rm -f /run/flux-pam/uid.${UID}.shares; rss many prolog 1000`);
-    set("prolog, a further job, 1000 jobs", await rss(`rss many prolog 1000`));
-    set("housekeeping, jobs remain, 1000 jobs", await rss(`rss manyRemain housekeeping 999`));
-    set("housekeeping, the last job", await rss(`rss ended housekeeping 1000`));
-    await sh(`hook run prolog 1000 >/dev/null; settle_up`);
-    const checkUser = await rss(`gtime -f %M ${BIN} check-user alice --uri $(uri run) 2>&1 >/dev/null | tail -1`);
+    let cold: number | undefined;
+    let checkUser: number | undefined;
+    if (ONLY === undefined) {
+      // Peak RSS, one run of each (GNU time's %M, KiB). A binary just written by the compiler sits
+      // whole in the page cache and fault-around then maps more of it into each process: drop it.
+      await Bun.$`sync && dd if=${OTHER_BIN ?? join(BUILD, "flux-pam")} iflag=nocache count=0 status=none`;
+      const rss = async (script: string) => Number((await sh(script)).trim().split("\n").at(-1)) / 1024;
+      const byPath = new Map(rows.map((r) => [r.path, r]));
+      const set = (p: string, v: number) => (byPath.get(p)!.rssMiB = v);
+      await sh(`hook ended housekeeping 1000 >/dev/null; settle_down`);
+      set("prolog, the user's first job", await rss(`rss run prolog 1000`));
+      await sh(`settle_up`);
+      set("prolog, a further job", await rss(`rss two prolog 1001`));
+      set("housekeeping, jobs remain", await rss(`rss remain housekeeping 999`));
+      set("session-open (start job awaited)", await rss(`sleep 300 & p=$!; PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p gtime -f %M ${BIN} session-open uri=$(uri run) 2>&1 >/dev/null | tail -1; kill $p`));
+      // The record of the jobs' shares holds the 999 others, as it does after the 1000th job's
+      // prolog; without it (the first hook after an upgrade) every R is asked for: the cold row.
+      cold = await rss(`rm -f /run/flux-pam/uid.${UID}.shares; rss many prolog 1000`);
+      set("prolog, a further job, 1000 jobs", await rss(`rss many prolog 1000`));
+      set("housekeeping, jobs remain, 1000 jobs", await rss(`rss manyRemain housekeeping 999`));
+      set("housekeeping, the last job", await rss(`rss ended housekeeping 1000`));
+      await sh(`hook run prolog 1000 >/dev/null; settle_up`);
+      checkUser = await rss(`gtime -f %M ${BIN} check-user alice --uri $(uri run) 2>&1 >/dev/null | tail -1`);
+    }
 
     console.log(`flux-pam hooks on real systemd 252 (nspawn container), ${BIN}, median of ${RUNS} runs${VS ? `, each paired with ${VS}` : ""}`);
     const floorMs = median(floor.wall);
@@ -153,8 +163,8 @@ async function main() {
       );
     }
     const rssRow = (name: string, mib: number) => console.log(`${name.padEnd(44)} ${"".padStart(8)} ${"".padStart(10)} ${"".padStart(10)} ${"".padStart(5)} ${"".padStart(7)} ${mib.toFixed(1).padStart(7)}`);
-    rssRow("prolog, 1000 jobs, no record of shares (RSS)", cold);
-    rssRow("check-user (peak RSS only)", checkUser);
+    if (cold !== undefined) rssRow("prolog, 1000 jobs, no record of shares (RSS)", cold);
+    if (checkUser !== undefined) rssRow("check-user (peak RSS only)", checkUser);
     console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code); over floor: wall time less the bare Bun exec's");
     if (VS) console.log("vs ms: the paired binary's median; ratio: the median of wall / its wall, pair by pair (below 1: this binary is faster)");
   } finally {

@@ -189,22 +189,19 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
     await hook("prolog", "801");
     // A stray that ignores SIGTERM keeps the housekeeping under the lock for the grace time (1 s).
     await c.run(["systemd-run", "--quiet", `--uid=${ALICE}`, `--slice=${SLICE}`, "--unit=stubborn", "bash", "-c", "trap '' TERM; while :; do sleep 0.2; done"]);
+    const stray = (await c.run(["systemctl", "show", "-P", "MainPID", "stubborn"])).trim();
+    expect(Number(stray)).toBeGreaterThan(0);
     node([{ id: "801", userid: ALICE, cores: "0", state: 64 }]);
     const pid = (await c.run(["bash", "-c", "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo $!"])).trim();
-    const done: string[] = [];
-    const teardown = c.exec([BIN, "housekeeping"], { env: { FLUX_URI: uri, FLUX_JOB_USERID: String(ALICE), FLUX_JOB_ID: "801" }, timeoutMs: 60_000 }).then((r) => {
-      done.push("housekeeping");
-      return r;
-    });
+    const teardown = c.exec([BIN, "housekeeping"], { env: { FLUX_URI: uri, FLUX_JOB_USERID: String(ALICE), FLUX_JOB_ID: "801" }, timeoutMs: 60_000 });
     // Once the housekeeping holds the lock (its marker is gone first thing), a login arrives.
     for (const end = Date.now() + 10_000; (await c.exec(["test", "-e", MARKER])).code === 0 && Date.now() < end; ) await Bun.sleep(10);
-    const login = await c.exec([BIN, "session-open", `uri=${uri}`], { env: { PAM_USER: "alice", PAM_SERVICE: "sshd", FLUX_PAM_PID: pid } }).then((r) => {
-      done.push("session-open");
-      return r;
-    });
+    const login = await c.exec([BIN, "session-open", `uri=${uri}`], { env: { PAM_USER: "alice", PAM_SERVICE: "sshd", FLUX_PAM_PID: pid } });
+    // The login waited for the housekeeping's lock: by its answer the teardown had run to its end
+    // under that lock, where the stray (deaf to TERM) is killed once the grace time is over and the
+    // slice stopped. A login that had not waited would have answered with the stray still alive.
+    expect((await c.exec(["test", "-e", `/proc/${stray}`])).code).not.toBe(0);
     const hk = await teardown;
-    // The login waited for the housekeeping's lock: it ended after it, not before.
-    expect(done).toEqual(["housekeeping", "session-open"]);
     expect(hk.code).toBe(0);
     expect({ code: login.code, stdout: login.stdout }).toEqual({ code: 1, stdout: "Access denied: user alice has no active jobs on this node\n" });
     // The refused login never entered the slice.
