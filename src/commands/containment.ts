@@ -199,7 +199,7 @@ export async function runHook(
     if (!opts.dryRun) clearHookFailure(lockDir, input.uid);
     if (debugOn) {
       const t = sd.busTime();
-      say(`done in ${(performance.now() - t0).toFixed(1)} ms (systemd: ${t.calls} calls, ${t.waitedMs.toFixed(1)} ms waiting; connect to ${t.address} ${t.connectMs.toFixed(1)} ms)`);
+      say(`done in ${(performance.now() - t0).toFixed(1)} ms (systemd: ${t.calls} calls, ${t.waitedMs.toFixed(1)} ms waiting; bus connect ${t.connectMs.toFixed(1)} ms)`);
     }
     return 0;
   } catch (e) {

@@ -11,6 +11,7 @@ import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam } from "../node/passwd";
+import { DEFAULT_SYSTEM_BUS, systemBusAddress } from "../systemd/bus";
 import { openSystemd, type Systemd } from "../systemd/systemd";
 import { Reply } from "../wrapper/reply";
 
@@ -69,7 +70,8 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
     // would answer "done" for a scope it never created, and the login would escape containment.
     // Within the session's budget: the wrapper kills us at its deadline, and then our reason is lost.
     // Connected while the broker is asked: loading the D-Bus library is most of a login's wait.
-    sdPending = openSystemd(false, { env: getuid() === 0 ? env : {}, timeoutMs: deadline.left("connect to the system bus") });
+    const address = getuid() === 0 ? systemBusAddress(env) : DEFAULT_SYSTEM_BUS;
+    sdPending = openSystemd(false, { address, timeoutMs: deadline.left("connect to the system bus") });
     sdPending.catch(() => {}); // awaited below, or closed in finally
     client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect"), 2000) });
     // Read live, never cached: an admin turning it off takes effect at the next login.

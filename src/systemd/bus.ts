@@ -1,6 +1,5 @@
-// A connection to systemd: its own private socket when we are root (as systemctl connects), else the
-// system bus. A unix socket of Bun's, EXTERNAL authentication, Hello on a bus, and dbus-native's
-// message marshalling. Calls with a deadline, typed errors, signals.
+// A connection to the system bus: a unix socket of Bun's, EXTERNAL authentication, Hello, and
+// dbus-native's message marshalling. Calls with a deadline, typed errors, signals.
 
 import type { Socket } from "bun";
 import type { Message } from "dbus-native";
@@ -8,12 +7,6 @@ import { QueuedWriter } from "../flux/writer";
 import { BusClosedError, BusUnavailableError, DBusCallError, DBusTimeoutError } from "./errors";
 
 export const DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket";
-/**
- * systemd's private socket: the manager itself at the other end, no bus daemon between us (each
- * call one hop, not two; no Hello, no AddMatch). Only root may connect (0600, and systemd checks
- * the peer's uid); nothing else can write to it, so everything on it comes from systemd.
- */
-export const SYSTEMD_PRIVATE = "unix:path=/run/systemd/private";
 export const DEFAULT_CALL_MS = 10_000;
 const DEFAULT_CONNECT_MS = 5_000;
 
@@ -28,10 +21,10 @@ const MAX_AUTH_LINE = 16 * 1024;
 
 const DBUS = { destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus" };
 
-/** DBUS_SYSTEM_BUS_ADDRESS when set (not empty), as libdbus and sd-bus read it. */
-export function configuredBusAddress(env: Record<string, string | undefined> = process.env): string | undefined {
+/** The system bus address: DBUS_SYSTEM_BUS_ADDRESS when set, as libdbus and sd-bus read it. */
+export function systemBusAddress(env: Record<string, string | undefined> = process.env): string {
   const a = env.DBUS_SYSTEM_BUS_ADDRESS;
-  return a && a.trim() !== "" ? a : undefined;
+  return a && a.trim() !== "" ? a : DEFAULT_SYSTEM_BUS;
 }
 
 /**
@@ -77,10 +70,8 @@ export interface Signal {
 }
 
 export interface ConnectOptions {
-  /** A bus to connect to (never systemd's private socket); default: see connect. */
+  /** default: systemBusAddress() */
   address?: string;
-  /** where DBUS_SYSTEM_BUS_ADDRESS is read when no address is given; default process.env */
-  env?: Record<string, string | undefined>;
   /** time for connect, authentication and Hello; default 5 s */
   timeoutMs?: number;
 }
@@ -91,10 +82,8 @@ export interface BusTime {
   calls: number;
   /** ms during which at least one call (or a job wait, see hold()) was outstanding */
   waitedMs: number;
-  /** ms from the socket's connect to Hello's answer (to the authentication's, on systemd's own socket) */
+  /** ms from the socket's connect to Hello's answer */
   connectMs: number;
-  /** the address connected to */
-  address: string;
 }
 
 interface Pending {
@@ -128,58 +117,27 @@ export class SystemBus {
   private onAuthLine: ((line: string) => void) | undefined;
   private outstanding = 0;
   private busySince = 0;
-  private readonly time: BusTime;
-  /** our unique name on the bus, from Hello ("" on systemd's own socket) */
+  private readonly time: BusTime = { calls: 0, waitedMs: 0, connectMs: 0 };
+  /** our unique name on the bus, from Hello */
   uniqueName = "";
-  /** signal members someone listens for: other signals are dropped before they are unmarshalled */
-  private readonly signalMembers = new Map<string, Buffer>();
 
   /** dbus-native's marshalling: loaded while the bus reads our AUTH */
   private codec!: Marshalling;
 
-  /**
-   * `direct`: the peer is systemd itself (its private socket), not a bus daemon: no Hello, no match
-   * rules, and systemd sends every signal of the manager to each such connection unasked.
-   */
-  private constructor(
-    readonly address: string,
-    readonly direct: boolean,
-  ) {
-    this.time = { calls: 0, waitedMs: 0, connectMs: 0, address };
-  }
+  private constructor(readonly address: string) {}
 
   /**
-   * Connects, authenticates (EXTERNAL, our uid) and says Hello, all within the deadline. With no
-   * bus named (no address, no DBUS_SYSTEM_BUS_ADDRESS) a root process (euid 0) connects to
-   * systemd's private socket, as systemctl does, and to the system bus only when that socket
-   * cannot be reached (no systemd as PID 1, a refused connection). A socket that does not answer
-   * in time is a timeout, not a fallback: a bus would only pass our calls to the same stuck systemd.
-   */
-  static async connect(opts: ConnectOptions = {}): Promise<SystemBus> {
-    const ms = opts.timeoutMs ?? DEFAULT_CONNECT_MS;
-    const configured = opts.address ?? configuredBusAddress(opts.env ?? process.env);
-    if (configured !== undefined) return SystemBus.connectTo(configured, false, ms);
-    if (process.geteuid?.() !== 0) return SystemBus.connectTo(DEFAULT_SYSTEM_BUS, false, ms);
-    const t0 = performance.now();
-    try {
-      return await SystemBus.connectTo(SYSTEMD_PRIVATE, true, ms);
-    } catch (e) {
-      if (!(e instanceof BusUnavailableError)) throw e;
-      const left = ms - (performance.now() - t0);
-      if (left <= 0) throw new DBusTimeoutError(`connect to ${DEFAULT_SYSTEM_BUS}`, undefined, ms);
-      return SystemBus.connectTo(DEFAULT_SYSTEM_BUS, false, left);
-    }
-  }
-
-  /**
-   * Of dbus-native only its message marshalling is loaded, on first use: its connection layer
+   * Connects, authenticates (EXTERNAL, our uid) and says Hello, all within the deadline. Of
+   * dbus-native only its message marshalling is loaded, on first use: its connection layer
    * (node:net, streams, the introspection XML parser) would cost every hook milliseconds and MiB.
    */
-  private static async connectTo(address: string, direct: boolean, ms: number): Promise<SystemBus> {
+  static async connect(opts: ConnectOptions = {}): Promise<SystemBus> {
+    const address = opts.address ?? systemBusAddress();
+    const ms = opts.timeoutMs ?? DEFAULT_CONNECT_MS;
     const t0 = performance.now();
     const path = unixSocketPath(address);
     if (path === undefined) throw new BusUnavailableError(address, "not a unix:path= address (the only kind flux-pam connects to)");
-    const bus = new SystemBus(address, direct);
+    const bus = new SystemBus(address);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await Promise.race([
@@ -216,7 +174,9 @@ export class SystemBus {
       throw new BusUnavailableError(address, (e as Error).message);
     }
     this.writer = new QueuedWriter(this.socket);
-    const uid = process.getuid?.() ?? 0;
+    // The effective uid: the one the kernel reports to the bus (SO_PEERCRED) and the bus checks the
+    // claim against. Under su the real one is the user's, and claiming it would be refused.
+    const uid = process.geteuid?.() ?? 0;
     const ok = new Promise<void>((resolve, reject) => {
       const offClose = this.onClose((cause) => reject(new BusUnavailableError(address, `the bus closed the connection (${cause.message})`)));
       this.onAuthLine = (line) => {
@@ -235,7 +195,6 @@ export class SystemBus {
     this.authenticated = true;
     // BEGIN and Hello in one write: the bus reads messages from the byte after BEGIN's line.
     this.writer.write(Buffer.from("BEGIN\r\n"));
-    if (this.direct) return; // systemd's own socket has no names to hand out
     let name: unknown;
     try {
       [name] = await this.call({ ...DBUS, member: "Hello" }, DEFAULT_CALL_MS);
@@ -273,11 +232,6 @@ export class SystemBus {
       const total = 16 + Math.ceil(fieldsLength / 8) * 8 + bodyLength;
       if (total > MAX_MESSAGE_BYTES) return this.shut(new Error(`protocol error: a message of ${total} bytes`));
       if (b.length < total) return;
-      if (b[1] === SIGNAL && !this.wantedSignal(b.subarray(16, 16 + fieldsLength))) {
-        // On systemd's own socket every unit change on the node arrives: skip what nobody listens for.
-        this.buf = b.subarray(total);
-        continue;
-      }
       let m: Message;
       try {
         m = this.codec.unmarshall(b.subarray(0, total));
@@ -287,12 +241,6 @@ export class SystemBus {
       this.buf = b.subarray(total);
       this.dispatch(m);
     }
-  }
-
-  /** Whether a signal's header fields name a member someone listens for (a byte search, no unmarshalling). */
-  private wantedSignal(fields: Buffer): boolean {
-    for (const name of this.signalMembers.values()) if (fields.includes(name)) return true;
-    return false;
   }
 
   private dispatch(m: Message): void {
@@ -369,27 +317,18 @@ export class SystemBus {
     });
   }
 
-  /**
-   * Asks the bus to route signals matching `rule` to us. On systemd's own socket there is no bus
-   * to ask, and systemd sends every signal anyway.
-   */
+  /** Asks the bus to route signals matching `rule` to us. */
   async addMatch(rule: string, timeoutMs = DEFAULT_CALL_MS): Promise<void> {
-    if (this.direct) return;
     await this.call({ ...DBUS, member: "AddMatch", signature: "s", body: [rule] }, timeoutMs);
   }
 
   /**
-   * Calls `h` for every signal named `member` that reaches us; returns the unsubscribe. Besides
-   * the signals our match rules ask for, any peer on a bus may address a signal to us directly:
-   * check `sender`.
+   * Calls `h` for every signal the bus routes to us; returns the unsubscribe. Besides the signals
+   * our match rules ask for, any peer may address a signal to us directly: check `sender`.
    */
-  onSignal(member: string, h: (s: Signal) => void): () => void {
-    const wrapped = (s: Signal) => {
-      if (s.member === member) h(s);
-    };
-    this.signalHandlers.add(wrapped);
-    this.signalMembers.set(member, Buffer.from(member));
-    return () => this.signalHandlers.delete(wrapped);
+  onSignal(h: (s: Signal) => void): () => void {
+    this.signalHandlers.add(h);
+    return () => this.signalHandlers.delete(h);
   }
 
   /** Calls `h` once if the connection goes away (pending calls fail on their own); returns the unsubscribe. */

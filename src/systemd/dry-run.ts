@@ -108,7 +108,7 @@ export class DryRunSystemd implements Systemd {
   }
 
   busTime(): BusTime {
-    return this.reads?.busTime() ?? { calls: 0, waitedMs: 0, connectMs: 0, address: "(none)" };
+    return this.reads?.busTime() ?? { calls: 0, waitedMs: 0, connectMs: 0 };
   }
 
   unitActiveState(unit: string, opts?: CallOptions): Promise<string> {

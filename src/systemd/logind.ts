@@ -41,8 +41,6 @@ export async function lingerEnabled(user: LingerUser, bus: SystemBus | undefined
   const dir = opts.lingerDir ?? LINGER_DIR;
   const fromFile = (detail: string): Linger => ({ enabled: lingerFileExists(user.name, dir), source: "file", detail });
   if (!bus) return fromFile("no system bus");
-  // systemd's private socket reaches the manager only; the file is what logind would answer.
-  if (bus.direct) return fromFile("connected to systemd directly");
   const ms = opts.timeoutMs ?? DEFAULT_MS;
   const end = Date.now() + ms;
   const unit = `user ${user.name} (uid ${user.uid})`;

@@ -105,10 +105,10 @@ export class SystemdClient implements Systemd {
   private jobsInFlight = 0;
 
   constructor(readonly bus: SystemBus) {
-    bus.onSignal("JobRemoved", (s) => this.onJobRemoved(s));
+    bus.onSignal((s) => this.onJobRemoved(s));
   }
 
-  /** Connects to systemd (see SystemBus.connect: its private socket as root, else the system bus). */
+  /** Connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS or /run/dbus/system_bus_socket). */
   static async connect(opts: ConnectOptions = {}): Promise<SystemdClient> {
     return new SystemdClient(await SystemBus.connect(opts));
   }
@@ -122,8 +122,7 @@ export class SystemdClient implements Systemd {
    * the bus handles one connection's messages in order, so the rule is in place before systemd
    * even reads the call. No Subscribe: systemd sends a job's JobRemoved to the client that asked for
    * the job whether or not it subscribed (job->bus_track), and a subscriber makes systemd put a
-   * signal on the bus for every unit change on the node while it is connected. On systemd's own
-   * socket there is no rule to add: systemd sends every signal to such a connection.
+   * signal on the bus for every unit change on the node while it is connected.
    */
   private matchJobs(ms: number): Promise<void> {
     this.jobMatch ??= this.bus.addMatch(JOB_REMOVED_RULE, ms).catch((e: unknown) => {

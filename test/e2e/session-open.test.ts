@@ -34,6 +34,9 @@ const listeners: UnixSocketListener<undefined>[] = [];
 /** connections each socket accepted during the last run, by file name */
 const connections = { "fake-bus.sock": 0, system_bus_socket: 0 };
 
+/** what the client sent the default bus first, during the last run */
+let defaultBusHeard = "";
+
 /** A bus that accepts and hangs up at once, counting its connections. */
 function hangUpBus(path: string, name: keyof typeof connections): UnixSocketListener<undefined> {
   return Bun.listen<undefined>({
@@ -48,6 +51,22 @@ function hangUpBus(path: string, name: keyof typeof connections): UnixSocketList
   });
 }
 
+/** A bus that hears the client's first bytes (its AUTH), then hangs up, counting its connections. */
+function listeningBus(path: string, name: keyof typeof connections): UnixSocketListener<undefined> {
+  return Bun.listen<undefined>({
+    unix: path,
+    socket: {
+      open() {
+        connections[name]++;
+      },
+      data(s: Socket<undefined>, d: Buffer) {
+        defaultBusHeard += d.toString("latin1");
+        s.end();
+      },
+    },
+  });
+}
+
 beforeAll(async () => {
   // Everything a session needs up to the bus: slices managed, the lock dir, the prolog's marker.
   broker = await startBrokerProcess({ config: { pam: { "manage-user-slice": true } } }, dir.path);
@@ -55,7 +74,7 @@ beforeAll(async () => {
   writeFileSync(join(lockDir, `uid.${UID}.active`), "", { mode: 0o600 });
   mkdirSync(runDbus, { mode: 0o755 });
   listeners.push(hangUpBus(join(dir.path, "fake-bus.sock"), "fake-bus.sock"));
-  listeners.push(hangUpBus(join(runDbus, "system_bus_socket"), "system_bus_socket"));
+  listeners.push(listeningBus(join(runDbus, "system_bus_socket"), "system_bus_socket"));
   // Accepts, then never says a word (a wedged dbus-daemon).
   listeners.push(Bun.listen<undefined>({ unix: join(dir.path, "silent-bus.sock"), socket: { data() {} } }));
 });
@@ -73,6 +92,7 @@ afterAll(async () => {
 async function sessionOpen(ruid: number, bus = "fake-bus.sock", timeout = "2s") {
   connections["fake-bus.sock"] = 0;
   connections.system_bus_socket = 0;
+  defaultBusHeard = "";
   const args = ["session-open", `uri=${broker.uri}`, `lock-dir=${lockDir}`, `timeout=${timeout}`];
   const env = { PAM_USER: "daemon", FLUX_PAM_PID: String(process.pid), DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${join(dir.path, bus)}` };
   const caller = ruid === 0 ? [BINARY, ...args] : [SETPRIV, `--ruid=${ruid}`, "--", BINARY, ...args];
@@ -94,6 +114,9 @@ describe.skipIf(skip !== undefined)("flux-pam session-open: the system bus", () 
     expect(r.code).toBe(1);
     expect(connections).toEqual({ "fake-bus.sock": 0, system_bus_socket: 1 });
     expect(r.stderr).toStartWith(`flux-pam session-open: session denied for user daemon: cannot reach the system bus at unix:path=${DEFAULT_BUS}: `);
+    // It claims the effective uid (0, as hex digits), the one the kernel shows the bus: a bus
+    // refuses a claim of the real uid (65534) from a peer whose credentials say 0.
+    expect(defaultBusHeard).toBe(`\0AUTH EXTERNAL ${Buffer.from("0").toString("hex")}\r\n`);
   });
 
   test("a bus that never answers fails the session within its timeout=, with the reason", async () => {

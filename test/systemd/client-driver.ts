@@ -46,7 +46,7 @@ async function main(args: string[]): Promise<unknown> {
       const pid = Number(arg(2));
       return withClient(async (sd) => {
         const done = await sd.startScope({ name: arg(0), slice: arg(1), pids: [pid] });
-        return { done, cgroup: cgroupOfPid(pid), via: sd.busTime().address, calls: sd.busTime().calls };
+        return { done, cgroup: cgroupOfPid(pid) };
       });
     }
     case "scope-self": {
