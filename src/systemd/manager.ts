@@ -23,6 +23,8 @@ import type {
 
 const SYSTEMD = { destination: "org.freedesktop.systemd1", path: "/org/freedesktop/systemd1", interface: "org.freedesktop.systemd1.Manager" };
 const PROPERTIES = "org.freedesktop.DBus.Properties";
+/** what a bus answers for an object path nobody serves: a job or unit systemd has freed */
+const UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject";
 
 // Only systemd's own JobRemoved: the bus routes only those to us (but see waitJob: anyone may address one to us).
 const JOB_REMOVED_RULE =
@@ -327,18 +329,31 @@ export class SystemdClient implements Systemd {
         // Job is (id, path), id 0 when none is queued.
         if (!Array.isArray(job) || typeof job[0] !== "number" || typeof job[1] !== "string") throw new BadBusReplyError("Get", unit, "Job is not (id, path)");
         if (job[0] === 0) return { activeState };
-        try {
-          const [type] = await this.bus.call(
-            { destination: SYSTEMD.destination, path: job[1], interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Job", "JobType"], unit },
-            budget.left(),
-          );
-          if (typeof type !== "string") throw new BadBusReplyError("Get", unit, "JobType is not a string");
-          return { activeState, job: type };
-        } catch (e) {
-          if (!(e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") || attempt >= UNIT_STATUS_READS) throw e;
-        }
+        const type = await this.jobTypeAt(unit, job[1], budget);
+        if (type !== undefined) return { activeState, job: type };
+        if (attempt >= UNIT_STATUS_READS) throw new BadBusReplyError("Get", unit, `its job ended before its type could be read, ${attempt} times`);
       }
     });
+  }
+
+  /**
+   * The JobType of the job at `path`, or undefined when the job is gone: it ended since its unit's
+   * Job was read, and systemd has freed its object. unitProgress and unitStatus read the unit's
+   * state in between, so a job still there now was there when the state was read.
+   */
+  private async jobTypeAt(unit: string, path: string, budget: Budget): Promise<string | undefined> {
+    let type: unknown;
+    try {
+      [type] = await this.bus.call(
+        { destination: SYSTEMD.destination, path, interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Job", "JobType"], unit },
+        budget.left(),
+      );
+    } catch (e) {
+      if (e instanceof DBusCallError && e.dbusName === UNKNOWN_OBJECT) return undefined;
+      throw e;
+    }
+    if (typeof type !== "string") throw new BadBusReplyError("Get", unit, "JobType is not a string");
+    return type;
   }
 
   async sliceUnits(slice: string, opts: CallOptions = {}): Promise<string[]> {
@@ -361,16 +376,16 @@ export class SystemdClient implements Systemd {
         throw e;
       }
       if (typeof path !== "string") throw new BadBusReplyError("GetUnit", unit, "no object path");
-      const get = async (k: string, iface = "org.freedesktop.systemd1.Unit", object = path): Promise<unknown> => {
+      const get = async (k: string): Promise<unknown> => {
         try {
           const [v] = await this.bus.call(
-            { destination: SYSTEMD.destination, path: object, interface: PROPERTIES, member: "Get", signature: "ss", body: [iface, k], unit },
+            { destination: SYSTEMD.destination, path, interface: PROPERTIES, member: "Get", signature: "ss", body: ["org.freedesktop.systemd1.Unit", k], unit },
             budget.left(),
           );
           return v;
         } catch (e) {
           // Freed between GetUnit and Get: it is not held any more.
-          if (e instanceof DBusCallError && e.dbusName === "org.freedesktop.DBus.Error.UnknownObject") return undefined;
+          if (e instanceof DBusCallError && e.dbusName === UNKNOWN_OBJECT) return undefined;
           throw e;
         }
       };
@@ -387,8 +402,8 @@ export class SystemdClient implements Systemd {
         const status: UnitStatus = { activeState, needDaemonReload };
         // Job is (id, path), id 0 when none is queued.
         if (Array.isArray(job) && typeof job[0] === "number" && job[0] !== 0 && typeof job[1] === "string") {
-          const type = await get("JobType", "org.freedesktop.systemd1.Job", job[1]);
-          if (typeof type === "string") status.job = type;
+          const type = await this.jobTypeAt(unit, job[1], budget);
+          if (type !== undefined) status.job = type;
           else if (attempt < UNIT_STATUS_READS) continue;
         }
         return status;
