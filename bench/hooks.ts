@@ -1,11 +1,11 @@
 // How long prolog, housekeeping and session-open take on real systemd 252 (systemd-nspawn
 // container) against the test broker, path by path: the user's first job, a further job, a job
 // ending while others remain, the last job, 8 last jobs ending at once, a login, and the same with
-// 1000 running jobs. For each: the median wall time (runs without debug output), the part spent
-// waiting on systemd (median over further runs with FLUX_PAM_SCRIPTS_DEBUG / `debug`, whose last
-// line says it; "-" for a binary that does not), the manager reloads the timed runs caused (systemd
-// logs "Reloading." each time), and the peak RSS of one run. Timed inside the container, so
-// nsenter is not counted.
+// 1000 running jobs. For each: the median wall time and CPU time (runs without debug output), the
+// part spent waiting on systemd (median over further runs with FLUX_PAM_SCRIPTS_DEBUG / `debug`,
+// whose last line says it; "-" for a binary that does not), the manager reloads the timed runs
+// caused (systemd logs "Reloading." each time), and the peak RSS of one run. Timed inside the
+// container, so nsenter is not counted.
 //
 // Usage: bun bench/hooks.ts [RUNS]   (root; make bench builds first)
 //        FLUX_PAM_BENCH_BIN=/path/to/flux-pam bun bench/hooks.ts   (time another build of the binary)
@@ -70,6 +70,9 @@ interface Row {
   /** with FLUX_PAM_BENCH_VS: the other binary's runs, and wall / its wall pair by pair */
   vsWall: number[];
   ratios: number[];
+  /** CPU time of each timed run (user + system, ms; not for 8 at once), this binary's and the other's */
+  cpu: number[];
+  vsCpu: number[];
   waits: number[];
   calls: number[];
   reloads: number;
@@ -150,23 +153,24 @@ async function main() {
 
     console.log(`flux-pam hooks on real systemd 252 (nspawn container), ${BIN}, median of ${RUNS} runs${VS ? `, each paired with ${VS}` : ""}`);
     const floorMs = median(floor.wall);
-    const vsCols = (r: Row) => (VS ? ` ${median(r.vsWall).toFixed(1).padStart(7)} ${median(r.ratios).toFixed(3).padStart(6)}` : "");
+    const med = (xs: number[], digits = 1) => (xs.length ? median(xs).toFixed(digits) : "-");
+    const vsCols = (r: Row) => (VS ? ` ${med(r.vsWall).padStart(7)} ${med(r.ratios, 3).padStart(6)} ${med(r.vsCpu, 0).padStart(6)}` : "");
     console.log(
-      `${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)} ${"over floor".padStart(10)}${VS ? ` ${"vs ms".padStart(7)} ${"ratio".padStart(6)}` : ""}`,
+      `${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)} ${"over floor".padStart(10)} ${"cpu ms".padStart(6)}${VS ? ` ${"vs ms".padStart(7)} ${"ratio".padStart(6)} ${"vs cpu".padStart(6)}` : ""}`,
     );
-    console.log(`${floor.path.padEnd(44)} ${floorMs.toFixed(1).padStart(8)}${VS ? `${"".padStart(56)}${vsCols(floor)}` : ""}`);
+    console.log(`${floor.path.padEnd(44)} ${floorMs.toFixed(1).padStart(8)}${"".padStart(56)} ${med(floor.cpu, 0).padStart(6)}${vsCols(floor)}`);
     for (const r of rows) {
       const wall = median(r.wall);
       const wait = r.waits.length ? median(r.waits) : undefined;
       console.log(
-        `${r.path.padEnd(44)} ${wall.toFixed(1).padStart(8)} ${(wait === undefined ? "-" : wait.toFixed(1)).padStart(10)} ${(wait === undefined ? "-" : (wall - wait).toFixed(1)).padStart(10)} ${(r.calls.length ? String(median(r.calls)) : "-").padStart(5)} ${String(r.reloads).padStart(7)} ${(r.rssMiB === undefined ? "-" : r.rssMiB.toFixed(1)).padStart(7)} ${(wall - floorMs).toFixed(1).padStart(10)}${vsCols(r)}`,
+        `${r.path.padEnd(44)} ${wall.toFixed(1).padStart(8)} ${(wait === undefined ? "-" : wait.toFixed(1)).padStart(10)} ${(wait === undefined ? "-" : (wall - wait).toFixed(1)).padStart(10)} ${(r.calls.length ? String(median(r.calls)) : "-").padStart(5)} ${String(r.reloads).padStart(7)} ${(r.rssMiB === undefined ? "-" : r.rssMiB.toFixed(1)).padStart(7)} ${(wall - floorMs).toFixed(1).padStart(10)} ${med(r.cpu, 0).padStart(6)}${vsCols(r)}`,
       );
     }
     const rssRow = (name: string, mib: number) => console.log(`${name.padEnd(44)} ${"".padStart(8)} ${"".padStart(10)} ${"".padStart(10)} ${"".padStart(5)} ${"".padStart(7)} ${mib.toFixed(1).padStart(7)}`);
     if (cold !== undefined) rssRow("prolog, 1000 jobs, no record of shares (RSS)", cold);
     if (checkUser !== undefined) rssRow("check-user (peak RSS only)", checkUser);
-    console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code); over floor: wall time less the bare Bun exec's");
-    if (VS) console.log("vs ms: the paired binary's median; ratio: the median of wall / its wall, pair by pair (below 1: this binary is faster)");
+    console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code); over floor: wall time less the bare Bun exec's; cpu ms: the process's own CPU time (user + system, getrusage, whole ms), which the machine's other load moves less than wall time");
+    if (VS) console.log("vs ms, vs cpu: the paired binary's medians; ratio: the median of wall / its wall, pair by pair (below 1: this binary is faster)");
   } finally {
     await c.stop();
     for (const b of brokers) await b.stop();
@@ -179,16 +183,19 @@ async function main() {
       ? `for i in $(seq ${RUNS}); do if [ $((i % 2)) = 0 ]; then o="A V"; else o="V A"; fi; for TAG in $o; do if [ $TAG = A ]; then B=${BIN}; else B=${VS}; fi; DBG= ; ${body}; done; done; B=${BIN}; TAG=A`
       : `for i in $(seq ${RUNS}); do DBG= ; ${body}; done`;
     const out = await sh(`${timedRuns}; for i in $(seq ${DEBUG_RUNS}); do DBG=1; ${body}; done`);
-    const row: Row = { path: name, wall: [], vsWall: [], ratios: [], waits: [], calls: [], reloads: 0 };
+    const row: Row = { path: name, wall: [], vsWall: [], ratios: [], cpu: [], vsCpu: [], waits: [], calls: [], reloads: 0 };
     for (const line of out.trim().split("\n")) {
-      // one line per timed run: TAG DEBUG WALL_US RELOADS CALLS WAIT_MS (- - when the binary does not say)
-      const [tag, debug, wall, reloads, calls, wait] = line.split(" ");
+      // one line per timed run: TAG DEBUG WALL_US RELOADS CALLS WAIT_MS [CPU_MS] (- - when the binary
+      // does not say; no CPU for 8 at once)
+      const [tag, debug, wall, reloads, calls, wait, cpu] = line.split(" ");
       if (tag === "V") {
         row.vsWall.push(Number(wall) / 1000);
+        if (debug === "0" && cpu !== undefined) row.vsCpu.push(Number(cpu));
         continue;
       }
       row.reloads += Number(reloads);
       if (debug === "0") row.wall.push(Number(wall) / 1000);
+      if (debug === "0" && cpu !== undefined) row.cpu.push(Number(cpu));
       else if (calls !== undefined && calls !== "-") {
         row.calls.push(Number(calls));
         row.waits.push(Number(wait));
@@ -219,10 +226,21 @@ waited() { sed -n 's/.*systemd: \\([0-9]*\\) calls\\?, \\([0-9.]*\\) ms waiting.
 settle_up() { for i in $(seq 500); do [ "$(systemctl is-active user@${UID}.service)" = active ] && return 0; sleep 0.01; done; echo "user@${UID} did not come up" >&2; exit 1; }
 # down: user@ stopped and the slice freed by systemd (the teardown queues the stop)
 settle_down() { for i in $(seq 500); do ! systemctl is-active -q user@${UID}.service && ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${UID}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${UID}.slice was not freed" >&2; exit 1; }
+# CPU time (user + system, ms) of this shell's waited-for children so far, from the times builtin
+# (getrusage, ms digits), into CPU: no subshell, so the children are this shell's own.
+children_cpu() {
+  times >/tmp/times.$$
+  local _s _u cu cs
+  { read -r _u _s; read -r cu cs; } </tmp/times.$$
+  CPU=$(( $(ms_of "$cu") + $(ms_of "$cs") ))
+}
+ms_of() { local m=\${1%%m*} r=\${1#*m}; r=\${r%s}; echo $(( m * 60000 + 10#\${r/./} )); }
 timed() {
-  local r0=$(reloads) s e
+  local r0=$(reloads) s e c0
+  children_cpu; c0=$CPU
   s=\${EPOCHREALTIME/./}; hook "$@"; e=\${EPOCHREALTIME/./}
-  local w=$(waited /tmp/hook.err); echo "\${TAG:-A} \${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
+  children_cpu
+  local w=$(waited /tmp/hook.err); echo "\${TAG:-A} \${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -} $(( CPU - c0 ))"
 }
 timed8() {
   local r0=$(reloads) s e slowest=0
@@ -239,17 +257,23 @@ timed8() {
 }
 timed_floor() {
   local s e
+  local c0
+  children_cpu; c0=$CPU
   s=\${EPOCHREALTIME/./}; /opt/bench-floor/floor >/dev/null; e=\${EPOCHREALTIME/./}
-  echo "\${TAG:-A} \${DBG:-0} $(( e - s )) 0 - -"
+  children_cpu
+  echo "\${TAG:-A} \${DBG:-0} $(( e - s )) 0 - - $(( CPU - c0 ))"
 }
 timed_session() {
   local r0=$(reloads) s e p
   sleep 300 & p=$!
+  local c0
+  children_cpu; c0=$CPU
   s=\${EPOCHREALTIME/./}
   PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p $B session-open uri=local:///run/test-flux/run.sock \${DBG:+debug} >/dev/null 2>/tmp/session.err || { cat /tmp/session.err >&2; exit 1; }
   e=\${EPOCHREALTIME/./}
+  children_cpu
   kill $p
-  local w=$(waited /tmp/session.err); echo "\${TAG:-A} \${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -}"
+  local w=$(waited /tmp/session.err); echo "\${TAG:-A} \${DBG:-0} $(( e - s )) $(( $(reloads) - r0 )) \${w:-- -} $(( CPU - c0 ))"
 }
 rss() { FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 gtime -f %M $B $2 2>&1 >/dev/null | tail -1; }
 `;
