@@ -20,15 +20,13 @@ export async function prolog(opts: HookOptions, env: Record<string, string | und
     // of the user runs here, when it is exactly what the union asks (one round trip less).
     const alone = own && firstJobHere(ctx) ? own.then((share) => mapUnion(ctx.client, ctx.rank, [share], ctx.deadline)) : undefined;
     alone?.catch(() => {}); // awaited in applyUnion, or set aside
-    const [linger, others, userState] = await Promise.all([
-      ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }),
-      otherJobs(ctx),
-      ctx.sd.unitActiveState(userServiceName(ctx.user.uid)).catch((e: Error) => {
-        // Not known is not "not active": say so, then queue the start anyway (it is best effort).
-        ctx.warn(`warning: could not read the state of ${userServiceName(ctx.user.uid)}: ${e.message}`);
-        return undefined;
-      }),
-    ]);
+    // user@'s state is needed only when its start is queued, after the slice: read now, awaited then
+    // (systemd loading the unit from disk, the slowest of the reads at times, overlaps the union).
+    const userState = ctx.sd.unitActiveState(userServiceName(ctx.user.uid)).then(
+      (s) => s,
+      (e: Error) => e,
+    );
+    const [linger, others] = await Promise.all([ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }), otherJobs(ctx)]);
     ctx.debug(`${others.length} other running job(s) of ${ctx.user.name} on rank ${ctx.rank}`);
     await setUpSlice(ctx, [...others, ctx.input.jobid], { linger, userState }, own ? new Map([[ctx.input.jobid, own]]) : undefined, others.length === 0 ? alone : undefined);
   });
@@ -52,8 +50,11 @@ function firstJobHere(ctx: UserContext): boolean {
 export async function setUpSlice(
   ctx: UserContext,
   ids: JobId[],
-  /** read by the caller: linger, user@'s state and (reconcile) the slice's limits in force */
-  seen: { linger: Linger; userState: string | undefined; limits?: Limits },
+  /**
+   * read by the caller: linger, user@'s state (being read: awaited only to queue its start; an
+   * Error if it could not be read) and (reconcile) the slice's limits in force
+   */
+  seen: { linger: Linger; userState: Promise<string | Error | undefined>; limits?: Limits },
   asked?: ReadonlyMap<bigint, Promise<RankShare>>,
   /** the mapper's answer for exactly these jobs' union, when already asked */
   mapped?: Promise<Record<string, string>>,
@@ -70,7 +71,10 @@ export async function setUpSlice(
   // does not wait for it to finish starting: its start job is queued and left to systemd. A start
   // that fails later is reported by the next hook of this user here (below, and in housekeeping),
   // by check-user, and in systemd's journal (journalctl -u user@UID.service).
-  const state = seen.userState;
+  const read = await seen.userState;
+  // Not known is not "not active": say so, then queue the start anyway (it is best effort).
+  if (read instanceof Error) ctx.warn(`warning: could not read the state of ${userService}: ${read.message}`);
+  const state = read instanceof Error ? undefined : read;
   if (state === "active" || state === "activating" || state === "reloading") {
     ctx.debug(`${userService} is already ${state}`);
     return;

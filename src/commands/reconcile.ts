@@ -186,9 +186,9 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
     if (jobs.length > 0) {
       // Set up with the prolog's rules (its passwd entry needed: linger is asked by name).
       if (!pw) throw new Error(`uid ${uid} has no passwd entry on this node, and runs ${jobs.length} job(s) here`);
-      const [linger, userState, limits] = await Promise.all([
+      const userState = run.sd.unitActiveState(userServiceName(uid)).catch(() => undefined);
+      const [linger, limits] = await Promise.all([
         run.sd.linger({ name: pw.name, uid }),
-        run.sd.unitActiveState(userServiceName(uid)).catch(() => undefined),
         run.config.constrainResources
           ? run.sd.unitProperties(sliceName(uid), { names: LIMITS }).then(
               (p) => Object.fromEntries(LIMITS.map((k) => [k, p[k] ?? ""])) as Limits,
