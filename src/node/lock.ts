@@ -35,7 +35,8 @@ export async function acquireUidLock(dir: string, uid: number, timeoutMs: number
     const st = fstatSync(fd);
     if (!st.isFile()) throw new NodeStateError(path, "lock file is not a regular file");
     if (st.uid !== 0) throw new NodeStateError(path, `lock file is owned by uid ${st.uid}, not root`);
-    const deadline = Date.now() + timeoutMs;
+    const start = Date.now();
+    const deadline = start + timeoutMs;
     let wait = 1;
     for (;;) {
       const err = flock(fd, LOCK_EX | LOCK_NB);
@@ -44,12 +45,13 @@ export async function acquireUidLock(dir: string, uid: number, timeoutMs: number
       const left = deadline - Date.now();
       if (left <= 0) throw new LockTimeoutError(path, `lock not acquired within ${Math.round(timeoutMs / 1000)} s`);
       await Bun.sleep(Math.min(wait, left));
-      // At most 2 ms between looks: when several jobs of a user end at once, each housekeeping
-      // waits for the one before it, and the poll adds itself to every handover. Measured with 8
-      // last-job housekeepings at once (bench/hooks.ts, 40 pairs, twice): the slowest 0.93-0.95x
-      // of a 5 ms poll; a 1 ms poll was slower again (1.05x of 2 ms), its wake-ups taking the CPU
-      // the lock's holder needs.
-      wait = Math.min(wait * 2, 2);
+      // At most 2 ms between looks for the first second: when several jobs of a user end at once,
+      // each housekeeping waits for the one before it (some 20 ms each), and the poll adds itself
+      // to every handover. Measured with 8 last-job housekeepings at once (bench/hooks.ts, 40
+      // pairs, twice): the slowest 0.93-0.95x of a 5 ms poll; a 1 ms poll was slower again (1.05x
+      // of 2 ms), its wake-ups taking the CPU the lock's holder needs. A holder that keeps the
+      // lock longer is in a teardown's grace time (seconds): then at most 20 ms, 50 looks a second.
+      wait = Math.min(wait * 2, Date.now() - start < 1000 ? 2 : 20);
     }
   } catch (e) {
     closeSync(fd);
