@@ -14,6 +14,8 @@ export interface Cgroup2Mount {
   mountPoint: string;
   /** the part of the hierarchy mounted there; "/" unless in a cgroup namespace of another layout */
   root: string;
+  /** the hierarchy's own options (mountinfo's super options), e.g. nsdelegate, favordynmods */
+  options: string[];
 }
 
 /**
@@ -26,11 +28,11 @@ export function parseCgroup2Mount(mountinfo: string): Cgroup2Mount | undefined {
     // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
     const sep = line.indexOf(" - ");
     if (sep < 0) continue;
-    const fstype = line.slice(sep + 3).split(" ")[0];
+    const [fstype, , superOptions = ""] = line.slice(sep + 3).split(" ");
     if (fstype !== "cgroup2") continue;
     const f = line.slice(0, sep).split(" ");
     if (f.length < 6) continue;
-    found.push({ root: unescapeMountinfo(f[3]!), mountPoint: unescapeMountinfo(f[4]!) });
+    found.push({ root: unescapeMountinfo(f[3]!), mountPoint: unescapeMountinfo(f[4]!), options: superOptions.split(",").filter((o) => o !== "") });
   }
   return found.find((m) => m.root === "/") ?? found[0];
 }

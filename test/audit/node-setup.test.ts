@@ -91,8 +91,13 @@ describe("cgroup v2", () => {
 41 31 0:38 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset
 `;
 
-  test("unified is ok", () => {
-    expect(line(auditCgroup(V2))).toEqual(["ok: cgroup v2, unified hierarchy at /sys/fs/cgroup"]);
+  test("unified is ok, saying whether logins wait for the kernel's cgroup migration (favordynmods)", () => {
+    expect(line(auditCgroup(V2))).toEqual([
+      "ok: cgroup v2, unified hierarchy at /sys/fs/cgroup, not favordynmods: on Linux 6.0 and later moving each login into its scope waits for an RCU grace period (flux-pam(1), session-open)",
+    ]);
+    expect(line(auditCgroup(V2.replace("rw,nsdelegate", "rw,nsdelegate,favordynmods,memory_recursiveprot")))).toEqual([
+      "ok: cgroup v2, unified hierarchy at /sys/fs/cgroup, mounted favordynmods: moving a login into its scope does not wait for the kernel",
+    ]);
   });
 
   test("hybrid is a warning: the limits are not enforced", () => {

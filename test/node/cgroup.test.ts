@@ -17,7 +17,7 @@ const HYBRID = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=75
 
 describe("the cgroup2 mount, from mountinfo", () => {
   test("on a real node it is /sys/fs/cgroup", () => {
-    expect(parseCgroup2Mount(PURE_V2)).toEqual({ mountPoint: "/sys/fs/cgroup", root: "/" });
+    expect(parseCgroup2Mount(PURE_V2)).toEqual({ mountPoint: "/sys/fs/cgroup", root: "/", options: ["rw", "nsdelegate", "memory_recursiveprot"] });
   });
 
   test("on a hybrid host it is /sys/fs/cgroup/unified", () => {
