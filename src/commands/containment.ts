@@ -7,9 +7,9 @@ import { Deadline } from "../flux/deadline";
 import type { JobId } from "../flux/jobid";
 import { formatF58 } from "../flux/jobid";
 import { lookupShare as lookupJobShare, sharesOf } from "../flux/map-union";
-import { type RankShare, unionR } from "../flux/r";
+import { type R, type RankShare, unionR } from "../flux/r";
 import { FluxRpcError } from "../flux/errors";
-import { getConfig, getOwner, getRank, listJobs, mapperLookup, runningOn } from "../flux/rpc";
+import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup, runningOn } from "../flux/rpc";
 import { SYSTEM_URI } from "../flux/uri";
 import { clearHookFailure, recordHookFailure } from "../node/hook-failure";
 import { getuid, writeText } from "../node/libc";
@@ -59,6 +59,8 @@ export interface UserContext {
 /** A hook's context: the user's, and the job the hook runs for. */
 export interface HookContext extends UserContext {
   input: HookInput;
+  /** The job's own R, asked with the hook's first requests (a prolog's; a job's R never changes). */
+  ownR?: Promise<R>;
 }
 
 /** A failure that ends the hook: one line on stderr, exit 1 (Flux drains the node). */
@@ -117,6 +119,8 @@ export async function runHook(
   opts: HookOptions,
   openSystemd: (dryRun: boolean) => Promise<Systemd>,
   body: (ctx: HookContext) => Promise<void>,
+  /** ask for the job's own R with the first requests (the prolog needs it; root's jobs are skipped) */
+  askOwnR = false,
 ): Promise<number> {
   const t0 = performance.now();
   const tag = hookTag(hook, env);
@@ -152,6 +156,10 @@ export async function runHook(
     const uri = env.FLUX_URI || SYSTEM_URI;
     client = await FluxClient.connect(uri, { timeoutMs: 5000 });
     const basics = brokerBasics(client, deadline);
+    // The job's own R needs nothing the broker has yet to say: asked now, it is back by the time
+    // the union needs it, instead of a round trip after the lock.
+    const ownR = askOwnR && input.uid !== 0 ? lookupR(client, input.jobid, deadline.left("job-info.lookup")) : undefined;
+    ownR?.catch(() => {}); // awaited in the body, unless the hook is skipped or fails first
     // Only now the bus: its connection (loading the D-Bus code, auth, Hello) overlaps the broker's
     // answers, and the milliseconds of JavaScript it costs do not hold back the requests above.
     sdPending = openSystemd(opts.dryRun);
@@ -193,6 +201,7 @@ export async function runHook(
       dryRun: opts.dryRun,
       deadline,
       sd,
+      ...(ownR ? { ownR } : {}),
       debug: (t) => debugOn && say(`${t} [+${(performance.now() - t0).toFixed(1)} ms]`),
       warn: (t) => say(oneLine(t)),
     });

@@ -1,7 +1,7 @@
 // flux-pam prolog: before a job starts on this rank, constrain the user's slice and open it to logins.
 
 import type { JobId } from "../flux/jobid";
-import type { RankShare } from "../flux/r";
+import { type RankShare, rankShare } from "../flux/r";
 import { writeText } from "../node/libc";
 import { createMarker, markerExists } from "../node/marker";
 import type { Limits } from "../decide/drift";
@@ -12,8 +12,9 @@ import { openSystemd } from "../systemd/systemd";
 
 export async function prolog(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
   return runHook("prolog", env, opts, openSystemd, async (ctx) => {
-    // All reads: ask logind, systemd and the broker at once; this job's R too (no record has it yet).
-    const own = ctx.config.constrainResources ? lookupShare(ctx, ctx.input.jobid) : undefined;
+    // All reads: ask logind, systemd and the broker at once; this job's R too (no record has it
+    // yet), asked already with the hook's first requests.
+    const own = ctx.config.constrainResources ? (ctx.ownR ? ctx.ownR.then((r) => rankShare(r, ctx.rank)) : lookupShare(ctx, ctx.input.jobid)) : undefined;
     own?.catch(() => {}); // awaited in applyUnion, unless the prolog fails first
     // No marker: most likely the user's first job here, and alone. The mapper is asked for this
     // job's share while the reads are out; its answer is used only if job-list says no other job
@@ -29,7 +30,7 @@ export async function prolog(opts: HookOptions, env: Record<string, string | und
     const [linger, others] = await Promise.all([ctx.sd.linger({ name: ctx.user.name, uid: ctx.user.uid }), otherJobs(ctx)]);
     ctx.debug(`${others.length} other running job(s) of ${ctx.user.name} on rank ${ctx.rank}`);
     await setUpSlice(ctx, [...others, ctx.input.jobid], { linger, userState }, own ? new Map([[ctx.input.jobid, own]]) : undefined, others.length === 0 ? alone : undefined);
-  });
+  }, true);
 }
 
 /** No marker for the user (a dry run never guesses: it shows the calls as they come). */

@@ -82,6 +82,16 @@ describe("the hooks' requests", () => {
     expect(r.code).toBe(0);
     expect(broker.requests()).toEqual(BASICS);
   });
+
+  test("the prolog asks for its job's R with the basics, before the broker has said anything: a prolog then skipped (pam.manage-user-slice off) has asked it too, a housekeeping has not", async () => {
+    const off: Scenario = { ...node([{ id: JOB, userid: UID, ranks: "2", cores: "0" }]), config: { pam: { "manage-user-slice": false } } };
+    const prolog = await hook("prolog", off);
+    expect(prolog.code).toBe(0);
+    expect(prolog.requests).toEqual([...BASICS, { topic: "job-info.lookup", payload: { id: Number(JOB), keys: ["R"], flags: 0 } }]);
+    const housekeeping = await hook("housekeeping", off);
+    expect(housekeeping.code).toBe(0);
+    expect(housekeeping.requests).toEqual(BASICS);
+  });
 });
 
 describe("the prolog's requests on a stand-in systemd (not a dry run: the marker decides)", () => {
