@@ -6,7 +6,7 @@ import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
 import type { JobId } from "../flux/jobid";
 import { formatF58 } from "../flux/jobid";
-import { lookupShare as lookupJobShare, sharesOf } from "../flux/map-union";
+import { sharesOf } from "../flux/map-union";
 import { type R, type RankShare, unionR } from "../flux/r";
 import { FluxRpcError } from "../flux/errors";
 import { getConfig, getOwner, getRank, listJobs, lookupR, mapperLookup, runningOn } from "../flux/rpc";
@@ -244,11 +244,6 @@ function noteFailure(hook: "prolog" | "housekeeping", input: HookInput, lockDir:
 export async function otherJobs(ctx: HookContext): Promise<JobId[]> {
   const jobs = await listJobs(ctx.client, { userids: [ctx.input.uid], rank: ctx.rank }, ctx.deadline.left("job-list.list"));
   return jobs.filter((j) => j.userid === ctx.input.uid && j.id !== ctx.input.jobid && runningOn(j, ctx.rank)).map((j) => j.id);
-}
-
-/** A job's R from the broker, reduced to this rank's share. */
-export function lookupShare(ctx: UserContext, id: JobId): Promise<RankShare> {
-  return lookupJobShare(ctx.client, ctx.rank, id, ctx.deadline);
 }
 
 /**

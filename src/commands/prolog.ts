@@ -7,14 +7,15 @@ import { createMarker, markerExists } from "../node/marker";
 import type { Limits } from "../decide/drift";
 import type { Linger } from "../systemd/types";
 import { mapUnion } from "../flux/map-union";
-import { applyUnion, HookError, type HookOptions, lookupShare, otherJobs, runHook, type UserContext, userServiceFailed, userServiceName } from "./containment";
+import { lookupR } from "../flux/rpc";
+import { applyUnion, HookError, type HookOptions, otherJobs, runHook, type UserContext, userServiceFailed, userServiceName } from "./containment";
 import { openSystemd } from "../systemd/systemd";
 
 export async function prolog(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
   return runHook("prolog", env, opts, openSystemd, async (ctx) => {
     // All reads: ask logind, systemd and the broker at once; this job's R too (no record has it
     // yet), asked already with the hook's first requests.
-    const own = ctx.config.constrainResources ? (ctx.ownR ? ctx.ownR.then((r) => rankShare(r, ctx.rank)) : lookupShare(ctx, ctx.input.jobid)) : undefined;
+    const own = ctx.config.constrainResources ? (ctx.ownR ?? lookupR(ctx.client, ctx.input.jobid, ctx.deadline.left("job-info.lookup"))).then((r) => rankShare(r, ctx.rank)) : undefined;
     own?.catch(() => {}); // awaited in applyUnion, unless the prolog fails first
     // No marker: most likely the user's first job here, and alone. The mapper is asked for this
     // job's share while the reads are out; its answer is used only if job-list says no other job
