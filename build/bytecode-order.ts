@@ -1,0 +1,99 @@
+// Records which of the binary's functions each hot path runs, for the bytecode's layout
+// (`bun build --bytecode-order`): the binary run with BUN_BYTECODE_ORDER_OUT writes, on exit, the
+// functions it used; the next build places those first, so a short command touches fewer pages
+// of bytecode. The paths are the ones a node runs all day: a job's prolog and housekeeping on
+// every rank, a login's account and session-open. Run on real systemd (the nspawn container of
+// the tests) against the test broker, as bench/hooks.ts runs them.
+//
+// Usage: bun build/bytecode-order.ts   (root; `make bytecode-order` builds first, then rebuilds)
+// Writes build/bytecode-order/*.txt. A profile from an older build still applies (functions
+// are known by a hash of their code: a changed function is laid out as if unprofiled), so the
+// files are kept in the repository and recorded again when the hot paths change.
+
+import { chmodSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { join } from "node:path";
+import type { Scenario, ScenarioJob } from "../test/broker/scenario";
+import { type BrokerProcess, startBrokerProcess, tempDir } from "../test/e2e/harness";
+import { BUILD, bootContainer, containerSkipReason } from "../test/systemd/container";
+
+const UID = 1000;
+const ENDED = 64; // INACTIVE
+
+/**
+ * The profiles, in the order the build lists them (the Makefile's BYTECODE_ORDER): the first is
+ * laid out first. A login's first: measured (bench/hooks.ts, paired, 20 pairs), with this order
+ * every hook path and session-open took 0.85-0.92 of the unordered binary's time; with the
+ * prolog's profile first, 0.93-1.08 (no gain), and account alone likewise.
+ */
+export const PROFILES = ["account", "session-open", "prolog", "housekeeping-last", "housekeeping-remain", "account-denied"] as const;
+export const ORDER_DIR = join(BUILD, "bytecode-order");
+
+const job = (id: number, state?: number): ScenarioJob => ({ id: String(id), userid: UID, cores: String(id % 2), ...(state ? { state } : {}) });
+const node = (jobs: ScenarioJob[], userJobElsewhere = false): Scenario => ({
+  rank: 0,
+  owner: 64999,
+  config: { pam: { "manage-user-slice": true, "kill-user-slice": true }, exec: { "sdexec-constrain-resources": true } },
+  jobs: userJobElsewhere ? [...jobs, { id: "2000", userid: UID + 1, ranks: "1" }] : jobs,
+  mapper: "auto",
+});
+
+const STATES: Record<string, Scenario> = {
+  run: node([job(1000)], true),
+  remain: node([job(999, ENDED), job(1000)]),
+  ended: node([job(1000, ENDED)]),
+};
+
+async function main(): Promise<void> {
+  const skip = containerSkipReason();
+  if (skip) throw new Error(`cannot record the bytecode order: ${skip}`);
+  const dir = tempDir("flux-pam-order-");
+  const socks = join(dir.path, "socks");
+  const out = join(dir.path, "out");
+  mkdirSync(socks);
+  mkdirSync(out);
+  chmodSync(socks, 0o755);
+  const brokers: BrokerProcess[] = [];
+  const c = await (async () => {
+    for (const [name, s] of Object.entries(STATES)) brokers.push(await startBrokerProcess(s, socks, name));
+    return bootContainer({ binds: [{ host: socks, container: "/run/test-flux" }, { host: out, container: "/opt/order" }] });
+  })();
+  try {
+    // Each path once to warm up (user@'s first start), then once recorded; the last run's file is kept.
+    const script = `
+set -e
+B=/opt/flux-pam/flux-pam
+uri() { echo "local:///run/test-flux/$1.sock"; }
+hook() { FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 BUN_BYTECODE_ORDER_OUT=\${REC:+/opt/order/$4.txt} $B $2; }
+settle_up() { for i in $(seq 500); do [ "$(systemctl is-active user@${UID}.service)" = active ] && return 0; sleep 0.01; done; echo "user@${UID} did not come up" >&2; exit 1; }
+settle_down() { for i in $(seq 500); do ! systemctl is-active -q user@${UID}.service && ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${UID}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${UID}.slice was not freed" >&2; exit 1; }
+login() {
+  sleep 300 & local p=$!
+  PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p BUN_BYTECODE_ORDER_OUT=\${REC:+/opt/order/session-open.txt} $B session-open uri=$(uri run) >/dev/null
+  kill $p
+  PAM_USER=alice PAM_SERVICE=sshd BUN_BYTECODE_ORDER_OUT=\${REC:+/opt/order/account.txt} $B account uri=$(uri run) >/dev/null
+  PAM_USER=bob PAM_SERVICE=sshd BUN_BYTECODE_ORDER_OUT=\${REC:+/opt/order/account-denied.txt} $B account uri=$(uri run) >/dev/null 2>&1 || true
+}
+for REC in "" 1; do
+  settle_down
+  hook run prolog 1000 prolog; settle_up
+  hook remain housekeeping 999 housekeeping-remain
+  login
+  hook ended housekeeping 1000 housekeeping-last
+done
+settle_down`;
+    await c.run(["bash", "-c", script], { timeoutMs: 300_000 });
+  } finally {
+    await c.stop();
+    for (const b of brokers) await b.stop();
+  }
+  mkdirSync(ORDER_DIR, { recursive: true });
+  for (const p of PROFILES) {
+    const text = readFileSync(join(out, `${p}.txt`), "utf8");
+    if (!text.startsWith("v2\n") || text.split("\n").length < 100) throw new Error(`${p}: not an order file the build can use`);
+    renameSync(join(out, `${p}.txt`), join(ORDER_DIR, `${p}.txt`));
+    console.log(`${join("build/bytecode-order", `${p}.txt`)}: ${text.split("\n").length - 2} entries`);
+  }
+  dir.remove();
+}
+
+if (import.meta.main) await main();
