@@ -1,6 +1,7 @@
 // The yardstick the targets are set against: a program of the same Bun, compiled exactly as
-// flux-pam is (make compile-flags), that does one thing only. What a command takes above it is what
-// flux-pam, the broker and systemd add; the floor itself moves from machine to machine.
+// flux-pam is (build/compile.ts with make compile-flags), that does one thing only. What a
+// command takes above it is what flux-pam, the broker and systemd add; the floor itself moves
+// from machine to machine.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,6 +15,6 @@ export async function buildFloor(dir: string, name: string, source: string): Pro
   const ts = join(dir, `${name}.ts`);
   const out = join(dir, name);
   writeFileSync(ts, source);
-  await Bun.$`${process.execPath} build ${flags} ${ts} --outfile ${out}`.quiet();
+  await Bun.$`${process.execPath} ${join(ROOT, "build/compile.ts")} ${flags} ${ts} ${out}`.quiet();
   return out;
 }

@@ -19,7 +19,7 @@ rm -rf "$top"
 mkdir -p "$top/SOURCES" "$top/stage/flux-pam-$version/build"
 cp -a Makefile package.json package-lock.json tsconfig.json bunfig.toml README.md src pam man packaging \
   "$top/stage/flux-pam-$version/"
-cp -a build/flux-pam build/bytecode-order "$top/stage/flux-pam-$version/build/"
+cp -a build/flux-pam build/bytecode-order build/compile.ts build/setup.sh "$top/stage/flux-pam-$version/build/"
 tar -C "$top/stage" -czf "$top/SOURCES/flux-pam-$version.tar.gz" "flux-pam-$version"
 rm -rf "$top/stage"
 

@@ -16,7 +16,7 @@ function functions(text: string): string[] {
 describe("bytecode layout", () => {
   test("the build passes every profile, a login's first, in the recorder's order", async () => {
     const made = await Bun.$`make -s -B -n -C ${ROOT} build/flux-pam`.text();
-    const line = made.split("\n").find((l) => l.includes(" build ") && l.includes("src/cli.ts"));
+    const line = made.split("\n").find((l) => l.includes("build/compile.ts") && l.includes("src/cli.ts"));
     expect(line).toBeDefined();
     const flag = line!.split(/\s+/).find((w) => w.startsWith("--bytecode-order="));
     expect(flag).toBe(`--bytecode-order=${PROFILES.map((p) => relative(ROOT, join(ORDER_DIR, `${p}.txt`))).join(",")}`);
