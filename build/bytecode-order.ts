@@ -10,20 +10,21 @@
 // are known by a hash of their code: a changed function is laid out as if unprofiled), so the
 // files are kept in the repository and recorded again when the hot paths change.
 
-import { chmodSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Scenario, ScenarioJob } from "../test/broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../test/e2e/harness";
-import { BUILD, bootContainer, containerSkipReason } from "../test/systemd/container";
+import { BUILD, type Container, bootContainer, containerSkipReason } from "../test/systemd/container";
 
 const UID = 1000;
 const ENDED = 64; // INACTIVE
 
 /**
  * The profiles, in the order the build lists them (the Makefile's BYTECODE_ORDER): the first is
- * laid out first. A login's first: measured (bench/hooks.ts, paired, 20 pairs), with this order
- * every hook path and session-open took 0.85-0.92 of the unordered binary's time; with the
- * prolog's profile first, 0.93-1.08 (no gain), and account alone likewise.
+ * laid out first. The smallest first: account runs what every command shares (the entry point,
+ * the Flux client), session-open adds the systemd client, the hooks add the rest. Measured
+ * (bench/hooks.ts, paired, 20 pairs), with this order every hook path and session-open took
+ * 0.85-0.92 of the unordered binary's time; with the prolog's profile first, 0.93-1.08 (no gain).
  */
 export const PROFILES = ["account", "session-open", "prolog", "housekeeping-last", "housekeeping-remain", "account-denied"] as const;
 export const ORDER_DIR = join(BUILD, "bytecode-order");
@@ -53,25 +54,26 @@ async function main(): Promise<void> {
   mkdirSync(out);
   chmodSync(socks, 0o755);
   const brokers: BrokerProcess[] = [];
-  const c = await (async () => {
-    for (const [name, s] of Object.entries(STATES)) brokers.push(await startBrokerProcess(s, socks, name));
-    return bootContainer({ binds: [{ host: socks, container: "/run/test-flux" }, { host: out, container: "/opt/order" }] });
-  })();
+  let c: Container | undefined;
   try {
+    for (const [name, s] of Object.entries(STATES)) brokers.push(await startBrokerProcess(s, socks, name));
+    c = await bootContainer({ binds: [{ host: socks, container: "/run/test-flux" }, { host: out, container: "/opt/order" }] });
     // Each path once to warm up (user@'s first start), then once recorded; the last run's file is kept.
     const script = `
 set -e
 B=/opt/flux-pam/flux-pam
 uri() { echo "local:///run/test-flux/$1.sock"; }
-hook() { FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 BUN_BYTECODE_ORDER_OUT=\${REC:+/opt/order/$4.txt} $B $2; }
+# the command after NAME, recording into NAME.txt only on the recorded pass
+rec() { local name=$1; shift; if [ -n "$REC" ]; then BUN_BYTECODE_ORDER_OUT=/opt/order/$name.txt "$@"; else "$@"; fi; }
+hook() { FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 rec $4 $B $2; }
 settle_up() { for i in $(seq 500); do [ "$(systemctl is-active user@${UID}.service)" = active ] && return 0; sleep 0.01; done; echo "user@${UID} did not come up" >&2; exit 1; }
 settle_down() { for i in $(seq 500); do ! systemctl is-active -q user@${UID}.service && ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${UID}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${UID}.slice was not freed" >&2; exit 1; }
 login() {
   sleep 300 & local p=$!
-  PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p BUN_BYTECODE_ORDER_OUT=\${REC:+/opt/order/session-open.txt} $B session-open uri=$(uri run) >/dev/null
+  PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p rec session-open $B session-open uri=$(uri run) >/dev/null
   kill $p
-  PAM_USER=alice PAM_SERVICE=sshd BUN_BYTECODE_ORDER_OUT=\${REC:+/opt/order/account.txt} $B account uri=$(uri run) >/dev/null
-  PAM_USER=bob PAM_SERVICE=sshd BUN_BYTECODE_ORDER_OUT=\${REC:+/opt/order/account-denied.txt} $B account uri=$(uri run) >/dev/null 2>&1 || true
+  PAM_USER=alice PAM_SERVICE=sshd rec account $B account uri=$(uri run) >/dev/null
+  PAM_USER=bob PAM_SERVICE=sshd rec account-denied $B account uri=$(uri run) >/dev/null 2>&1 || true
 }
 for REC in "" 1; do
   settle_down
@@ -82,18 +84,22 @@ for REC in "" 1; do
 done
 settle_down`;
     await c.run(["bash", "-c", script], { timeoutMs: 300_000 });
+    // All six checked before any replaces the kept one: a failed recording changes nothing.
+    const texts = PROFILES.map((p) => {
+      const text = readFileSync(join(out, `${p}.txt`), "utf8");
+      if (!text.startsWith("v2\n") || text.split("\n").length < 100) throw new Error(`${p}: not an order file the build can use`);
+      return text;
+    });
+    mkdirSync(ORDER_DIR, { recursive: true });
+    PROFILES.forEach((p, i) => {
+      writeFileSync(join(ORDER_DIR, `${p}.txt`), texts[i]!);
+      console.log(`${join("build/bytecode-order", `${p}.txt`)}: ${texts[i]!.split("\n").length - 2} entries`);
+    });
   } finally {
-    await c.stop();
+    await c?.stop();
     for (const b of brokers) await b.stop();
+    dir.remove();
   }
-  mkdirSync(ORDER_DIR, { recursive: true });
-  for (const p of PROFILES) {
-    const text = readFileSync(join(out, `${p}.txt`), "utf8");
-    if (!text.startsWith("v2\n") || text.split("\n").length < 100) throw new Error(`${p}: not an order file the build can use`);
-    renameSync(join(out, `${p}.txt`), join(ORDER_DIR, `${p}.txt`));
-    console.log(`${join("build/bytecode-order", `${p}.txt`)}: ${text.split("\n").length - 2} entries`);
-  }
-  dir.remove();
 }
 
 if (import.meta.main) await main();

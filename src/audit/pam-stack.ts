@@ -118,8 +118,9 @@ function runsFluxPamViaExec(e: PamEntry): boolean {
 
 /**
  * pam_exec hands flux-pam the PAM environment, and the Bun runtime inside the binary reads
- * BUN_OPTIONS (e.g. --preload=FILE) from it before any of our code runs: wherever a user can put
- * variables into that environment, pam_exec + flux-pam runs the user's code as root. pam_flux.so
+ * BUN_OPTIONS (e.g. --preload=FILE) from it before any of our code runs (and BUN_JSC_*, and
+ * BUN_BYTECODE_ORDER_OUT, a file it writes at exit): wherever a user can put variables into that
+ * environment, pam_exec + flux-pam runs the user's code as root. pam_flux.so
  * scrubs the environment; pam_exec cannot. Nor can it carry the account's mark or set XDG_*.
  */
 function pamExecEnvironment(entries: PamEntry[], svc: string): Finding[] {

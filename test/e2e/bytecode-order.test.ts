@@ -20,7 +20,6 @@ describe("bytecode layout", () => {
     expect(line).toBeDefined();
     const flag = line!.split(/\s+/).find((w) => w.startsWith("--bytecode-order="));
     expect(flag).toBe(`--bytecode-order=${PROFILES.map((p) => relative(ROOT, join(ORDER_DIR, `${p}.txt`))).join(",")}`);
-    expect(PROFILES[0]).toBe("account");
     for (const p of PROFILES) {
       const text = readFileSync(join(ORDER_DIR, `${p}.txt`), "utf8");
       expect(text.startsWith("v2\n")).toBe(true);
@@ -30,18 +29,18 @@ describe("bytecode layout", () => {
 
   describe("the account profile against what account runs now", () => {
     const dir = tempDir("flux-pam-order-");
-    let broker: BrokerProcess;
+    let broker: BrokerProcess | undefined;
     beforeAll(async () => {
       broker = await startBrokerProcess({ rank: 0, jobs: [{ id: "1227286904832", userid: 1, ranks: "0" }] }, dir.path);
     });
     afterAll(async () => {
-      await broker.stop();
+      await broker?.stop();
       dir.remove();
     });
 
     test("most functions an admitted login runs are in the committed profile (else: make bytecode-order)", async () => {
       const out = join(dir.path, "account.txt");
-      const p = Bun.spawn([BINARY, "account", `uri=${broker.uri}`], {
+      const p = Bun.spawn([BINARY, "account", `uri=${broker!.uri}`], {
         env: { PAM_USER: "daemon", PAM_SERVICE: "sshd", PATH: "/usr/bin:/bin", BUN_BYTECODE_ORDER_OUT: out },
         stdout: "ignore",
         stderr: "pipe",

@@ -18,10 +18,14 @@ const CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 /** test/systemd/client-driver.ts compiled (buildClientDriver), as the container sees it. */
 export const CLIENT_DRIVER = "/opt/flux-pam/test/systemd-driver";
 
-/** Compiles test/systemd/client-driver.ts exactly as the Makefile compiles flux-pam, into build/test/. */
+/**
+ * Compiles test/systemd/client-driver.ts as the Makefile compiles flux-pam (build/compile.ts, the
+ * options of make compile-flags: dbus-native's stand-ins included), into build/test/.
+ */
 export async function buildClientDriver(): Promise<void> {
+  const flags = (await Bun.$`make -s -C ${ROOT} compile-flags`.text()).trim().split(/\s+/).filter(Boolean);
   const p = Bun.spawn(
-    [process.execPath, "build", "--compile", "--bytecode", "--minify", "--sourcemap=none", "test/systemd/client-driver.ts", "--outfile", join(BUILD, "test", "systemd-driver")],
+    [process.execPath, join(ROOT, "build/compile.ts"), ...flags, "test/systemd/client-driver.ts", join(BUILD, "test", "systemd-driver")],
     { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
   );
   const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
