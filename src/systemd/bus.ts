@@ -111,7 +111,7 @@ export class SystemBus {
   private buf: Buffer = Buffer.alloc(0);
   private writer!: QueuedWriter;
   private socket!: Socket<undefined>;
-  /** undefined until the bus said OK to our authentication */
+  /** false until the bus said OK to our authentication */
   private authenticated = false;
   private authLine = "";
   private onAuthLine: ((line: string) => void) | undefined;
@@ -191,13 +191,17 @@ export class SystemBus {
     // The NUL byte, then the uid as hex-encoded decimal digits.
     this.writer.write(Buffer.from(`\0AUTH EXTERNAL ${Buffer.from(String(uid)).toString("hex")}\r\n`));
     // Needed from Hello on: the milliseconds it takes to load pass while the bus answers AUTH.
-    [this.codec] = await Promise.all([import("dbus-native/lib/message"), ok]);
-    this.authenticated = true;
-    // BEGIN and Hello in one write: the bus reads messages from the byte after BEGIN's line.
+    this.codec = await import("dbus-native/lib/message");
+    // BEGIN and Hello without waiting for the bus's OK, as sd-bus sends them: the bus reads
+    // messages from the byte after BEGIN's line once it has said OK, and a bus that refuses says
+    // so before it reads them (its answer is what fails the connect then, not the Hello).
     this.writer.write(Buffer.from("BEGIN\r\n"));
+    const hello = this.call({ ...DBUS, member: "Hello" }, DEFAULT_CALL_MS);
+    hello.catch(() => {}); // awaited below, after the answer to AUTH
+    await ok;
     let name: unknown;
     try {
-      [name] = await this.call({ ...DBUS, member: "Hello" }, DEFAULT_CALL_MS);
+      [name] = await hello;
     } catch (e) {
       throw new BusUnavailableError(address, `Hello: ${(e as Error).message}`);
     }
@@ -209,7 +213,7 @@ export class SystemBus {
     if (this.closed) return;
     let chunk = data;
     if (!this.authenticated) {
-      // Lines until the bus answers our AUTH; it sends nothing after that before our BEGIN.
+      // The bus's answer to our AUTH, a line.
       const nl = chunk.indexOf("\r\n");
       this.authLine += chunk.toString("latin1", 0, nl < 0 ? chunk.length : nl);
       if (nl < 0) {
@@ -218,7 +222,12 @@ export class SystemBus {
       }
       const line = this.authLine;
       this.authLine = "";
+      // The one line the bus says before messages: after an OK, what follows (the answer to our
+      // Hello, pipelined behind BEGIN) is messages, whenever it comes; after anything else, the
+      // connect fails with that answer.
+      this.authenticated = line.startsWith("OK ");
       this.onAuthLine?.(line);
+      if (!this.authenticated) return;
       chunk = chunk.subarray(nl + 2);
       if (chunk.length === 0) return;
     }

@@ -89,9 +89,10 @@ describe("connecting to the system bus", () => {
     try {
       let settled = false;
       const outcome = rejection(SystemBus.connect({ address: `unix:path=${path}`, timeoutMs: 300 })).finally(() => (settled = true));
-      // The deadline's timer is set before the socket connects: once our AUTH has arrived, it runs.
-      while (!received.includes("\r\n")) await turns(1);
-      expect(received).toBe(`\0AUTH EXTERNAL ${Buffer.from(String(process.geteuid!())).toString("hex")}\r\n`);
+      // The deadline's timer is set before the socket connects: once our AUTH, BEGIN and Hello
+      // (sent without waiting for an OK) have arrived, it runs.
+      for (let i = 0; i < 1000 && !received.includes("Hello"); i++) await turns(1);
+      expect(received.slice(0, received.indexOf("BEGIN\r\n") + 7)).toBe(`\0AUTH EXTERNAL ${Buffer.from(String(process.geteuid!())).toString("hex")}\r\nBEGIN\r\n`);
       jest.advanceTimersByTime(299);
       await turns();
       expect(settled).toBe(false);
@@ -101,6 +102,60 @@ describe("connecting to the system bus", () => {
       expect(e.message).toBe(`connect to unix:path=${path}: no answer from the system bus within 300 ms`);
     } finally {
       jest.useRealTimers();
+      server.stop(true);
+    }
+  });
+
+  test("AUTH, BEGIN and Hello go in one round trip: an OK, then the Hello's answer later, connects", async () => {
+    const { marshall, unmarshall } = await import("dbus-native/lib/message");
+    const path = join(dir.path, "pipelined.sock");
+    let received = Buffer.alloc(0);
+    let okSent = false;
+    let helloBeforeOk = false;
+    const server = Bun.listen({
+      unix: path,
+      socket: {
+        data: (s, d) => {
+          received = Buffer.concat([received, d]);
+          const text = received.toString("latin1");
+          if (!okSent && text.includes("AUTH EXTERNAL")) {
+            // every byte of the client's first round arrived before the bus answers anything
+            setTimeout(() => {
+              helloBeforeOk = received.toString("latin1").includes("Hello");
+              okSent = true;
+              s.write("OK 0123456789abcdef0123456789abcdef\r\n");
+              // the Hello's answer in a write of its own, later
+              setTimeout(() => {
+                const at = received.indexOf("BEGIN\r\n") + 7;
+                const hello = unmarshall(received.subarray(at));
+                s.write(marshall({ type: 2, serial: 1, replySerial: hello.serial, sender: "org.freedesktop.DBus", destination: ":1.42", signature: "s", body: [":1.42"] }));
+              }, 20);
+            }, 20);
+          }
+        },
+      },
+    });
+    try {
+      const bus = await SystemBus.connect({ address: `unix:path=${path}`, timeoutMs: 5000 });
+      expect(helloBeforeOk).toBe(true);
+      expect(bus.uniqueName).toBe(":1.42");
+      await bus.close();
+    } finally {
+      server.stop(true);
+    }
+  });
+
+  test("a bus that refuses our AUTH fails the connect with its answer, not the Hello's fate", async () => {
+    const path = join(dir.path, "refusing.sock");
+    const server = Bun.listen({
+      unix: path,
+      socket: { data: (s, d) => void (d.toString("latin1").includes("AUTH") && s.write("REJECTED EXTERNAL\r\n")) },
+    });
+    try {
+      const e = await rejection(SystemBus.connect({ address: `unix:path=${path}`, timeoutMs: 5000 }));
+      expect(e).toBeInstanceOf(BusUnavailableError);
+      expect(e.message).toBe(`cannot reach the system bus at unix:path=${path}: the bus refused EXTERNAL authentication as uid ${process.geteuid!()}: "REJECTED EXTERNAL"`);
+    } finally {
       server.stop(true);
     }
   });
