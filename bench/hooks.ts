@@ -20,7 +20,7 @@ import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Scenario, ScenarioJob } from "../test/broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../test/e2e/harness";
-import { BUILD, bootContainer, containerSkipReason } from "../test/systemd/container";
+import { BUILD, bootContainer, containerSkipReason, settleFunctions } from "../test/systemd/container";
 import { buildFloor } from "./floor";
 
 const RUNS = Number(process.argv[2] ?? 20);
@@ -194,9 +194,10 @@ async function main() {
         continue;
       }
       row.reloads += Number(reloads);
-      if (debug === "0") row.wall.push(Number(wall) / 1000);
-      if (debug === "0" && cpu !== undefined) row.cpu.push(Number(cpu));
-      else if (calls !== undefined && calls !== "-") {
+      if (debug === "0") {
+        row.wall.push(Number(wall) / 1000);
+        if (cpu !== undefined) row.cpu.push(Number(cpu));
+      } else if (calls !== undefined && calls !== "-") {
         row.calls.push(Number(calls));
         row.waits.push(Number(wait));
       }
@@ -223,9 +224,7 @@ hook() { run_hook "$@" 2>/tmp/hook.err || { cat /tmp/hook.err >&2; exit 1; }; }
 reloads() { journalctl --sync; journalctl -b -o cat _PID=1 --no-pager | grep -c '^Reloading' || true; }
 # systemd's own wait, as the debug line says it: "systemd: N calls, X ms waiting"
 waited() { sed -n 's/.*systemd: \\([0-9]*\\) calls\\?, \\([0-9.]*\\) ms waiting.*/\\1 \\2/p' "$1" | tail -1; }
-settle_up() { for i in $(seq 500); do [ "$(systemctl is-active user@${UID}.service)" = active ] && return 0; sleep 0.01; done; echo "user@${UID} did not come up" >&2; exit 1; }
-# down: user@ stopped and the slice freed by systemd (the teardown queues the stop)
-settle_down() { for i in $(seq 500); do ! systemctl is-active -q user@${UID}.service && ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${UID}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${UID}.slice was not freed" >&2; exit 1; }
+${settleFunctions(UID)}
 # CPU time (user + system, ms) of this shell's waited-for children so far, from the times builtin
 # (getrusage, ms digits), into CPU: no subshell, so the children are this shell's own.
 children_cpu() {

@@ -14,7 +14,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Scenario, ScenarioJob } from "../test/broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../test/e2e/harness";
-import { BUILD, type Container, bootContainer, containerSkipReason } from "../test/systemd/container";
+import { BUILD, type Container, bootContainer, containerSkipReason, settleFunctions } from "../test/systemd/container";
 
 const UID = 1000;
 const ENDED = 64; // INACTIVE
@@ -66,8 +66,7 @@ uri() { echo "local:///run/test-flux/$1.sock"; }
 # the command after NAME, recording into NAME.txt only on the recorded pass
 rec() { local name=$1; shift; if [ -n "$REC" ]; then BUN_BYTECODE_ORDER_OUT=/opt/order/$name.txt "$@"; else "$@"; fi; }
 hook() { FLUX_URI=$(uri $1) FLUX_JOB_USERID=${UID} FLUX_JOB_ID=$3 rec $4 $B $2; }
-settle_up() { for i in $(seq 500); do [ "$(systemctl is-active user@${UID}.service)" = active ] && return 0; sleep 0.01; done; echo "user@${UID} did not come up" >&2; exit 1; }
-settle_down() { for i in $(seq 500); do ! systemctl is-active -q user@${UID}.service && ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${UID}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${UID}.slice was not freed" >&2; exit 1; }
+${settleFunctions(UID)}
 login() {
   sleep 300 & local p=$!
   PAM_USER=alice PAM_SERVICE=sshd FLUX_PAM_PID=$p rec session-open $B session-open uri=$(uri run) >/dev/null

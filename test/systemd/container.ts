@@ -32,6 +32,16 @@ export async function buildClientDriver(): Promise<void> {
   if (code !== 0) throw new Error(`compiling the driver failed: ${err}`);
 }
 
+/**
+ * Shell functions for a script in the container that runs uid's hooks: settle_up waits for
+ * user@UID.service to be active; settle_down for it to be stopped and user-UID.slice freed by
+ * systemd (a teardown queues the stop). Each gives up after 5 s, saying which.
+ */
+export function settleFunctions(uid: number): string {
+  return `settle_up() { for i in $(seq 500); do [ "$(systemctl is-active user@${uid}.service)" = active ] && return 0; sleep 0.01; done; echo "user@${uid} did not come up" >&2; exit 1; }
+settle_down() { for i in $(seq 500); do ! systemctl is-active -q user@${uid}.service && ! busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnit s user-${uid}.slice >/dev/null 2>&1 && return 0; sleep 0.01; done; echo "user-${uid}.slice was not freed" >&2; exit 1; }`;
+}
+
 export interface Bind {
   host: string;
   container: string;
