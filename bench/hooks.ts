@@ -12,7 +12,8 @@
 //        FLUX_PAM_BENCH_VS=/path/to/flux-pam bun bench/hooks.ts    (before/after: each timed run is
 //          paired with one of that binary, their order alternating pair by pair; adds its median and
 //          the median of the per-pair ratios, which a machine's drift during the run does not move;
-//          the floor row pairs the floor with itself, so its ratio shows what noise is left)
+//          the floor row pairs the floor with itself, so its ratio shows what noise is left; each
+//          ratio comes with a 90% bootstrap interval of that median: holding 1, it shows no change)
 //        FLUX_PAM_BENCH_ONLY=TEXT bun bench/hooks.ts   (only the paths whose name contains TEXT, and
 //          the floor; no RSS)
 
@@ -22,6 +23,7 @@ import type { Scenario, ScenarioJob } from "../test/broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../test/e2e/harness";
 import { BUILD, bootContainer, containerSkipReason, settleFunctions } from "../test/systemd/container";
 import { buildFloor } from "./floor";
+import { median, medianInterval } from "./stats";
 
 const RUNS = Number(process.argv[2] ?? 20);
 /** runs with debug output, for systemd's share */
@@ -35,10 +37,6 @@ const VS_BIN = process.env.FLUX_PAM_BENCH_VS;
 const VS = VS_BIN ? `/opt/bench-vs/${basename(VS_BIN)}` : undefined;
 const ONLY = process.env.FLUX_PAM_BENCH_ONLY;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)]!;
-}
 
 function node(jobs: ScenarioJob[], kill = true): Scenario {
   return {
@@ -154,9 +152,13 @@ async function main() {
     console.log(`flux-pam hooks on real systemd 252 (nspawn container), ${BIN}, median of ${RUNS} runs${VS ? `, each paired with ${VS}` : ""}`);
     const floorMs = median(floor.wall);
     const med = (xs: number[], digits = 1) => (xs.length ? median(xs).toFixed(digits) : "-");
-    const vsCols = (r: Row) => (VS ? ` ${med(r.vsWall).padStart(7)} ${med(r.ratios, 3).padStart(6)} ${med(r.vsCpu, 0).padStart(6)}` : "");
+    const interval = (xs: number[]) => {
+      const i = medianInterval(xs);
+      return i ? `${i[0].toFixed(2)}-${i[1].toFixed(2)}` : "-";
+    };
+    const vsCols = (r: Row) => (VS ? ` ${med(r.vsWall).padStart(7)} ${med(r.ratios, 3).padStart(6)} ${interval(r.ratios).padStart(9)} ${med(r.vsCpu, 0).padStart(6)}` : "");
     console.log(
-      `${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)} ${"over floor".padStart(10)} ${"cpu ms".padStart(6)}${VS ? ` ${"vs ms".padStart(7)} ${"ratio".padStart(6)} ${"vs cpu".padStart(6)}` : ""}`,
+      `${"path".padEnd(44)} ${"wall ms".padStart(8)} ${"systemd ms".padStart(10)} ${"own+broker".padStart(10)} ${"calls".padStart(5)} ${"reloads".padStart(7)} ${"RSS MiB".padStart(7)} ${"over floor".padStart(10)} ${"cpu ms".padStart(6)}${VS ? ` ${"vs ms".padStart(7)} ${"ratio".padStart(6)} ${"90%".padStart(9)} ${"vs cpu".padStart(6)}` : ""}`,
     );
     console.log(`${floor.path.padEnd(44)} ${floorMs.toFixed(1).padStart(8)}${"".padStart(56)} ${med(floor.cpu, 0).padStart(6)}${vsCols(floor)}`);
     for (const r of rows) {
@@ -170,7 +172,10 @@ async function main() {
     if (cold !== undefined) rssRow("prolog, 1000 jobs, no record of shares (RSS)", cold);
     if (checkUser !== undefined) rssRow("check-user (peak RSS only)", checkUser);
     console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code); over floor: wall time less the bare Bun exec's; cpu ms: the process's own CPU time (user + system, getrusage, whole ms), which the machine's other load moves less than wall time");
-    if (VS) console.log("vs ms, vs cpu: the paired binary's medians; ratio: the median of wall / its wall, pair by pair (below 1: this binary is faster)");
+    if (VS)
+      console.log(
+        "vs ms, vs cpu: the paired binary's medians; ratio: the median of wall / its wall, pair by pair (below 1: this binary is faster); 90%: a bootstrap interval of that median (bench/stats.ts): one that holds 1 means this run showed no difference",
+      );
   } finally {
     await c.stop();
     for (const b of brokers) await b.stop();

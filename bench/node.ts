@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { Scenario, ScenarioJob } from "../test/broker/scenario";
 import { startBrokerProcess, tempDir } from "../test/e2e/harness";
 import { bootContainer, containerSkipReason } from "../test/systemd/container";
+import { median } from "./stats";
 
 const RUNS = Number(process.argv[2] ?? 5);
 const USERS = 100;
@@ -18,10 +19,6 @@ const JOBS_EACH = 10;
 const FIRST_UID = 2000;
 const BIN = "/opt/flux-pam/flux-pam";
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)]!;
-}
 
 function node(state?: number): Scenario {
   const jobs: ScenarioJob[] = [];

@@ -7,14 +7,11 @@
 // Usage: bun bench/systemd-calls.ts [RUNS]   (root; make bench builds first)
 
 import { bootContainer, buildClientDriver, CLIENT_DRIVER, containerSkipReason } from "../test/systemd/container";
+import { median } from "./stats";
 
 const RUNS = Number(process.argv[2] ?? 10);
 const UID = 1001;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)]!;
-}
 
 const skip = containerSkipReason();
 if (skip) {
