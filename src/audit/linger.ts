@@ -11,7 +11,7 @@ export interface JobUserLinger {
   linger: Linger;
 }
 
-/** Linger as logind (or its file) answered for each user with a running job on this rank. */
+/** Linger (its file, as logind reads it) of each user with a running job on this rank. */
 export function auditJobUsersLinger(users: readonly JobUserLinger[], rank: number): Finding[] {
   if (users.length === 0) return [ok("linger", `no user has a running job on rank ${rank}: no linger to check now`)];
   const on = users.filter((u) => u.linger.enabled);

@@ -20,6 +20,8 @@ export interface LiveOptions {
   timeoutMs: number;
   /** the system bus; default DBUS_SYSTEM_BUS_ADDRESS or /run/dbus/system_bus_socket */
   busAddress?: string;
+  /** the linger files' directory (tests); default /var/lib/systemd/linger */
+  lingerDir?: string;
 }
 
 export interface LiveAudit {
@@ -147,7 +149,7 @@ export async function auditLive(tree: Tree, opts: LiveOptions, files?: PamConfig
         continue;
       }
       const u = { name: pw.name, uid };
-      users.push({ ...u, linger: sd ? await sd.linger(u, { timeoutMs: 2000 }) : await lingerEnabled(u, undefined) });
+      users.push({ ...u, linger: lingerEnabled(u, { lingerDir: opts.lingerDir }) });
     }
     findings.push(...auditJobUsersLinger(users, b.rank));
     return { findings, owner };

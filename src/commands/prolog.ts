@@ -13,7 +13,7 @@ import { openSystemd } from "../systemd/systemd";
 
 export async function prolog(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
   return runHook("prolog", env, opts, openSystemd, async (ctx) => {
-    // All reads: ask logind, systemd and the broker at once; this job's R too (no record has it
+    // All reads: the linger file, systemd and the broker at once; this job's R too (no record has it
     // yet), asked already with the hook's first requests.
     const own = ctx.config.constrainResources ? (ctx.ownR ?? lookupR(ctx.client, ctx.input.jobid, ctx.deadline.left("job-info.lookup"))).then((r) => rankShare(r, ctx.rank)) : undefined;
     own?.catch(() => {}); // awaited in applyUnion, unless the prolog fails first

@@ -232,8 +232,7 @@ async function lingerOf(sd: Systemd | undefined, uid: number): Promise<boolean> 
   if (!pw) return false;
   try {
     if (sd) return (await sd.linger({ name: pw.name, uid })).enabled;
-    const { lingerFileExists } = await import("../systemd/logind");
-    return lingerFileExists(pw.name);
+    return (await import("../systemd/logind")).lingerFileExists(pw.name);
   } catch {
     return false;
   }

@@ -1,4 +1,4 @@
-// Typed errors of the systemd/logind client: each names the unit, the call and systemd's own words.
+// Typed errors of the systemd client: each names the unit, the call and systemd's own words.
 
 /** What a failed call was doing, for the message: `StartUnit user@1000.service`. */
 function what(method: string, unit: string | undefined): string {
@@ -19,7 +19,7 @@ export class BusUnavailableError extends Error {
 /** systemd's answer for a unit it does not hold (GetUnit, KillUnit) or cannot find (LoadUnit). */
 export const NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit";
 
-/** systemd (or logind) answered a call with a D-Bus error reply. */
+/** systemd (or the bus) answered a call with a D-Bus error reply. */
 export class DBusCallError extends Error {
   override name = "DBusCallError";
   constructor(

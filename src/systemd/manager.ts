@@ -468,8 +468,8 @@ export class SystemdClient implements Systemd {
     return v;
   }
 
-  linger(user: LingerUser, opts: CallOptions = {}): Promise<Linger> {
-    return lingerEnabled(user, this.bus, opts);
+  async linger(user: LingerUser): Promise<Linger> {
+    return lingerEnabled(user);
   }
 
   close(): Promise<void> {

@@ -81,10 +81,8 @@ export interface LingerUser {
 
 export interface Linger {
   enabled: boolean;
-  /** who answered: logind's User.Linger, or the file under /var/lib/systemd/linger */
-  source: "logind" | "file";
-  /** why the file was read instead of logind, when it was */
-  detail?: string;
+  /** what answered: the file under /var/lib/systemd/linger (logind's User.Linger is that file) */
+  source: "file";
 }
 
 /**
@@ -140,7 +138,7 @@ export interface Systemd {
   busTime(): BusTime;
   /** The manager's Version property, e.g. "252.30-1~deb12u1" or "239 (239-78.el8)". */
   version(opts?: CallOptions): Promise<string>;
-  /** Is linger on for this user? logind's User.Linger, else the linger file. */
+  /** Is linger on for this user? The linger file, as logind reads it (logind.ts). */
   linger(user: LingerUser, opts?: CallOptions): Promise<Linger>;
   close(): Promise<void>;
 }

@@ -8,8 +8,8 @@ describe("linger", () => {
   test("a job user who lingers is an error with loginctl as the fix", () => {
     const fs = auditJobUsersLinger(
       [
-        { name: "alice", uid: 1000, linger: { enabled: true, source: "logind" } },
-        { name: "bob", uid: 1001, linger: { enabled: false, source: "logind" } },
+        { name: "alice", uid: 1000, linger: { enabled: true, source: "file" } },
+        { name: "bob", uid: 1001, linger: { enabled: false, source: "file" } },
       ],
       3,
     );

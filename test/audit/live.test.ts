@@ -1,12 +1,14 @@
-// The live checks against a test broker and a stand-in systemd/logind on an in-process bus.
+// The live checks against a test broker and a stand-in systemd on an in-process bus, linger files in a directory of the test's.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as dbus from "dbus-native";
 import type { MessageBus } from "dbus-native";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { auditConfigInForce, auditLive } from "../../src/audit/live";
 import { Tree } from "../../src/audit/tree";
 import { ConfigError } from "../../src/flux/config";
+import { getpwuid } from "../../src/node/passwd";
 import { SystemdClient } from "../../src/systemd/manager";
 import { type Broker, startBroker } from "../broker/broker";
 import { tempDir } from "../e2e/harness";
@@ -15,7 +17,7 @@ const dir = tempDir("flux-pam-live-");
 let broker: Broker;
 let bus: { address: string; close(): Promise<void> };
 
-/** systemd's Manager with only Version, logind with users 1 (lingers) and 2 (does not). */
+/** systemd's Manager with only Version (linger is the files': daemon, uid 1, lingers; bin, uid 2, does not). */
 async function startBus(version: string): Promise<typeof bus> {
   const server = dbus.createBroker();
   const address = await new Promise<string>((resolve, reject) =>
@@ -23,17 +25,10 @@ async function startBus(version: string): Promise<typeof bus> {
   );
   const svc: MessageBus = dbus.createClient({ busAddress: address, fdTransport: false });
   await svc.requestName("org.freedesktop.systemd1", 0);
-  await svc.requestName("org.freedesktop.login1", 0);
   svc.exportInterface({ Version: version }, "/org/freedesktop/systemd1", {
     name: "org.freedesktop.systemd1.Manager",
     properties: { Version: { type: "s", access: "read" } },
   });
-  svc.setMethodCallHandler("/org/freedesktop/login1", "org.freedesktop.login1.Manager", "GetUser", [(uid: number) => `/org/freedesktop/login1/user/_${uid}`, "o"]);
-  for (const uid of [1, 2])
-    svc.exportInterface({ Linger: uid === 1 }, `/org/freedesktop/login1/user/_${uid}`, {
-      name: "org.freedesktop.login1.User",
-      properties: { Linger: { type: "b", access: "read" } },
-    });
   return {
     address,
     async close() {
@@ -75,7 +70,10 @@ describe("the systemd client reads the manager's version", () => {
 });
 
 describe("the live audit", () => {
-  const opts = () => ({ uri: `local://${broker.path}`, timeoutMs: 3000, busAddress: bus.address });
+  const lingerDir = join(dir.path, "linger");
+  mkdirSync(lingerDir, { recursive: true });
+  writeFileSync(join(lingerDir, getpwuid(1)!.name), "");
+  const opts = () => ({ uri: `local://${broker.path}`, timeoutMs: 3000, busAddress: bus.address, lingerDir });
   const lines = async (o: Parameters<typeof auditLive>[1], files?: Parameters<typeof auditLive>[2]) =>
     (await auditLive(new Tree("/"), o, files)).findings.filter((f) => f.area !== "cgroup").map((f) => `${f.severity} ${f.area}: ${f.what}`);
 

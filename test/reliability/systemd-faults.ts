@@ -247,12 +247,6 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
     outcome: { "housekeeping (last job)": { fails: new RegExp(`^EROFS: read-only file system, unlink '/run/systemd/system\\.control/${esc(SLICE)}\\.d/50-AllowedCPUs\\.conf'$`) } },
     notMade: { "housekeeping (last job)": ["StopUnit", ...OLD_TEARDOWN] },
   },
-  {
-    name: "logind's GetUser never returns (linger read from its file)",
-    plans: { GetUser: "no-reply" },
-    outcome: { prolog: "ok" },
-    waitsS: 5,
-  },
 ];
 
 const PATHS: Path[] = ["session-open", "prolog", "housekeeping (jobs remain)", "housekeeping (last job)", "housekeeping (again)"];

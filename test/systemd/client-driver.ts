@@ -81,7 +81,7 @@ async function main(args: string[]): Promise<unknown> {
     case "linger":
       return withClient((sd) => sd.linger({ name: arg(0), uid: Number(arg(1)) }));
     case "linger-no-bus":
-      return lingerEnabled({ name: arg(0), uid: Number(arg(1)) }, undefined);
+      return lingerEnabled({ name: arg(0), uid: Number(arg(1)) });
     case "pids":
       return { mount: cgroup2Mount(), pids: pidsInCgroup(arg(0), a.slice(1)) };
     case "silent-bus": {

@@ -1,4 +1,4 @@
-// A stand-in systemd and logind on dbus-native's in-process bus, for the races real systemd does not
+// A stand-in systemd on dbus-native's in-process bus, for the races real systemd does not
 // let a test choose: JobRemoved before the reply, a job that never ends, a call never answered.
 //
 // It holds units as systemd does, enough for the hooks' reads: GetUnit answers only for a unit it
@@ -67,8 +67,6 @@ export interface FakeSystemd {
   memberPlans: Map<string, JobPlan>;
   /** the units systemd holds, by name; GetUnit answers NoSuchUnit for any other */
   units: Map<string, FakeUnit>;
-  /** uid -> Linger; a uid not here is NoSuchUser */
-  lingering: Map<number, boolean>;
   /** called with each recorded call before it is answered: a test may change the fake's state there */
   onCall?: (call: RecordedCall) => void;
   close(): Promise<void>;
@@ -105,14 +103,13 @@ const typeInterface = (unit: string) => {
   return `org.freedesktop.systemd1.${type.charAt(0).toUpperCase()}${type.slice(1)}`;
 };
 
-export async function startFakeSystemd(dir: string, opts: { logind?: boolean } = {}): Promise<FakeSystemd> {
+export async function startFakeSystemd(dir: string): Promise<FakeSystemd> {
   const broker = dbus.createBroker();
   const address = await new Promise<string>((resolve, reject) =>
     broker.listen({ socket: join(dir, "system_bus_socket") }, (err, a) => (err ? reject(err) : resolve(a))),
   );
   const svc: MessageBus = dbus.createClient({ busAddress: address, fdTransport: false, variants: "wrap" });
   await svc.requestName("org.freedesktop.systemd1", 0);
-  if (opts.logind !== false) await svc.requestName("org.freedesktop.login1", 0);
 
   const fake: FakeSystemd = {
     address,
@@ -120,10 +117,9 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
     plans: new Map(),
     memberPlans: new Map(),
     units: new Map(),
-    lingering: new Map(),
     close: async () => {},
   };
-  const { calls, plans, memberPlans, units, lingering } = fake;
+  const { calls, plans, memberPlans, units } = fake;
   /** queued jobs: id -> its unit and type */
   const jobs = new Map<number, { unit: string; type: string }>();
   let nextJob = 100;
@@ -321,26 +317,6 @@ export async function startFakeSystemd(dir: string, opts: { logind?: boolean } =
     if (ours) void onProperties(msg);
     else for (const l of inner) l.call(conn, msg);
   });
-
-  svc.setMethodCallHandler("/org/freedesktop/login1", "org.freedesktop.login1.Manager", "GetUser", [
-    (uid: number) => {
-      record({ member: "GetUser", body: [uid] });
-      const plan = memberPlans.get("GetUser");
-      if (plan === "no-reply") return new Promise(() => {});
-      if (!lingering.has(uid)) throw failure("org.freedesktop.login1.NoSuchUser", `User ID ${uid} is not logged in or lingering`);
-      return `/org/freedesktop/login1/user/_${uid}`;
-    },
-    "o",
-  ]);
-  // Properties.Get is answered by dbus-native itself for exported interfaces, from these getters.
-  for (const uid of [1000, 1001, 1002]) {
-    const user = {
-      get Linger() {
-        return lingering.get(uid) ?? false;
-      },
-    };
-    svc.exportInterface(user, `/org/freedesktop/login1/user/_${uid}`, { name: "org.freedesktop.login1.User", properties: { Linger: { type: "b", access: "read" } } });
-  }
 
   fake.close = async () => {
     closed = true;
