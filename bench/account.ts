@@ -6,6 +6,7 @@ import type { Scenario } from "../test/broker/scenario";
 import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
 import { join } from "node:path";
 import { buildFloor } from "./floor";
+import { evictFromPageCache } from "./page-cache";
 import { MODULE, driverArgs, ensureBuilt, installHelper, pamConfDir, realHelper, standIn } from "../test/pam/harness";
 
 const N = Number(process.argv[2] ?? 200);
@@ -53,6 +54,8 @@ async function main() {
     // The target's yardstick: a program of the same Bun, compiled as flux-pam is, that only answers.
     const floor = await buildFloor(join(dir.path, "floor"), "answer", 'require("node:fs").writeSync(3, "result owner\\n");\n');
     const bunFloor = installHelper(dir.path, { source: floor, name: "bun-floor" });
+    // The copies were just written, BINARY may not have been: all of them from disk (bench/page-cache.ts).
+    await evictFromPageCache(helper, bunFloor, BINARY);
     const rows: [string, string, string][] = [
       ["pam_flux.so + flux-pam, owner admitted", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "daemon"],
       ["pam_flux.so + flux-pam, denied, no job anywhere", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "sys"],

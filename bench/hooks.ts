@@ -23,6 +23,7 @@ import type { Scenario, ScenarioJob } from "../test/broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../test/e2e/harness";
 import { BUILD, bootContainer, containerSkipReason, settleFunctions } from "../test/systemd/container";
 import { buildFloor } from "./floor";
+import { evictFromPageCache } from "./page-cache";
 import { median, medianInterval } from "./stats";
 
 const RUNS = Number(process.argv[2] ?? 20);
@@ -100,13 +101,16 @@ async function main() {
     ...(OTHER_BIN ? [{ host: dirname(OTHER_BIN), container: "/opt/bench-bin", readOnly: true }] : []),
     ...(VS_BIN ? [{ host: dirname(VS_BIN), container: "/opt/bench-vs", readOnly: true }] : []),
   ];
+  // The floor was just written, the binaries were not: all of them from disk (bench/page-cache.ts).
+  const binaries = [join(floorDir, "floor"), OTHER_BIN ?? join(BUILD, "flux-pam"), ...(VS_BIN ? [VS_BIN] : [])];
+  await evictFromPageCache(...binaries);
   const c = await bootContainer({ binds });
   const rows: Row[] = [];
   try {
     const prelude = preludeScript();
     const sh = (script: string) => c.run(["bash", "-c", `${prelude}\n${script}`], { timeoutMs: 900_000 });
-    // Warm the page cache and user@'s first start.
-    await sh(`hook run prolog 1000 >/dev/null; settle_up; hook ended housekeeping 1000 >/dev/null; settle_down`);
+    // Warm the page cache (each binary read back once) and user@'s first start.
+    await sh(`/opt/bench-floor/floor >/dev/null; ${VS ? `${VS} --version >/dev/null; ` : ""}hook run prolog 1000 >/dev/null; settle_up; hook ended housekeeping 1000 >/dev/null; settle_down`);
 
     const floor = await path(sh, "bare Bun exec (the process floor)", `timed_floor`);
     const timedRow = async (name: string, body: string) => {
@@ -127,9 +131,8 @@ async function main() {
     let cold: number | undefined;
     let checkUser: number | undefined;
     if (ONLY === undefined) {
-      // Peak RSS, one run of each (GNU time's %M, KiB). A binary just written by the compiler sits
-      // whole in the page cache and fault-around then maps more of it into each process: drop it.
-      await Bun.$`sync && dd if=${OTHER_BIN ?? join(BUILD, "flux-pam")} iflag=nocache count=0 status=none`;
+      // Peak RSS, one run of each (GNU time's %M, KiB), the binary read from disk again.
+      await evictFromPageCache(...binaries);
       const rss = async (script: string) => Number((await sh(script)).trim().split("\n").at(-1)) / 1024;
       const byPath = new Map(rows.map((r) => [r.path, r]));
       const set = (p: string, v: number) => (byPath.get(p)!.rssMiB = v);
