@@ -28,8 +28,9 @@ node_modules/.bin/bun: package.json package-lock.json
 # build/compile.ts compiles (Bun's bundler API: bytecode, minified, no source map, and none of
 # bunfig.toml, .env, tsconfig.json or package.json read at run time from the caller's directory,
 # which under su is a user's), with small stand-ins for the node:util and node:assert that
-# dbus-native's marshalling loads: measured, paired, 0.92-0.98 of the time of every hook path and
-# 2-4 ms less CPU each (bench/hooks.ts). COMPILE is what the benchmarks' floor is compiled with too.
+# dbus-native's marshalling loads: measured, paired, both binaries read from disk, 0.86-0.93 of the
+# time of every hook path and session-open (90% intervals below 1 on seven of nine) and 3-4 ms less
+# CPU each (bench/hooks.ts). COMPILE is what the benchmarks' floor is compiled with too.
 #
 # Every command is a short process: JavaScriptCore's optimising tiers would compile code that runs a
 # few hundred times and is then thrown away. A high tier-up threshold keeps it in the interpreter and
@@ -39,8 +40,10 @@ JIT_POLICY ?= 1000
 COMPILE = --jit-policy $(JIT_POLICY)
 
 # The bytecode's layout, profile-guided: what a login and a job's hooks run is placed first, so
-# each of these short processes touches fewer pages of it (measured: 0.85-0.92 of the time of
-# every hook path and session-open, bench/hooks.ts). The profiles are recorded on real systemd by
+# each of these short processes touches fewer pages of it. Measured first at 0.85-0.92 of the time
+# of every hook path, against an older binary; with both binaries read from disk (bench/page-cache.ts)
+# 0.96-1.03, every interval holding 1: no gain shown on this machine, none lost, and Bun's own
+# figures for larger programs are much larger, so it stays. The profiles are recorded on real systemd by
 # build/bytecode-order.ts (`make bytecode-order`), the first listed laid out first; one from an
 # older build still applies to the functions that did not change. flux-pam's own: not in
 # compile-flags, which the floor of the benchmarks is built with.
