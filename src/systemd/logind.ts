@@ -29,7 +29,7 @@ export function lingerFileExists(name: string, dir = LINGER_DIR): boolean {
 /**
  * Linger for `user`. logind's User.Linger is this very file, checked again on every read
  * (user_check_linger_file in systemd's logind), so it is read here, not asked of logind: the same
- * answer without two round trips through the bus to a daemon that, with pam_systemd not stacked,
+ * answer without one or two round trips through the bus to a daemon that, with pam_systemd not stacked,
  * mostly knows no such user and says so.
  */
 export function lingerEnabled(user: LingerUser, opts: LingerOptions = {}): Linger {

@@ -139,6 +139,6 @@ export interface Systemd {
   /** The manager's Version property, e.g. "252.30-1~deb12u1" or "239 (239-78.el8)". */
   version(opts?: CallOptions): Promise<string>;
   /** Is linger on for this user? The linger file, as logind reads it (logind.ts). */
-  linger(user: LingerUser, opts?: CallOptions): Promise<Linger>;
+  linger(user: LingerUser): Promise<Linger>;
   close(): Promise<void>;
 }
