@@ -1,6 +1,6 @@
 // Linger for the users with jobs here: a lingering user manager outlives the jobs, and the prolog refuses it.
 
-import { LINGER_DIR } from "../systemd/logind";
+import { LINGER_DIR, lingerFileName } from "../systemd/logind";
 import type { Linger } from "../systemd/types";
 import { type Finding, error, ok, warning } from "./finding";
 import type { Tree } from "./tree";
@@ -33,7 +33,8 @@ export function auditJobUsersLinger(users: readonly JobUserLinger[], rank: numbe
  * instance owner's (the hooks skip the owner).
  */
 export function auditLingerFiles(tree: Tree, owner: string, why: string): Finding[] {
-  const names = (tree.list(LINGER_DIR) ?? []).filter((n) => n !== owner && !n.startsWith("."));
+  // (file names are user names as logind escapes them: lingerFileName)
+  const names = (tree.list(LINGER_DIR) ?? []).filter((n) => n !== lingerFileName(owner) && !n.startsWith("."));
   if (names.length === 0) return [ok("linger", `${why}: no user lingers (${LINGER_DIR})`)];
   const fix = (n: string) => (tree.live ? `loginctl disable-linger ${n}` : `remove ${LINGER_DIR}/${n}`);
   return names.map((n) =>

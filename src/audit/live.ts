@@ -117,7 +117,7 @@ export async function auditLive(tree: Tree, opts: LiveOptions, files?: PamConfig
     } else {
       const why = (bus as PromiseRejectedResult).reason as Error;
       findings.push(
-        warning("systemd", `the system bus is not reachable (${why.message}): systemd's version not checked, linger read from files`, "start dbus, and run flux-pam doctor as root on the node"),
+        warning("systemd", `the system bus is not reachable (${why.message}): systemd's version not checked`, "start dbus, and run flux-pam doctor as root on the node"),
       );
     }
     if (broker.status === "rejected") {
@@ -149,7 +149,11 @@ export async function auditLive(tree: Tree, opts: LiveOptions, files?: PamConfig
         continue;
       }
       const u = { name: pw.name, uid };
-      users.push({ ...u, linger: lingerEnabled(u, { lingerDir: opts.lingerDir }) });
+      try {
+        users.push({ ...u, linger: lingerEnabled(u, { lingerDir: opts.lingerDir }) });
+      } catch (e) {
+        findings.push(warning("linger", `the linger of ${pw.name} (uid ${uid}), who has running jobs here, could not be read: ${(e as Error).message}`, `ls -ld /var/lib/systemd/linger; its prologs here fail until it can`));
+      }
     }
     findings.push(...auditJobUsersLinger(users, b.rank));
     return { findings, owner };

@@ -25,9 +25,9 @@ const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).m
 
 /**
  * Records every mutating call as one line, `UNIT METHOD [PROPERTIES...]`, and hands it to `print`.
- * Reads (state, properties, linger) go to `reads`, a real client, when given: a dry run still
- * looks at the node; without one, units read as an idle node's (not loaded, inactive, no
- * properties) and linger reads the linger file.
+ * Reads (state, properties) go to `reads`, a real client, when given: a dry run still looks at
+ * the node; without one, units read as an idle node's (not loaded, inactive, no properties).
+ * Linger is its file, either way.
  */
 export class DryRunSystemd implements Systemd {
   readonly lines: string[] = [];

@@ -10,14 +10,28 @@ export interface LingerOptions {
   lingerDir?: string;
 }
 
+/** The escapes of systemd's cescape() for the bytes it names; other bytes below 0x20 or above 0x7e are \NNN, octal. */
+const NAMED_ESCAPES: Readonly<Record<number, string>> = { 7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 34: '\\"', 39: "\\'", 92: "\\\\" };
+
 /**
- * The linger file, read as logind reads it (access(F_OK) on LINGER_DIR/NAME): what loginctl
+ * A user name as logind spells it in the linger file's name: systemd's cescape() of its UTF-8
+ * bytes (logind's user_check_linger_file, and loginctl enable-linger's method, both escape it).
+ * `DOMAIN\user` (winbind) is the file `DOMAIN\\user`; `josé` is `jos\303\251`.
+ */
+export function lingerFileName(name: string): string {
+  let out = "";
+  for (const b of Buffer.from(name, "utf8")) out += NAMED_ESCAPES[b] ?? (b < 0x20 || b >= 0x7f ? `\\${b.toString(8).padStart(3, "0")}` : String.fromCharCode(b));
+  return out;
+}
+
+/**
+ * The linger file, read as logind reads it (access(F_OK) on LINGER_DIR/ESCAPED-NAME): what loginctl
  * enable-linger creates and disable-linger removes.
  */
 export function lingerFileExists(name: string, dir = LINGER_DIR): boolean {
   if (name === "" || name === "." || name === ".." || name.includes("/")) throw new TypeError(`${JSON.stringify(name)} is not a user name`);
   try {
-    accessSync(`${dir}/${name}`);
+    accessSync(`${dir}/${lingerFileName(name)}`);
     return true;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;

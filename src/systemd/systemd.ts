@@ -15,7 +15,7 @@ export interface OpenOptions extends ConnectOptions {
 /**
  * The real client on the system bus, or with `dryRun` one that prints each call that would change
  * systemd (`UNIT METHOD PROPERTIES...`) and changes nothing. A dry run still reads the node
- * (unit state, slice properties, linger) through the bus when it can reach it.
+ * (unit state, slice properties) through the bus when it can reach it, and linger from its file.
  */
 export async function openSystemd(dryRun: boolean, opts: OpenOptions = {}): Promise<Systemd> {
   if (!dryRun) return SystemdClient.connect(opts);

@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { auditConfigInForce, auditLive } from "../../src/audit/live";
 import { Tree } from "../../src/audit/tree";
 import { ConfigError } from "../../src/flux/config";
-import { getpwuid } from "../../src/node/passwd";
 import { SystemdClient } from "../../src/systemd/manager";
 import { type Broker, startBroker } from "../broker/broker";
 import { tempDir } from "../e2e/harness";
@@ -72,7 +71,7 @@ describe("the systemd client reads the manager's version", () => {
 describe("the live audit", () => {
   const lingerDir = join(dir.path, "linger");
   mkdirSync(lingerDir, { recursive: true });
-  writeFileSync(join(lingerDir, getpwuid(1)!.name), "");
+  writeFileSync(join(lingerDir, "daemon"), ""); // uid 1, as the broker's jobs and the findings say
   const opts = () => ({ uri: `local://${broker.path}`, timeoutMs: 3000, busAddress: bus.address, lingerDir });
   const lines = async (o: Parameters<typeof auditLive>[1], files?: Parameters<typeof auditLive>[2]) =>
     (await auditLive(new Tree("/"), o, files)).findings.filter((f) => f.area !== "cgroup").map((f) => `${f.severity} ${f.area}: ${f.what}`);

@@ -14,7 +14,7 @@ import {
   JobTimeoutError,
   PropertyError,
 } from "../../src/systemd/errors";
-import { lingerEnabled } from "../../src/systemd/logind";
+import { lingerEnabled, lingerFileName } from "../../src/systemd/logind";
 import { SystemdClient, unitPath } from "../../src/systemd/manager";
 import { encodeProperties } from "../../src/systemd/properties";
 import { tempDir } from "../e2e/harness";
@@ -457,6 +457,18 @@ describe("linger", () => {
     const before = fake.calls.length;
     expect(await sd.linger({ name: "no-such-user-x", uid: 1005 })).toEqual({ enabled: false, source: "file" });
     expect(fake.calls.length).toBe(before);
+  });
+
+  test("a name is looked up as logind spells the file: systemd's cescape() of its UTF-8 bytes", () => {
+    expect(lingerFileName("alice")).toBe("alice");
+    expect(lingerFileName("DOMAIN\\user")).toBe("DOMAIN\\\\user");
+    expect(lingerFileName("jos\u00e9")).toBe("jos\\303\\251");
+    expect(lingerFileName("a'b\"c\td\x7f")).toBe("a\\'b\\\"c\\td\\177");
+    // winbind's DOMAIN\user lingers as the file DOMAIN\\user: found; a file of the raw name is not logind's
+    writeFileSync(join(lingerDir, "DOMAIN\\\\user"), "");
+    writeFileSync(join(lingerDir, "EXAMPLE\\bob"), "");
+    expect(lingerEnabled({ name: "DOMAIN\\user", uid: 1006 }, { lingerDir })).toEqual({ enabled: true, source: "file" });
+    expect(lingerEnabled({ name: "EXAMPLE\\bob", uid: 1007 }, { lingerDir })).toEqual({ enabled: false, source: "file" });
   });
 
   test("a name that is not one throws; a linger directory that is a file holds no one", () => {

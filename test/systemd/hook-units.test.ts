@@ -129,7 +129,7 @@ describe.skipIf(skip !== undefined)("the hooks under flux-core's units, with the
     expect({ code: r.code, output: r.output }).toEqual({ code: 0, output: "" });
     expect((await c.run(["systemctl", "show", "-p", "AllowedCPUs", "user-1000.slice"])).trim()).toBe("AllowedCPUs=1");
     expect((await c.exec(["test", "-f", "/run/flux-pam/uid.1000.active"])).code).toBe(0);
-    // check-user, asking the real systemd and logind: the limits in force, and linger.
+    // check-user, asking the real systemd: the limits in force; and linger's file.
     const cu = JSON.parse((await c.exec(["/opt/flux-pam/flux-pam", "check-user", "alice", "--json", "--uri", `local://${SOCKDIR}/broker.sock`])).stdout);
     expect(cu.node.systemd).toMatchObject({ slice: { AllowedCPUs: "1", AllowedMemoryNodes: "0", DevicePolicy: "closed", DeviceAllow: "" }, linger: false });
     expect(cu.node.systemd.lingerSource).toBe("file");
