@@ -9,6 +9,7 @@ import type { Linger } from "../systemd/types";
 import { mapUnion } from "../flux/map-union";
 import { lookupR } from "../flux/rpc";
 import { applyUnion, HookError, type HookOptions, otherJobs, runHook, type UserContext, userServiceFailed, userServiceName } from "./containment";
+import { LINGER_DIR, lingerFileName } from "../systemd/logind";
 import { openSystemd } from "../systemd/systemd";
 
 export async function prolog(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
@@ -64,7 +65,7 @@ export async function setUpSlice(
   const userService = userServiceName(ctx.user.uid);
   if (seen.linger.enabled)
     throw new HookError(
-      `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${seen.linger.source === "file" ? "/var/lib/systemd/linger/" + ctx.user.name + "; " : ""}loginctl disable-linger ${ctx.user.name})`,
+      `linger is enabled for ${ctx.user.name}: its user manager outlives jobs and lets sessions escape containment (${LINGER_DIR}/${lingerFileName(ctx.user.name)}; loginctl disable-linger ${ctx.user.name})`,
     );
   if (ctx.config.constrainResources) await applyUnion(ctx, ids, asked, seen.limits, mapped);
   if (ctx.dryRun) writeText(1, `marker create ${ctx.lockDir}/uid.${ctx.user.uid}.active\n`);

@@ -157,7 +157,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
           broker && constrain && ids.length ? expectedLimits(broker, lockDir, uid, ids, deadline) : undefined,
           sd?.unitProperties(`user-${uid}.slice`, { names: LIMITS }).then(pick, () => undefined),
           sd?.unitState(`user@${uid}.service`).then((s) => s.activeState, () => undefined),
-          lingerOf(sd, uid),
+          lingerOf(uid),
         ]);
         let marker = false;
         try {
@@ -227,11 +227,10 @@ function expectedLimits(b: BrokerView, lockDir: string, uid: number, ids: JobId[
     .then(pick, (e: Error) => e);
 }
 
-async function lingerOf(sd: Systemd | undefined, uid: number): Promise<boolean> {
+async function lingerOf(uid: number): Promise<boolean> {
   const pw = getpwuid(uid);
   if (!pw) return false;
   try {
-    if (sd) return (await sd.linger({ name: pw.name, uid })).enabled;
     return (await import("../systemd/logind")).lingerFileExists(pw.name);
   } catch {
     return false;

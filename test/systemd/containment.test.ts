@@ -348,6 +348,8 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
       const r = await hook("prolog", "105");
       expect(r.code).toBe(1);
       expect(r.stderr).toContain("linger is enabled for alice");
+      // the file loginctl made, as the prolog names it (logind's escaping of the name: lingerFileName)
+      expect(r.stderr).toContain("(/var/lib/systemd/linger/alice; loginctl disable-linger alice)");
       expect(await exists(MARKER)).toBe(false);
       expect(await exists(DROPINS)).toBe(false);
     } finally {
