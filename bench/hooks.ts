@@ -38,7 +38,6 @@ const VS_BIN = process.env.FLUX_PAM_BENCH_VS;
 const VS = VS_BIN ? `/opt/bench-vs/${basename(VS_BIN)}` : undefined;
 const ONLY = process.env.FLUX_PAM_BENCH_ONLY;
 
-
 function node(jobs: ScenarioJob[], kill = true): Scenario {
   return {
     rank: 0,

@@ -19,7 +19,6 @@ const JOBS_EACH = 10;
 const FIRST_UID = 2000;
 const BIN = "/opt/flux-pam/flux-pam";
 
-
 function node(state?: number): Scenario {
   const jobs: ScenarioJob[] = [];
   for (let u = 0; u < USERS; u++)

@@ -12,7 +12,6 @@ import { median } from "./stats";
 const RUNS = Number(process.argv[2] ?? 10);
 const UID = 1001;
 
-
 const skip = containerSkipReason();
 if (skip) {
   console.log(`bench/systemd-calls.ts: skipped: ${skip}`);
