@@ -23,8 +23,9 @@ const ENDED = 64; // INACTIVE
  * The profiles, in the order the build lists them (the Makefile's BYTECODE_ORDER): the first is
  * laid out first. The smallest first: account runs what every command shares (the entry point,
  * the Flux client), session-open adds the systemd client, the hooks add the rest. Measured
- * (bench/hooks.ts, paired, 20 pairs), with this order every hook path and session-open took
- * 0.85-0.92 of the unordered binary's time; with the prolog's profile first, 0.93-1.08 (no gain).
+ * (bench/hooks.ts, paired, 20 pairs) at first 0.85-0.92 of the unordered binary's time against an
+ * older binary file (the prolog's profile first: 0.93-1.08); with both binaries read from disk
+ * (bench/page-cache.ts) 0.96-1.03, every interval holding 1: no gain shown on this machine.
  */
 export const PROFILES = ["account", "session-open", "prolog", "housekeeping-last", "housekeeping-remain", "account-denied"] as const;
 export const ORDER_DIR = join(BUILD, "bytecode-order");
