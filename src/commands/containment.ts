@@ -22,8 +22,19 @@ import { type HookInput, hookTag, parseHookInput, unitJobId } from "./hook-env";
 import { compareLimit, LIMITS, type Limits } from "../decide/drift";
 import { oneLine } from "../wrapper/reply";
 
-export const LOCK_TIMEOUT_MS = 60_000;
+const LOCK_TIMEOUT_MS = 60_000;
 const BROKER_BUDGET_MS = 30_000;
+/** How long a teardown waits for its slice to empty after SIGKILL, past the grace time. */
+export const AFTER_KILL_MS = 10_000;
+
+/**
+ * How long a hook (or reconcile) waits for a user's lock: a minute, or, where the site's
+ * pam.kill-slice-grace-time is longer, long enough for another hook to finish a whole teardown
+ * that waits out the grace time and SIGKILL's wait, with the minute's margin.
+ */
+export function lockTimeoutMs(config: PamConfig): number {
+  return Math.max(LOCK_TIMEOUT_MS, config.killSliceGraceTime * 1000 + AFTER_KILL_MS + 20_000);
+}
 const EPERM = 1;
 
 /** Why the broker refuses a hook that is not an owner of the instance, and the fix. */
@@ -47,8 +58,9 @@ export interface UserContext {
   deadline: Deadline;
   /**
    * The command's own time budget, when it has one that its waits for systemd must keep to
-   * (reconcile's --timeout). A hook has none: its deadline is the broker's budget, started before
-   * the lock wait, and a wait for systemd cut short by it would bring back what the wait avoids.
+   * (reconcile's --timeout). A hook has none: its deadline is the broker's budget (started again
+   * once the lock is held), and a wait for systemd cut short by it would bring back what the wait
+   * avoids.
    */
   waitBudget?: Deadline;
   sd: Systemd;
@@ -151,7 +163,8 @@ export async function runHook(
       if (hook === "prolog") throw new HookError(`uid ${input.uid} has no passwd entry on this node`);
       user = { name: `uid ${input.uid}`, uid: input.uid, gid: -1, home: "" };
     }
-    const deadline = new Deadline(BROKER_BUDGET_MS);
+    // The broker's budget, for the answers asked before the lock (a fresh one after it, below).
+    let deadline = new Deadline(BROKER_BUDGET_MS);
     // Hooks run from flux-run-prolog/-housekeeping (via the IMP), whose FLUX_URI is Flux's own.
     const uri = env.FLUX_URI || SYSTEM_URI;
     client = await FluxClient.connect(uri, { timeoutMs: 5000 });
@@ -172,7 +185,11 @@ export async function runHook(
       say(`user=${user.name} uid=${user.uid} rank=${rank} owner=${owner} uri=${uri} lock-dir=${lockDir} ${JSON.stringify(config)}`);
     if (!opts.dryRun) {
       checkLockDir(lockDir, true);
-      lock = await acquireUidLock(lockDir, input.uid, LOCK_TIMEOUT_MS);
+      lock = await acquireUidLock(lockDir, input.uid, lockTimeoutMs(config));
+      // The wait for the lock is another hook's teardown, not the broker's time: what is asked
+      // from here on gets a whole budget (a hook behind a teardown that waited out a 30 s grace
+      // time would otherwise find its budget spent and fail, draining a node that was fine).
+      deadline = new Deadline(BROKER_BUDGET_MS);
     }
     if (input.uid === owner) {
       if (debugOn) say(`skipped: ${user.name} is the instance owner`);

@@ -7,13 +7,10 @@ import { markerExists, removeMarker } from "../node/marker";
 import { DBusCallError, NO_SUCH_UNIT } from "../systemd/errors";
 import { liftDevices } from "../systemd/properties";
 import { openSystemd } from "../systemd/systemd";
-import { applyUnion, HookError, type HookOptions, otherJobs, runHook, sliceName, type UserContext, userServiceFailed, userServiceName } from "./containment";
+import { AFTER_KILL_MS, applyUnion, HookError, type HookOptions, otherJobs, runHook, sliceName, type UserContext, userServiceFailed, userServiceName } from "./containment";
 import { join } from "node:path";
 import { childCgroups, pidsInCgroup, userSliceCgroup } from "../node/cgroup";
 import { SIGTERM, teardownSlice } from "../decide/slice-teardown";
-
-/** How long SIGKILLed processes get to disappear before the node is drained. */
-const AFTER_KILL_MS = 10_000;
 
 export async function housekeeping(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
   return runHook("housekeeping", env, opts, openSystemd, async (ctx) => {

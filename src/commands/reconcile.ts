@@ -18,7 +18,7 @@ import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid, type Passwd } from "../node/passwd";
 import { scanSlices, slicesWithDropins } from "../node/slice-scan";
 import type { Systemd } from "../systemd/types";
-import { brokerBasics, explainRefusal, guestRole, LOCK_TIMEOUT_MS, refuseHiddenJobs, sliceName, type UserContext, userServiceName } from "./containment";
+import { brokerBasics, explainRefusal, guestRole, lockTimeoutMs, refuseHiddenJobs, sliceName, type UserContext, userServiceName } from "./containment";
 import { tearDown } from "./housekeeping";
 import { UsageError } from "./pam-args";
 import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
@@ -162,7 +162,7 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
   const did: string[] = [];
   const warnings: string[] = [];
   try {
-    if (!run.dryRun) lock = await acquireUidLock(run.lockDir, uid, LOCK_TIMEOUT_MS);
+    if (!run.dryRun) lock = await acquireUidLock(run.lockDir, uid, lockTimeoutMs(run.config));
     const jobs = (await listJobs(run.client, { userids: [uid], rank: run.rank }, run.deadline.left("job-list.list")))
       .filter((j) => j.userid === uid && runningOn(j, run.rank))
       .map((j): JobId => j.id);

@@ -43,6 +43,8 @@ interface NodeFault {
   /** the path whose kind must be as it was after the command (the planted thing left alone) */
   planted?: string;
   slowFor?: Path[];
+  /** what a path that rightly goes on does, in words (default: makes the lock dir) */
+  goesOn?: string;
 }
 
 const dirWith = (...files: string[]) => (d: string) => {
@@ -54,21 +56,30 @@ const mkfifo = (path: string) => {
   if (Bun.spawnSync(["mkfifo", "-m", "600", path]).exitCode !== 0) throw new Error(`mkfifo ${path} failed`);
 };
 
+/**
+ * Another process holds the lock in `d` for `seconds` (flock(1), as a hook holds it); returns what
+ * ends it early.
+ */
+async function holdLock(d: string, seconds: number): Promise<() => void> {
+  writeFileSync(join(d, LOCK), "", { mode: 0o600 });
+  const holder = Bun.spawn(["flock", "-x", join(d, LOCK), "-c", `echo held; exec sleep ${seconds}`], { stdout: "pipe", stderr: "inherit" });
+  const reader = holder.stdout.getReader();
+  await reader.read();
+  reader.releaseLock();
+  return () => {
+    if (holder.exitCode !== null || holder.signalCode !== null) return;
+    // flock's child (the sleep) holds the lock too: end both, by their pids
+    for (const c of readFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`, "utf8").trim().split(" ").filter(Boolean)) process.kill(Number(c), "SIGKILL");
+    holder.kill("SIGKILL");
+  };
+}
+
 const NODE_FAULTS: NodeFault[] = [
   {
     name: "lock held by another process past the timeout",
     async setup(d, p) {
       dirWith(...markerFor(p))(d);
-      writeFileSync(join(d, LOCK), "", { mode: 0o600 });
-      const holder = Bun.spawn(["flock", "-x", join(d, LOCK), "-c", "echo held; exec sleep 300"], { stdout: "pipe", stderr: "inherit" });
-      const reader = holder.stdout.getReader();
-      await reader.read();
-      reader.releaseLock();
-      return () => {
-        // flock's child (the sleep) holds the lock too: end both, by their pids
-        for (const c of readFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`, "utf8").trim().split(" ").filter(Boolean)) process.kill(Number(c), "SIGKILL");
-        holder.kill("SIGKILL");
-      };
+      return holdLock(d, 300);
     },
     reason: {
       "session-open": /^\S+\/uid\.1\.lock: lock not acquired within 2 s$/,
@@ -77,6 +88,18 @@ const NODE_FAULTS: NodeFault[] = [
       housekeeping: /^\S+\/uid\.1\.lock: lock not acquired within 60 s$/,
     },
     slowFor: ["session-open", "pam session", "prolog", "housekeeping"],
+  },
+  {
+    // As another hook of the user holds it through a teardown that waits out the default 30 s
+    // grace time: the broker's budget (30 s) is for its answers, and starts again once the lock is held.
+    name: "lock held by another process longer than the broker's budget, then released",
+    async setup(d, p) {
+      dirWith(...markerFor(p))(d);
+      return holdLock(d, 31);
+    },
+    reason: { prolog: "ok", housekeeping: "ok" },
+    slowFor: ["prolog", "housekeeping"],
+    goesOn: "waits for the lock, then succeeds",
   },
   {
     name: "lock dir read-only (EROFS)",
@@ -217,7 +240,7 @@ export function nodeCases(): MatrixCase[] {
         path: p,
         expect:
           reason === "ok"
-            ? "goes on: makes the lock dir 0700 and succeeds"
+            ? `goes on: ${f.goesOn ?? "makes the lock dir 0700 and succeeds"}`
             : hook
               ? `${f.warned?.[p] ? "warns, then " : ""}fails naming the path; the planted thing left alone`
               : "refused, naming the path",
