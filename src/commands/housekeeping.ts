@@ -183,7 +183,15 @@ async function stopSlice(ctx: UserContext, stop: boolean): Promise<void> {
     const q = await ctx.sd.enqueueStop(slice);
     ctx.debug(`${slice} stop queued (${q.job}), not waited for`);
   } catch (e) {
-    ctx.warn(`warning: could not stop ${slice}: ${(e as Error).message}`);
+    // systemd no longer holds it: nothing of it is left in memory, the next load reads its files.
+    if (e instanceof DBusCallError && e.dbusName === NO_SUCH_UNIT) {
+      ctx.debug(`${slice} is not loaded any more: nothing to stop`);
+      return;
+    }
+    // The stop is what lifts the slice's properties without a reload: without it systemd keeps the
+    // ended jobs' limits in memory only (the next daemon-reload drops them), and user@ runs on in
+    // the slice. The teardown is not done: say so (the node drains, the next hook tries again).
+    throw new HookError(`could not stop ${slice}, so its limits are not lifted and ${userServiceName(ctx.user.uid)} may still run in it: ${(e as Error).message}`);
   }
 }
 

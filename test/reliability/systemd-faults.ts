@@ -60,6 +60,9 @@ const esc = (unit: string) => unit.replace(/[.@]/g, "\\$&");
 const unitFails = (method: string, unit: string, tail: string) => new RegExp(`^${method} ${esc(unit)}: ${tail}$`);
 const notFound = (unit: string) => `Unit ${esc(unit)} not found\\. \\(org\\.freedesktop\\.systemd1\\.NoSuchUnit\\)`;
 const noAnswer = (ms = "10000") => `no answer from the system bus within ${ms} ms`;
+/** The last-job teardown's refusal when the slice's stop could not be queued: `why`, a pattern. */
+const stopFailed = (why: string) =>
+  new RegExp(`^could not stop ${esc(SLICE)}, so its limits are not lifted and ${esc(USER_SERVICE)} may still run in it: ${why}$`);
 /** the teardown's calls that once were its usual path and are made now only where the slice's state needs them */
 const OLD_TEARDOWN = ["SetUnitProperties", "RevertUnitFiles", "Reload"];
 /** A stopped slice systemd still holds (another unit refers to it) with the last job's properties, its drop-ins gone. */
@@ -149,15 +152,24 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
     },
   },
   {
-    name: "StopUnit of the slice refused",
+    name: "StopUnit of the slice: no such unit (systemd freed it meanwhile)",
     plans: { StopUnit: "no-such-unit" },
-    // best effort: the marker is gone and the drop-ins with it; the slice stays up until the next teardown
-    outcome: { "housekeeping (last job)": { warns: new RegExp(`^warning: could not stop ${esc(SLICE)}: ${unitFails("StopUnit", SLICE, notFound(SLICE)).source.slice(1)}`) } },
+    // nothing of the slice is left in systemd's memory: whoever loads it next reads its files afresh
+    outcome: { "housekeeping (last job)": "ok" },
+    made: { "housekeeping (last job)": [`StopUnit ${SLICE}`] },
+  },
+  {
+    name: "StopUnit of the slice refused",
+    plans: { StopUnit: "access-denied" },
+    // The stop is what lifts the limits without a reload: without it they live on in systemd's
+    // memory only, and user@ runs on in the slice. The teardown fails (the marker is gone already).
+    outcome: { "housekeeping (last job)": { fails: stopFailed(`StopUnit ${esc(SLICE)}: Permission denied \\(org\\.freedesktop\\.DBus\\.Error\\.AccessDenied\\)`) } },
+    made: { "housekeeping (last job)": [`StopUnit ${SLICE}`] },
   },
   {
     name: "StopUnit of the slice never answered",
     plans: { StopUnit: "no-reply" },
-    outcome: { "housekeeping (last job)": { warns: new RegExp(`^warning: could not stop ${esc(SLICE)}: ${unitFails("StopUnit", SLICE, noAnswer()).source.slice(1)}`) } },
+    outcome: { "housekeeping (last job)": { fails: stopFailed(`StopUnit ${esc(SLICE)}: ${noAnswer()}`) } },
     waitsS: 10,
   },
   {
