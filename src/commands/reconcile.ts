@@ -153,6 +153,21 @@ interface UserRun {
   guest: ReturnType<typeof guestRole>;
 }
 
+/**
+ * The limits systemd holds for `slice`, when they are also what its runtime drop-ins say: only then
+ * may a write of the same be skipped. Limits in memory alone (drop-ins gone: NeedDaemonReload, a
+ * teardown's stop under way) are lifted by the next reload or load: undefined, so they are written.
+ */
+async function limitsOnDisk(sd: Systemd, slice: string): Promise<Limits | undefined> {
+  try {
+    const [status, props] = await Promise.all([sd.unitStatus(slice), sd.unitProperties(slice, { names: LIMITS })]);
+    if (!status || status.needDaemonReload || status.job !== undefined || sd.runtimeDropins(slice).length === 0) return undefined;
+    return Object.fromEntries(LIMITS.map((k) => [k, props[k] ?? ""])) as Limits;
+  } catch {
+    return undefined;
+  }
+}
+
 /** One user, under their lock: the jobs asked again (a hook may have run since), then set up or torn down. */
 async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string }> {
   const { uid } = run;
@@ -187,15 +202,7 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
       // Set up with the prolog's rules (its passwd entry needed: linger is asked by name).
       if (!pw) throw new Error(`uid ${uid} has no passwd entry on this node, and runs ${jobs.length} job(s) here`);
       const userState = run.sd.unitActiveState(userServiceName(uid)).catch(() => undefined);
-      const [linger, limits] = await Promise.all([
-        run.sd.linger({ name: pw.name, uid }),
-        run.config.constrainResources
-          ? run.sd.unitProperties(sliceName(uid), { names: LIMITS }).then(
-              (p) => Object.fromEntries(LIMITS.map((k) => [k, p[k] ?? ""])) as Limits,
-              () => undefined,
-            )
-          : undefined,
-      ]);
+      const [linger, limits] = await Promise.all([run.sd.linger({ name: pw.name, uid }), run.config.constrainResources ? limitsOnDisk(run.sd, sliceName(uid)) : undefined]);
       await setUpSlice(ctx, jobs, { linger, userState, ...(limits ? { limits } : {}) });
       if (!run.dryRun && !marked) did.unshift("marker created");
       what = `${jobs.length} running job${jobs.length === 1 ? "" : "s"} here (${jobs.map((j) => formatF58(j)).join(" ")})`;

@@ -132,6 +132,22 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
     await cleanNode();
   });
 
+  test("limits held in systemd's memory only (their drop-ins gone): written again, not taken as in force", async () => {
+    node([{ id: "801", userid: ALICE, cores: "0-1" }]);
+    await hook("prolog", "801");
+    const dropins = `/run/systemd/system.control/${SLICE}.d`;
+    await c.run(["sh", "-c", `rm -f ${dropins}/*.conf`]);
+    // The same limits as the job's union, in memory alone: the next daemon-reload would lift them.
+    expect((await c.run(["systemctl", "show", "-p", "AllowedCPUs", "-p", "NeedDaemonReload", SLICE])).trim()).toBe("AllowedCPUs=0-1\nNeedDaemonReload=yes");
+    const r = await reconcile();
+    expect(r.stdout).toMatch(/^alice \(uid 1000\): 1 running job here \(ƒ\w+\): repaired: limits set to the jobs' union\n$/);
+    expect(r.code).toBe(0);
+    expect((await c.run(["systemctl", "show", "-p", "AllowedCPUs", "-p", "NeedDaemonReload", SLICE])).trim()).toBe("AllowedCPUs=0-1\nNeedDaemonReload=no");
+    expect((await c.run(["sh", "-c", `ls ${dropins}`])).split("\n")).toContain("50-AllowedCPUs.conf");
+    expect((await status()).code).toBe(0);
+    await cleanNode();
+  });
+
   test("a login scope of a user whose last job ended: named, then ended with the slice", async () => {
     node([{ id: "401", userid: ALICE, cores: "0" }]);
     await hook("prolog", "401");
