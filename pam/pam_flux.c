@@ -668,12 +668,25 @@ abnormal(pam_handle_t *pamh, const char *path, long timeout_ms, const struct run
 	return 1;
 }
 
-static int
-owner_marked(pam_handle_t *pamh)
+static void
+free_mark(pam_handle_t *pamh, void *data, int error_status)
+{
+	(void)pamh;
+	(void)error_status;
+	free(data);
+}
+
+/*
+ * The user the account part admitted as a job owner on this handle, or NULL. The mark holds the
+ * name it was given for: an application (sudo) or a module may set PAM_USER to someone else
+ * before the session, and that user was not admitted.
+ */
+static const char *
+owner_mark(pam_handle_t *pamh)
 {
 	const void *data = NULL;
 
-	return pam_get_data(pamh, OWNER_MARK, &data) == PAM_SUCCESS && data != NULL;
+	return pam_get_data(pamh, OWNER_MARK, &data) == PAM_SUCCESS ? data : NULL;
 }
 
 /* The PAM items the helper gets in its environment, when set. */
@@ -733,10 +746,10 @@ helper_command(pam_handle_t *pamh, const struct options *opt, int flags, enum ph
  */
 static int
 outcome(pam_handle_t *pamh, const char *path, long timeout_ms, const struct run *run, const struct reply *reply,
-	int fail)
+	const char *user, int fail)
 {
-	static const char owner_mark[] = OWNER_MARK;
 	const struct result *r = reply->result;
+	char *mark;
 	int status;
 
 	if (abnormal(pamh, path, timeout_ms, run))
@@ -757,9 +770,13 @@ outcome(pam_handle_t *pamh, const char *path, long timeout_ms, const struct run 
 		pam_syslog(pamh, LOG_ERR, "helper %s said \"result %s\" but exited with status %d", path, r->word, status);
 		return fail;
 	}
-	if (strcmp(r->word, "owner") == 0 && pam_set_data(pamh, OWNER_MARK, (void *)owner_mark, NULL) != PAM_SUCCESS) {
-		pam_syslog(pamh, LOG_ERR, "pam_set_data failed");
-		return fail;
+	if (strcmp(r->word, "owner") == 0) {
+		mark = strdup(user);
+		if (mark == NULL || pam_set_data(pamh, OWNER_MARK, mark, free_mark) != PAM_SUCCESS) {
+			free(mark);
+			pam_syslog(pamh, LOG_ERR, "pam_set_data failed");
+			return fail;
+		}
 	}
 	if (strcmp(r->word, "success") == 0 &&
 	    ((reply->env_xdg != NULL && pam_putenv(pamh, reply->env_xdg) != PAM_SUCCESS) ||
@@ -786,6 +803,11 @@ perform(pam_handle_t *pamh, int flags, int argc, const char **argv, enum phase p
 
 	memset(&run, 0, sizeof(run));
 	memset(&reply, 0, sizeof(reply));
+	/* a mark from an earlier call on this handle must not outlive this answer, whatever it is */
+	if (phase == ACCOUNT && pam_set_data(pamh, OWNER_MARK, NULL, NULL) != PAM_SUCCESS) {
+		pam_syslog(pamh, LOG_ERR, "pam_set_data failed");
+		return fail;
+	}
 	retval = parse_args(pamh, argc, argv, &opt);
 	if (retval != PAM_SUCCESS)
 		return retval;
@@ -802,18 +824,25 @@ perform(pam_handle_t *pamh, int flags, int argc, const char **argv, enum phase p
 		pam_syslog(pamh, LOG_NOTICE, "cannot determine the user name");
 		return phase == ACCOUNT ? PAM_USER_UNKNOWN : PAM_SESSION_ERR;
 	}
-	if (phase == SESSION && !owner_marked(pamh)) {
-		if (opt.debug)
-			pam_syslog(pamh, LOG_DEBUG, "user %s was not admitted by pam_flux as a job owner: ignored", user);
-		return PAM_IGNORE;
+	if (phase == SESSION) {
+		const char *admitted = owner_mark(pamh);
+
+		if (admitted == NULL) {
+			if (opt.debug)
+				pam_syslog(pamh, LOG_DEBUG, "user %s was not admitted by pam_flux as a job owner: ignored",
+					   user);
+			return PAM_IGNORE;
+		}
+		/* (the caller's process stays where it is: in the admitted user's scope, if it has one) */
+		if (strcmp(admitted, user) != 0) {
+			pam_syslog(pamh, LOG_NOTICE,
+				   "user %s was not admitted by pam_flux (the account part admitted %s as a job owner): ignored",
+				   user, admitted);
+			return PAM_IGNORE;
+		}
 	}
 
 	retval = fail;
-	/* a mark from an earlier call on this handle must not outlive this answer */
-	if (phase == ACCOUNT && pam_set_data(pamh, OWNER_MARK, NULL, NULL) != PAM_SUCCESS) {
-		pam_syslog(pamh, LOG_ERR, "pam_set_data failed");
-		goto out;
-	}
 	path = checked_helper(pamh, opt.helper);
 	if (path == NULL)
 		goto out;
@@ -825,7 +854,7 @@ perform(pam_handle_t *pamh, int flags, int argc, const char **argv, enum phase p
 	if (run_helper(pamh, path, args, envp, opt.timeout_ms, &run) != 0)
 		goto out;
 	handle_reply(pamh, flags, phase, &run, &reply);
-	retval = outcome(pamh, path, opt.timeout_ms, &run, &reply, fail);
+	retval = outcome(pamh, path, opt.timeout_ms, &run, &reply, user, fail);
 out:
 	if (retval == fail && !reply.said_error) {
 		char *msg = NULL;

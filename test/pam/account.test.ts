@@ -157,6 +157,32 @@ touch ${dir.path}/admitted-once; echo 'result owner' >&3`);
     expect(codes(r)).toEqual(["acct PAM_SUCCESS", "acct PAM_PERM_DENIED", "open PAM_SUCCESS"]);
     expect(r.conv).toEqual([DENIED, IGNORED]);
   });
+
+  test("a later account call that ends before its helper runs (no user name) clears the mark too", async () => {
+    const session = standIn(dir.path, "echo 'result success' >&3");
+    const admits = standIn(dir.path, "echo 'result owner' >&3");
+    pam.service(SERVICE, [`account required ${MODULE} helper=${admits}`, ...ignoreVisible("session", `helper=${session}`)]);
+    const r = await runDriver({ confdir: pam.path, actions: ["acct", "user=", "acct", `user=${USER}`, "open"], user: USER });
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "acct PAM_USER_UNKNOWN", "open PAM_SUCCESS"]);
+    expect(r.conv).toEqual([IGNORED]);
+  });
+
+  test("the session part opens only for the user the account part admitted: PAM_USER changed in between (as sudo does) is ignored", async () => {
+    const ran = join(dir.path, "session-ran");
+    const session = standIn(dir.path, `touch ${ran}; echo 'result success' >&3`);
+    const admits = standIn(dir.path, "echo 'result owner' >&3");
+    pam.service(SERVICE, [`account required ${MODULE} helper=${admits}`, ...ignoreVisible("session", `helper=${session}`)]);
+    const r = await runDriver({ confdir: pam.path, actions: ["acct", "user=root", "open"], user: USER });
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SUCCESS"]);
+    expect(r.conv).toEqual([IGNORED]);
+    expect(r.syslog).toContain(`LOG_NOTICE pam_flux(${SERVICE}:session): user root was not admitted by pam_flux (the account part admitted ${USER} as a job owner): ignored`);
+    expect(await Bun.file(ran).exists()).toBe(false);
+    // the control: the same stack and calls without the change of user run the session part
+    const same = await runDriver({ confdir: pam.path, actions: ["acct", "open"], user: USER });
+    expect(codes(same)).toEqual(["acct PAM_SUCCESS", "open PAM_SUCCESS"]);
+    expect(same.conv).toEqual([]);
+    expect(await Bun.file(ran).exists()).toBe(true);
+  });
 });
 
 describe("pam_flux.so account: configuration", () => {

@@ -16,7 +16,7 @@
  *     -H          be a careless caller: leak an fd without close-on-exec, ignore SIGPIPE, block
  *                 SIGUSR1, and reap every child from a SIGCHLD handler; afterwards print
  *                 "sigchld handler kept" if the modules restored that handler
- *   ACTION: acct | open | close | auth
+ *   ACTION: acct | open | close | auth | user=NAME (sets PAM_USER, as sudo does before its session)
  *
  * Prints, one per line and in order: "conv STYLE TEXT" for each conversation message,
  * "syslog PRIORITY TEXT" for each line a module logs at facility LOG_AUTHPRIV ("syslog
@@ -221,7 +221,7 @@ main(int argc, char **argv)
 		usage();
 	for (i = optind; i < argc; i++)
 		if (strcmp(argv[i], "acct") && strcmp(argv[i], "open") && strcmp(argv[i], "close") &&
-		    strcmp(argv[i], "auth"))
+		    strcmp(argv[i], "auth") && strncmp(argv[i], "user=", 5))
 			usage();
 
 	if (ruid >= 0 && setresuid((uid_t)ruid, 0, 0) != 0) {
@@ -247,6 +247,13 @@ main(int argc, char **argv)
 		for (i = optind; i < argc; i++) {
 			const char *a = argv[i];
 
+			if (strncmp(a, "user=", 5) == 0) {
+				if (pam_set_item(pamh, PAM_USER, a + 5) != PAM_SUCCESS) {
+					printf("set_item failed\n");
+					return 2;
+				}
+				continue;
+			}
 			t0 = micros();
 			if (strcmp(a, "acct") == 0)
 				rc = pam_acct_mgmt(pamh, flags);

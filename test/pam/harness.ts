@@ -106,7 +106,8 @@ export interface DriverResult {
 
 export interface DriverOptions {
   confdir: string;
-  actions: ("acct" | "open" | "close" | "auth")[];
+  /** PAM calls, in order; `user=NAME` sets PAM_USER between them (as sudo does before its session) */
+  actions: ("acct" | "open" | "close" | "auth" | `user=${string}`)[];
   service?: string;
   user?: string;
   rhost?: string;
