@@ -4,7 +4,7 @@
 // housekeeping does). What a missed or killed hook left behind is repaired; what is right is left
 // alone, without a write.
 
-import { type Limits, LIMITS } from "../decide/drift";
+import { fluxPamTraces, type Limits, LIMITS, limitsOf } from "../decide/drift";
 import { FluxClient } from "../flux/client";
 import { Deadline } from "../flux/deadline";
 import { formatF58, type JobId } from "../flux/jobid";
@@ -13,7 +13,7 @@ import { brokerUri } from "../flux/uri";
 import { clearHookFailure } from "../node/hook-failure";
 import { getuid, writeText } from "../node/libc";
 import { acquireUidLock, type UidLock } from "../node/lock";
-import { checkLockDir, lockDirFromEnv, lockDirUids } from "../node/lock-dir";
+import { checkLockDir, lockDirFromEnv, lockDirHas, lockDirUids } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid, type Passwd } from "../node/passwd";
 import { scanSlices, slicesWithDropins } from "../node/slice-scan";
@@ -65,8 +65,6 @@ function noting(sd: Systemd, did: string[]): Systemd {
   });
 }
 
-
-
 /** How many users are reconciled at once: systemd's jobs for them overlap, the bus stays one. */
 const PARALLEL_USERS = 8;
 
@@ -117,7 +115,8 @@ export async function reconcile(opts: ReconcileOptions, env: Record<string, stri
     refuseHiddenJobs(guest, config);
     const running = (await listJobs(client, { rank, ...(only === undefined ? {} : { userids: [only] }) }, deadline.left("job-list.list"))).filter((j) => runningOn(j, rank));
     // Everyone the node holds anything for: jobs here, markers and records, slices, drop-ins.
-    const uids = new Set<number>([...running.map((j) => j.userid), ...lockDirUids(lockDir, ["active", "shares"]), ...scanSlices(prefix, only).map((s) => s.uid), ...slicesWithDropins()]);
+    const scans = new Map(scanSlices(prefix, only).map((s) => [s.uid, s]));
+    const uids = new Set<number>([...running.map((j) => j.userid), ...lockDirUids(lockDir, ["active", "shares", "failed"]), ...scans.keys(), ...slicesWithDropins()]);
     if (only !== undefined) uids.add(only);
     const users = [...uids].filter((u) => (only === undefined || u === only) && u !== 0 && u !== owner).sort((a, b) => a - b);
     if (only === 0 || only === owner) out(`reconcile: uid ${only} is ${only === 0 ? "root" : "the instance owner"}: the hooks never manage its slice`);
@@ -126,7 +125,7 @@ export async function reconcile(opts: ReconcileOptions, env: Record<string, stri
     // Users are independent (each under their own lock): a few at a time, reported in uid order.
     // (A dry run goes one by one, so that its printed calls stay grouped by user.)
     const results = await inBatches(users, opts.dryRun ? 1 : PARALLEL_USERS, (uid) =>
-      reconcileUser({ client: client!, sd: sd!, rank, config, lockDir, dryRun: opts.dryRun, deadline, uid, guest }),
+      reconcileUser({ client: client!, sd: sd!, rank, config, lockDir, dryRun: opts.dryRun, deadline, uid, guest, scopes: scans.get(uid)?.scopes ?? [] }),
     );
     for (const r of results) out(r.line);
     const failed = results.filter((r) => !r.ok).length;
@@ -151,6 +150,8 @@ interface UserRun {
   deadline: Deadline;
   uid: number;
   guest: ReturnType<typeof guestRole>;
+  /** the user's login scopes (PREFIX-PID.scope) the cgroup tree holds */
+  scopes: readonly unknown[];
 }
 
 /**
@@ -162,10 +163,29 @@ async function limitsOnDisk(sd: Systemd, slice: string): Promise<Limits | undefi
   try {
     const [status, props] = await Promise.all([sd.unitStatus(slice), sd.unitProperties(slice, { names: LIMITS })]);
     if (!status || status.needDaemonReload || status.job !== undefined || sd.runtimeDropins(slice).length === 0) return undefined;
-    return Object.fromEntries(LIMITS.map((k) => [k, props[k] ?? ""])) as Limits;
+    return limitsOf(props);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What of flux-pam's the node holds for a user without jobs here (fluxPamTraces): a slice with none
+ * (a lingering account's user manager, a console login through pam_systemd) is not ours to tear
+ * down. Limits systemd cannot tell count as one: the teardown then says what fails.
+ */
+async function tracesOf(run: UserRun): Promise<string[]> {
+  const slice = sliceName(run.uid);
+  const read = await run.sd.unitProperties(slice, { names: LIMITS }).catch(() => undefined);
+  const traces = fluxPamTraces({
+    marker: lockDirHas(run.lockDir, run.uid, "active"),
+    shares: lockDirHas(run.lockDir, run.uid, "shares"),
+    failure: lockDirHas(run.lockDir, run.uid, "failed"),
+    dropins: run.sd.runtimeDropins(slice).length > 0,
+    ...(read ? { limits: limitsOf(read) } : {}),
+    scopes: run.scopes,
+  });
+  return read ? traces : [...traces, "limits systemd could not tell"];
 }
 
 /** One user, under their lock: the jobs asked again (a hook may have run since), then set up or torn down. */
@@ -207,6 +227,8 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
       if (!run.dryRun && !marked) did.unshift("marker created");
       what = `${jobs.length} running job${jobs.length === 1 ? "" : "s"} here (${jobs.map((j) => formatF58(j)).join(" ")})`;
     } else {
+      const traces = await tracesOf(run);
+      if (traces.length === 0) return { ok: true, line: `${who}: no running job here: left alone (${sliceName(uid)} holds nothing of flux-pam's)` };
       await tearDown(ctx);
       if (!run.dryRun && marked) did.unshift("marker removed");
       what = "no running job here";

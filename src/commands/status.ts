@@ -1,7 +1,7 @@
 // flux-pam status [USER]: every contained user and login on this node, the slice's limits against
 // the union of their running jobs, and what drifted. One broker round trip for all users.
 
-import { type Limits, LIMITS, type UserNodeState, type Verdict, verdict } from "../decide/drift";
+import { type Limits, LIMITS, limitsOf, type UserNodeState, type Verdict, verdict } from "../decide/drift";
 import { FluxClient } from "../flux/client";
 import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
@@ -12,7 +12,7 @@ import { getConfig, getHostname, getOwner, getRank, type Job, listJobs, runningO
 import { brokerUri } from "../flux/uri";
 import { type HookFailure, hookUnit, readHookFailure } from "../node/hook-failure";
 import { getuid, writeText } from "../node/libc";
-import { DEFAULT_LOCK_DIR, lockDirFromEnv, lockDirUids } from "../node/lock-dir";
+import { DEFAULT_LOCK_DIR, lockDirFromEnv, lockDirHas, lockDirUids } from "../node/lock-dir";
 import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid } from "../node/passwd";
 import { type ProcInfo, procInfo } from "../node/proc-info";
@@ -65,12 +65,6 @@ export interface UserReport {
   logins: { scope: string; processes: ProcInfo[] }[];
   strays: { cgroup: string; processes: ProcInfo[] }[];
   lastFailure?: HookFailure & { unit: string };
-}
-
-function pick(props: Record<string, string>): Limits {
-  const out: Limits = {};
-  for (const k of LIMITS) out[k] = props[k] ?? "";
-  return out;
 }
 
 interface BrokerView {
@@ -143,7 +137,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
       if (ids) ids.push(j.id);
       else jobsOf.set(j.userid, [j.id]);
     }
-    const uids = new Set<number>([...jobsOf.keys(), ...lockDirUids(lockDir, ["active"]), ...scans.keys(), ...dropins]);
+    const uids = new Set<number>([...jobsOf.keys(), ...lockDirUids(lockDir, ["active", "shares", "failed"]), ...scans.keys(), ...dropins]);
     const skipped = (uid: number) => uid !== only && (uid === 0 || uid === broker?.owner);
     const users = [...uids].filter((u) => (only === undefined || u === only) && !skipped(u)).sort((a, b) => a - b);
     if (only !== undefined && !users.includes(only)) users.push(only);
@@ -155,7 +149,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
         const scan = scans.get(uid) ?? { uid, scopes: [], userServicePids: [], strays: [] };
         const [expected, props, unit, linger] = await Promise.all([
           broker && constrain && ids.length ? expectedLimits(broker, lockDir, uid, ids, deadline) : undefined,
-          sd?.unitProperties(`user-${uid}.slice`, { names: LIMITS }).then(pick, () => undefined),
+          sd?.unitProperties(`user-${uid}.slice`, { names: LIMITS }).then(limitsOf, () => undefined),
           sd?.unitState(`user@${uid}.service`).then((s) => s.activeState, () => undefined),
           lingerOf(uid),
         ]);
@@ -174,6 +168,8 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
           limits: props,
           ...(expected instanceof Error ? { expectedError: expected.message } : expected ? { expected } : {}),
           dropins: dropins.has(uid),
+          shares: lockDirHas(lockDir, uid, "shares"),
+          failure: lockDirHas(lockDir, uid, "failed"),
           userService: unit,
           linger,
           scopes: scan.scopes,
@@ -224,7 +220,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
 function expectedLimits(b: BrokerView, lockDir: string, uid: number, ids: JobId[], deadline: Deadline): Promise<Limits | Error> {
   return sharesOf(b.client, b.rank, ids, readShares(lockDir, uid, b.rank), new Map(), deadline)
     .then((shares) => mapUnion(b.client, b.rank, shares, deadline))
-    .then(pick, (e: Error) => e);
+    .then(limitsOf, (e: Error) => e);
 }
 
 async function lingerOf(uid: number): Promise<boolean> {

@@ -7,6 +7,13 @@ import { parseDeviceAllow } from "../systemd/properties";
 export const LIMITS = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow"] as const;
 export type Limits = Partial<Record<(typeof LIMITS)[number], string>>;
 
+/** The containment limits among a unit's properties as systemd answered them ("" for one it left out). */
+export function limitsOf(props: Record<string, string>): Limits {
+  const out: Limits = {};
+  for (const k of LIMITS) out[k] = props[k] ?? "";
+  return out;
+}
+
 export interface UserNodeState {
   uid: number;
   /** RUN jobs of the user on this rank */
@@ -24,6 +31,10 @@ export interface UserNodeState {
   expectedError?: string;
   /** runtime drop-ins of the slice exist under /run/systemd/system.control */
   dropins: boolean;
+  /** the lock dir holds a record of the user's jobs' shares (uid.UID.shares) */
+  shares: boolean;
+  /** the lock dir holds the user's last failed hook (uid.UID.failed) */
+  failure: boolean;
   /** user@UID.service's ActiveState (undefined: not asked or not known) */
   userService?: string;
   linger: boolean;
@@ -90,12 +101,42 @@ function constrains(name: (typeof LIMITS)[number], v: string | undefined): boole
   return name !== "DevicePolicy" || v !== "auto";
 }
 
+/** What of flux-pam's own the node holds for a user, as the teardown of their last job would find it. */
+export type Traces = Pick<UserNodeState, "marker" | "shares" | "failure" | "dropins" | "limits"> & {
+  /** login scopes under the site's prefix (PREFIX-PID.scope) */
+  scopes: readonly unknown[];
+};
+
+/**
+ * What flux-pam left for a user on this node, one phrase each; empty: nothing. A user without
+ * jobs here whose slice holds nothing of flux-pam's (a lingering account's user manager, an
+ * administrator's console session through pam_systemd) is not flux-pam's to judge or tear down.
+ * Limits in force count (a teardown cut short after its drop-ins went leaves them in memory).
+ */
+export function fluxPamTraces(t: Traces): string[] {
+  const out: string[] = [];
+  if (t.marker) out.push("a marker");
+  if (t.shares) out.push("a record of its jobs' shares");
+  if (t.failure) out.push("a failed hook's record");
+  if (t.dropins) out.push("runtime drop-ins");
+  if (t.limits && LIMITS.some((n) => constrains(n, t.limits![n]))) out.push("limits");
+  if (t.scopes.length) out.push("a login scope");
+  return out;
+}
+
 const show = (v: string | undefined) => (v === undefined || v === "" ? "(none)" : v);
 
 export function verdict(u: UserNodeState): Verdict {
   const drift: string[] = [];
   const notes: string[] = [];
   const slice = `user-${u.uid}.slice`;
+  if (u.jobs === 0 && fluxPamTraces(u).length === 0) {
+    const held = [...u.strays.map((s) => `processes in ${s.cgroup}: ${s.pids.join(" ")}`), ...(u.userService === "active" || u.userService === "activating" ? [`user@${u.uid}.service ${u.userService}`] : [])];
+    if (held.length || u.linger)
+      notes.push(`${slice} holds nothing of flux-pam's (no job, marker, record, drop-in, limit or login scope of its own): not managed here, left alone by reconcile${held.length ? `: ${held.join("; ")}` : ""}${u.linger ? " (linger is enabled: a job of this user here would be refused)" : ""}`);
+    if (u.limits === undefined) notes.push(`systemd did not say what ${slice} holds: its limits were not compared`);
+    return { drift, notes };
+  }
   if (u.jobs > 0 && !u.marker) drift.push("running job without a marker: logins are refused");
   if (u.jobs === 0 && u.marker) drift.push("marker without a running job");
   if (u.linger) drift.push("linger is enabled: its user manager outlives the jobs (loginctl disable-linger)");

@@ -2,6 +2,7 @@
 
 import { type Stats, closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, readdirSync } from "node:fs";
 import { NodeStateError } from "./errors";
+import { join } from "node:path";
 
 export const DEFAULT_LOCK_DIR = "/run/flux-pam";
 
@@ -67,11 +68,14 @@ export function lockDirProblem(st: Pick<Stats, "isSymbolicLink" | "isDirectory" 
   return undefined;
 }
 
+/** The lock dir's files of a user: uid.UID.active (the marker), .shares (a record of the jobs' shares), .failed (the last failed hook). */
+export type LockDirFile = "active" | "shares" | "failed";
+
 /**
- * The uids the lock dir holds a file of one of these kinds for (uid.UID.active: a marker,
- * uid.UID.shares: a record of shares). None when there is no lock dir (check-user and doctor say why).
+ * The uids the lock dir holds a file of one of these kinds for. None when there is no lock dir
+ * (check-user and doctor say why).
  */
-export function lockDirUids(dir: string, kinds: readonly ("active" | "shares")[]): number[] {
+export function lockDirUids(dir: string, kinds: readonly LockDirFile[]): number[] {
   const name = new RegExp(`^uid\\.(\\d{1,10})\\.(?:${kinds.join("|")})$`);
   let names: string[];
   try {
@@ -80,4 +84,14 @@ export function lockDirUids(dir: string, kinds: readonly ("active" | "shares")[]
     return [];
   }
   return [...new Set(names.map((n) => name.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])))];
+}
+
+/** Does the lock dir hold uid.UID.KIND (of any file type: what it is, the reader of it checks)? */
+export function lockDirHas(dir: string, uid: number, kind: LockDirFile): boolean {
+  try {
+    lstatSync(join(dir, `uid.${uid}.${kind}`));
+    return true;
+  } catch {
+    return false;
+  }
 }

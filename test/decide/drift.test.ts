@@ -1,7 +1,7 @@
 // The drift status reports: each way a node can differ from what the running jobs call for.
 
 import { describe, expect, test } from "bun:test";
-import { type UserNodeState, compareLimit, verdict } from "../../src/decide/drift";
+import { type UserNodeState, compareLimit, fluxPamTraces, verdict } from "../../src/decide/drift";
 
 const JOBS = { AllowedCPUs: "0-3", AllowedMemoryNodes: "0", DevicePolicy: "closed", DeviceAllow: "/dev/nvidia0 rw,/dev/nvidiactl rw" };
 const NONE = { AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" };
@@ -14,12 +14,14 @@ const good: UserNodeState = {
   limits: JOBS,
   expected: JOBS,
   dropins: true,
+  shares: true,
+  failure: false,
   userService: "active",
   linger: false,
   scopes: [{ name: "flux-pam-77.scope", pids: [77] }],
   strays: [],
 };
-const idle: UserNodeState = { ...good, jobs: 0, marker: false, limits: NONE, expected: undefined, dropins: false, userService: "inactive", scopes: [] };
+const idle: UserNodeState = { ...good, jobs: 0, marker: false, limits: NONE, expected: undefined, dropins: false, shares: false, userService: "inactive", scopes: [] };
 
 describe("verdict()", () => {
   test("a user held to exactly their jobs, and one fully torn down, are consistent", () => {
@@ -77,7 +79,9 @@ describe("verdict()", () => {
 
   test("stray processes: drift without a job (kill-user-slice ends them), a note while the slice holds them", () => {
     const strays = [{ cgroup: "user.slice/user-1000.slice/session-3.scope", pids: [500] }];
-    expect(verdict({ ...idle, strays }).drift).toEqual(["processes in user.slice/user-1000.slice/session-3.scope without a running job: 500"]);
+    // (left by a teardown cut short: its failure recorded, or its drop-ins still there)
+    expect(verdict({ ...idle, failure: true, strays }).drift).toEqual(["processes in user.slice/user-1000.slice/session-3.scope without a running job: 500"]);
+    expect(verdict({ ...idle, dropins: true, strays }).drift).toContain("processes in user.slice/user-1000.slice/session-3.scope without a running job: 500");
     expect(verdict({ ...good, strays })).toEqual({
       drift: [],
       notes: ["processes in user.slice/user-1000.slice/session-3.scope, outside user@ and the login scopes (still held by the slice): 500"],
@@ -87,6 +91,28 @@ describe("verdict()", () => {
   test("without kill-user-slice, what outlives the last job is kept: a note, not drift", () => {
     const v = verdict({ ...idle, killUserSlice: false, scopes: [{ name: "flux-pam-9.scope", pids: [9] }] });
     expect(v).toEqual({ drift: [], notes: ["login scope flux-pam-9.scope without a running job: 9 (kept: pam.kill-user-slice is off)"] });
+  });
+
+  test("a slice with nothing of flux-pam's in it, of a user without jobs (a lingering account, a console login): noted, not drift", () => {
+    const strays = [{ cgroup: "user.slice/user-1000.slice/session-3.scope", pids: [500] }];
+    expect(verdict({ ...idle, strays, userService: "active", linger: true })).toEqual({
+      drift: [],
+      notes: [
+        "user-1000.slice holds nothing of flux-pam's (no job, marker, record, drop-in, limit or login scope of its own): not managed here, left alone by reconcile: processes in user.slice/user-1000.slice/session-3.scope: 500; user@1000.service active (linger is enabled: a job of this user here would be refused)",
+      ],
+    });
+    // each of flux-pam's own makes it flux-pam's to judge (and tear down)
+    const held = { ...idle, strays, userService: "active" };
+    for (const own of [{ marker: true }, { shares: true }, { failure: true }, { dropins: true }, { limits: { ...NONE, AllowedCPUs: "0-3" } }, { scopes: [{ name: "flux-pam-9.scope", pids: [9] }] }])
+      expect(verdict({ ...held, ...own }).drift).toContain("user@1000.service is active without a running job");
+    expect(verdict(held).drift).toEqual([]);
+  });
+
+  test("fluxPamTraces() names what flux-pam left, and nothing for limits that constrain nothing", () => {
+    expect(fluxPamTraces({ ...idle })).toEqual([]);
+    expect(fluxPamTraces({ ...idle, limits: { ...NONE, DevicePolicy: "auto" } })).toEqual([]);
+    expect(fluxPamTraces({ ...good })).toEqual(["a marker", "a record of its jobs' shares", "runtime drop-ins", "limits", "a login scope"]);
+    expect(fluxPamTraces({ ...idle, failure: true, limits: { ...NONE, DevicePolicy: "closed" } })).toEqual(["a failed hook's record", "limits"]);
   });
 
   test("linger is drift", () => {

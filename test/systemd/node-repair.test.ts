@@ -168,14 +168,55 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
     expect((await c.exec(["kill", "-0", String(pid)])).code).not.toBe(0);
   });
 
-  test("a stray process in the slice of a user without jobs: named, then ended", async () => {
-    node([]);
+  test("a stray process in the slice of a user whose last job ended: named, then ended", async () => {
+    node([{ id: "501", userid: ALICE, cores: "0" }]);
+    await hook("prolog", "501");
     await c.run(["systemd-run", "--quiet", `--uid=${ALICE}`, `--slice=${SLICE}`, "--unit=stray", "sleep", "infinity"]);
+    node([{ id: "501", userid: ALICE, cores: "0", state: 64 }]);
     const before = await status();
     expect(before.code).toBe(1);
     expect(before.alice?.drift.some((d) => /^processes in user\.slice\/user-1000\.slice\/stray\.service without a running job: \d+$/.test(d))).toBe(true);
     expect((await reconcile()).code).toBe(0);
     await settlesConsistent();
+    expect((await c.exec(["systemctl", "is-active", "stray.service"])).stdout.trim()).not.toBe("active");
+  });
+
+  test("a slice that holds nothing of flux-pam's (a process started there by hand, no job here ever): noted, left alone", async () => {
+    node([]);
+    await c.run(["systemd-run", "--quiet", `--uid=${ALICE}`, `--slice=${SLICE}`, "--unit=foreign", "sleep", "infinity"]);
+    try {
+      const before = await status();
+      expect(before.code).toBe(0);
+      expect(before.alice?.drift).toEqual([]);
+      expect(before.alice?.notes[0]).toMatch(/^user-1000\.slice holds nothing of flux-pam's .*: not managed here, left alone by reconcile: processes in user\.slice\/user-1000\.slice\/foreign\.service: \d+$/);
+      const r = await reconcile();
+      expect(r.stdout).toBe("alice (uid 1000): no running job here: left alone (user-1000.slice holds nothing of flux-pam's)\n");
+      expect(r.code).toBe(0);
+      expect((await c.exec(["systemctl", "is-active", "foreign.service"])).stdout.trim()).toBe("active");
+    } finally {
+      await c.run(["systemctl", "stop", "foreign.service"]);
+    }
+    await cleanNode();
+  });
+
+  test("a lingering account without jobs here (its user manager up since linger was enabled): noted, its manager left running", async () => {
+    node([]);
+    await c.run(["loginctl", "enable-linger", "alice"]);
+    try {
+      let state = "";
+      for (const end = Date.now() + 15_000; state !== "active" && Date.now() < end; await Bun.sleep(100)) state = (await c.exec(["systemctl", "is-active", `user@${ALICE}.service`])).stdout.trim();
+      expect(state).toBe("active");
+      const before = await status();
+      expect(before.code).toBe(0);
+      expect(before.alice?.notes[0]).toMatch(/holds nothing of flux-pam's .*: user@1000\.service active \(linger is enabled: a job of this user here would be refused\)$/);
+      const r = await reconcile();
+      expect(r.stdout).toBe("alice (uid 1000): no running job here: left alone (user-1000.slice holds nothing of flux-pam's)\n");
+      expect((await c.exec(["systemctl", "is-active", `user@${ALICE}.service`])).stdout.trim()).toBe("active");
+    } finally {
+      await c.run(["loginctl", "disable-linger", "alice"]);
+      await c.run(["systemctl", "stop", `user@${ALICE}.service`]);
+    }
+    await cleanNode();
   });
 
   test("a prolog that never ran: reconcile does what it would have done", async () => {
