@@ -5,7 +5,7 @@ import { type RankShare, rankShare } from "../flux/r";
 import { writeText } from "../node/libc";
 import { createMarker, markerExists } from "../node/marker";
 import type { Limits } from "../decide/drift";
-import type { Linger } from "../systemd/types";
+import type { Linger, UnitProgress } from "../systemd/types";
 import { mapUnion } from "../flux/map-union";
 import { lookupR } from "../flux/rpc";
 import { applyUnion, HookError, type HookOptions, otherJobs, runHook, type UserContext, userServiceFailed, userServiceName } from "./containment";
@@ -25,7 +25,7 @@ export async function prolog(opts: HookOptions, env: Record<string, string | und
     alone?.catch(() => {}); // awaited in applyUnion, or set aside
     // user@'s state is needed only when its start is queued, after the slice: read now, awaited then
     // (systemd loading the unit from disk, the slowest of the reads at times, overlaps the union).
-    const userState = ctx.sd.unitActiveState(userServiceName(ctx.user.uid)).then(
+    const userState = ctx.sd.unitProgress(userServiceName(ctx.user.uid)).then(
       (s) => s,
       (e: Error) => e,
     );
@@ -57,7 +57,7 @@ export async function setUpSlice(
    * read by the caller: linger, user@'s state (being read: awaited only to queue its start; an
    * Error if it could not be read) and (reconcile) the slice's limits in force
    */
-  seen: { linger: Linger; userState: Promise<string | Error | undefined>; limits?: Limits },
+  seen: { linger: Linger; userState: Promise<UnitProgress | Error | undefined>; limits?: Limits },
   asked?: ReadonlyMap<bigint, Promise<RankShare>>,
   /** the mapper's answer for exactly these jobs' union, when already asked */
   mapped?: Promise<Record<string, string>>,
@@ -77,11 +77,14 @@ export async function setUpSlice(
   const read = await seen.userState;
   // Not known is not "not active": say so, then queue the start anyway (it is best effort).
   if (read instanceof Error) ctx.warn(`warning: could not read the state of ${userService}: ${read.message}`);
-  const state = read instanceof Error ? undefined : read;
-  if (state === "active" || state === "activating" || state === "reloading") {
+  const state = read instanceof Error ? undefined : read?.activeState;
+  // (up, yet with a stop queued: the teardown of the user's last job here, just before this job)
+  const stopping = !(read instanceof Error) && read?.job === "stop";
+  if ((state === "active" || state === "activating" || state === "reloading") && !stopping) {
     ctx.debug(`${userService} is already ${state}`);
     return;
   }
+  if (stopping) ctx.debug(`${userService} is ${state}, its stop queued: starting it again`);
   if (state === "failed") ctx.warn(userServiceFailed(ctx.user.uid, "starting it again"));
   try {
     const queued = await ctx.sd.enqueueStart(userService);

@@ -221,7 +221,7 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
     if (jobs.length > 0) {
       // Set up with the prolog's rules (its passwd entry needed: linger is asked by name).
       if (!pw) throw new Error(`uid ${uid} has no passwd entry on this node, and runs ${jobs.length} job(s) here`);
-      const userState = run.sd.unitActiveState(userServiceName(uid)).catch(() => undefined);
+      const userState = run.sd.unitProgress(userServiceName(uid)).catch(() => undefined);
       const [linger, limits] = await Promise.all([run.sd.linger({ name: pw.name, uid }), run.config.constrainResources ? limitsOnDisk(run.sd, sliceName(uid)) : undefined]);
       await setUpSlice(ctx, jobs, { linger, userState, ...(limits ? { limits } : {}) });
       if (!run.dryRun && !marked) did.unshift("marker created");

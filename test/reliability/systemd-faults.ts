@@ -152,6 +152,19 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
     },
   },
   {
+    name: "user@ up, its stop queued (the teardown of the user's last job, just before this one)",
+    units: { [USER_SERVICE]: { ActiveState: "active", job: { id: 78, type: "stop", lasting: true } } },
+    // its start is queued all the same (it replaces the stop): read as "active" alone, it was skipped
+    outcome: { prolog: "ok" },
+    made: { prolog: [`StartUnit ${USER_SERVICE}`] },
+  },
+  {
+    name: "user@ up, no job queued (the control of the row above)",
+    units: { [USER_SERVICE]: { ActiveState: "active" } },
+    outcome: { prolog: "ok" },
+    notMade: { prolog: ["StartUnit"] },
+  },
+  {
     name: "StopUnit of the slice: no such unit (systemd freed it meanwhile)",
     plans: { StopUnit: "no-such-unit" },
     // nothing of the slice is left in systemd's memory: whoever loads it next reads its files afresh
