@@ -4,7 +4,7 @@
 // housekeeping does). What a missed or killed hook left behind is repaired; what is right is left
 // alone, without a write.
 
-import { fluxPamTraces, type Limits, LIMITS, limitsOf } from "../decide/drift";
+import { fluxPamTraces, type Limits, LIMITS, limitDropins, limitsOf } from "../decide/drift";
 import { FluxClient } from "../flux/client";
 import { Deadline } from "../flux/deadline";
 import { formatF58, type JobId } from "../flux/jobid";
@@ -181,7 +181,7 @@ async function tracesOf(run: UserRun): Promise<string[]> {
     marker: lockDirHas(run.lockDir, run.uid, "active"),
     shares: lockDirHas(run.lockDir, run.uid, "shares"),
     failure: lockDirHas(run.lockDir, run.uid, "failed"),
-    dropins: run.sd.runtimeDropins(slice).length > 0,
+    limitDropins: limitDropins(run.sd.runtimeDropins(slice)),
     ...(read ? { limits: limitsOf(read) } : {}),
     scopes: run.scopes,
   });

@@ -1,7 +1,7 @@
 // flux-pam status [USER]: every contained user and login on this node, the slice's limits against
 // the union of their running jobs, and what drifted. One broker round trip for all users.
 
-import { type Limits, LIMITS, limitsOf, type UserNodeState, type Verdict, verdict } from "../decide/drift";
+import { type Limits, LIMITS, limitDropins, limitsOf, type UserNodeState, type Verdict, verdict } from "../decide/drift";
 import { FluxClient } from "../flux/client";
 import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
@@ -17,6 +17,7 @@ import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid } from "../node/passwd";
 import { type ProcInfo, procInfo } from "../node/proc-info";
 import { type SliceScan, scanSlices, slicesWithDropins } from "../node/slice-scan";
+import { runtimeDropins } from "../systemd/dropins";
 import type { Systemd } from "../systemd/types";
 import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
 import { UsageError } from "./pam-args";
@@ -168,6 +169,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
           limits: props,
           ...(expected instanceof Error ? { expectedError: expected.message } : expected ? { expected } : {}),
           dropins: dropins.has(uid),
+          limitDropins: dropins.has(uid) && limitDropins(runtimeDropins(`user-${uid}.slice`)),
           shares: lockDirHas(lockDir, uid, "shares"),
           failure: lockDirHas(lockDir, uid, "failed"),
           userService: unit,

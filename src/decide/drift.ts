@@ -31,6 +31,8 @@ export interface UserNodeState {
   expectedError?: string;
   /** runtime drop-ins of the slice exist under /run/systemd/system.control */
   dropins: boolean;
+  /** among them, drop-ins of the limits containment sets (limitDropins): flux-pam's own */
+  limitDropins: boolean;
   /** the lock dir holds a record of the user's jobs' shares (uid.UID.shares) */
   shares: boolean;
   /** the lock dir holds the user's last failed hook (uid.UID.failed) */
@@ -101,8 +103,17 @@ function constrains(name: (typeof LIMITS)[number], v: string | undefined): boole
   return name !== "DevicePolicy" || v !== "auto";
 }
 
+/**
+ * Are any of these runtime drop-ins (paths) one of the limits containment sets (50-AllowedCPUs.conf,
+ * ...)? An administrator's other runtime properties of the slice (systemctl set-property --runtime
+ * user-UID.slice TasksMax=...) are not a trace of flux-pam's.
+ */
+export function limitDropins(files: readonly string[]): boolean {
+  return files.some((f) => (LIMITS as readonly string[]).includes(f.replace(/^(?:.*\/)?50-|\.conf$/g, "")));
+}
+
 /** What of flux-pam's own the node holds for a user, as the teardown of their last job would find it. */
-export type Traces = Pick<UserNodeState, "marker" | "shares" | "failure" | "dropins" | "limits"> & {
+export type Traces = Pick<UserNodeState, "marker" | "shares" | "failure" | "limitDropins" | "limits"> & {
   /** login scopes under the site's prefix (PREFIX-PID.scope) */
   scopes: readonly unknown[];
 };
@@ -118,7 +129,7 @@ export function fluxPamTraces(t: Traces): string[] {
   if (t.marker) out.push("a marker");
   if (t.shares) out.push("a record of its jobs' shares");
   if (t.failure) out.push("a failed hook's record");
-  if (t.dropins) out.push("runtime drop-ins");
+  if (t.limitDropins) out.push("runtime drop-ins of its limits");
   if (t.limits && LIMITS.some((n) => constrains(n, t.limits![n]))) out.push("limits");
   if (t.scopes.length) out.push("a login scope");
   return out;
@@ -133,7 +144,7 @@ export function verdict(u: UserNodeState): Verdict {
   if (u.jobs === 0 && fluxPamTraces(u).length === 0) {
     const held = [...u.strays.map((s) => `processes in ${s.cgroup}: ${s.pids.join(" ")}`), ...(u.userService === "active" || u.userService === "activating" ? [`user@${u.uid}.service ${u.userService}`] : [])];
     if (held.length || u.linger)
-      notes.push(`${slice} holds nothing of flux-pam's (no job, marker, record, drop-in, limit or login scope of its own): not managed here, left alone by reconcile${held.length ? `: ${held.join("; ")}` : ""}${u.linger ? " (linger is enabled: a job of this user here would be refused)" : ""}`);
+      notes.push(`${slice} holds nothing of flux-pam's (no job, marker, record, limit, drop-in of one or login scope of its own): not managed here, left alone by reconcile${held.length ? `: ${held.join("; ")}` : ""}${u.linger ? " (linger is enabled: a job of this user here would be refused)" : ""}`);
     if (u.limits === undefined) notes.push(`systemd did not say what ${slice} holds: its limits were not compared`);
     return { drift, notes };
   }

@@ -1,7 +1,7 @@
 // The drift status reports: each way a node can differ from what the running jobs call for.
 
 import { describe, expect, test } from "bun:test";
-import { type UserNodeState, compareLimit, fluxPamTraces, verdict } from "../../src/decide/drift";
+import { type UserNodeState, compareLimit, fluxPamTraces, limitDropins, verdict } from "../../src/decide/drift";
 
 const JOBS = { AllowedCPUs: "0-3", AllowedMemoryNodes: "0", DevicePolicy: "closed", DeviceAllow: "/dev/nvidia0 rw,/dev/nvidiactl rw" };
 const NONE = { AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" };
@@ -14,6 +14,7 @@ const good: UserNodeState = {
   limits: JOBS,
   expected: JOBS,
   dropins: true,
+  limitDropins: true,
   shares: true,
   failure: false,
   userService: "active",
@@ -21,7 +22,7 @@ const good: UserNodeState = {
   scopes: [{ name: "flux-pam-77.scope", pids: [77] }],
   strays: [],
 };
-const idle: UserNodeState = { ...good, jobs: 0, marker: false, limits: NONE, expected: undefined, dropins: false, shares: false, userService: "inactive", scopes: [] };
+const idle: UserNodeState = { ...good, jobs: 0, marker: false, limits: NONE, expected: undefined, dropins: false, limitDropins: false, shares: false, userService: "inactive", scopes: [] };
 
 describe("verdict()", () => {
   test("a user held to exactly their jobs, and one fully torn down, are consistent", () => {
@@ -81,7 +82,7 @@ describe("verdict()", () => {
     const strays = [{ cgroup: "user.slice/user-1000.slice/session-3.scope", pids: [500] }];
     // (left by a teardown cut short: its failure recorded, or its drop-ins still there)
     expect(verdict({ ...idle, failure: true, strays }).drift).toEqual(["processes in user.slice/user-1000.slice/session-3.scope without a running job: 500"]);
-    expect(verdict({ ...idle, dropins: true, strays }).drift).toContain("processes in user.slice/user-1000.slice/session-3.scope without a running job: 500");
+    expect(verdict({ ...idle, dropins: true, limitDropins: true, strays }).drift).toContain("processes in user.slice/user-1000.slice/session-3.scope without a running job: 500");
     expect(verdict({ ...good, strays })).toEqual({
       drift: [],
       notes: ["processes in user.slice/user-1000.slice/session-3.scope, outside user@ and the login scopes (still held by the slice): 500"],
@@ -98,20 +99,29 @@ describe("verdict()", () => {
     expect(verdict({ ...idle, strays, userService: "active", linger: true })).toEqual({
       drift: [],
       notes: [
-        "user-1000.slice holds nothing of flux-pam's (no job, marker, record, drop-in, limit or login scope of its own): not managed here, left alone by reconcile: processes in user.slice/user-1000.slice/session-3.scope: 500; user@1000.service active (linger is enabled: a job of this user here would be refused)",
+        "user-1000.slice holds nothing of flux-pam's (no job, marker, record, limit, drop-in of one or login scope of its own): not managed here, left alone by reconcile: processes in user.slice/user-1000.slice/session-3.scope: 500; user@1000.service active (linger is enabled: a job of this user here would be refused)",
       ],
     });
     // each of flux-pam's own makes it flux-pam's to judge (and tear down)
     const held = { ...idle, strays, userService: "active" };
-    for (const own of [{ marker: true }, { shares: true }, { failure: true }, { dropins: true }, { limits: { ...NONE, AllowedCPUs: "0-3" } }, { scopes: [{ name: "flux-pam-9.scope", pids: [9] }] }])
+    for (const own of [{ marker: true }, { shares: true }, { failure: true }, { dropins: true, limitDropins: true }, { limits: { ...NONE, AllowedCPUs: "0-3" } }, { scopes: [{ name: "flux-pam-9.scope", pids: [9] }] }])
       expect(verdict({ ...held, ...own }).drift).toContain("user@1000.service is active without a running job");
     expect(verdict(held).drift).toEqual([]);
+    // an administrator's own runtime property of the slice is not flux-pam's
+    expect(verdict({ ...held, dropins: true }).drift).toEqual([]);
+  });
+
+  test("limitDropins() counts the drop-ins of the limits containment sets, not an administrator's other runtime properties", () => {
+    const d = "/run/systemd/system.control/user-1000.slice.d";
+    expect(limitDropins([`${d}/50-TasksMax.conf`, `${d}/50-MemoryMax.conf`])).toBe(false);
+    for (const n of ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow"]) expect(limitDropins([`${d}/50-TasksMax.conf`, `${d}/50-${n}.conf`])).toBe(true);
+    expect(limitDropins([])).toBe(false);
   });
 
   test("fluxPamTraces() names what flux-pam left, and nothing for limits that constrain nothing", () => {
     expect(fluxPamTraces({ ...idle })).toEqual([]);
     expect(fluxPamTraces({ ...idle, limits: { ...NONE, DevicePolicy: "auto" } })).toEqual([]);
-    expect(fluxPamTraces({ ...good })).toEqual(["a marker", "a record of its jobs' shares", "runtime drop-ins", "limits", "a login scope"]);
+    expect(fluxPamTraces({ ...good })).toEqual(["a marker", "a record of its jobs' shares", "runtime drop-ins of its limits", "limits", "a login scope"]);
     expect(fluxPamTraces({ ...idle, failure: true, limits: { ...NONE, DevicePolicy: "closed" } })).toEqual(["a failed hook's record", "limits"]);
   });
 

@@ -184,6 +184,8 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
   test("a slice that holds nothing of flux-pam's (a process started there by hand, no job here ever): noted, left alone", async () => {
     node([]);
     await c.run(["systemd-run", "--quiet", `--uid=${ALICE}`, `--slice=${SLICE}`, "--unit=foreign", "sleep", "infinity"]);
+    // an administrator's own runtime property of the slice: not a drop-in of flux-pam's limits
+    await c.run(["systemctl", "set-property", "--runtime", SLICE, "TasksMax=200"]);
     try {
       const before = await status();
       expect(before.code).toBe(0);
@@ -193,8 +195,10 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
       expect(r.stdout).toBe("alice (uid 1000): no running job here: left alone (user-1000.slice holds nothing of flux-pam's)\n");
       expect(r.code).toBe(0);
       expect((await c.exec(["systemctl", "is-active", "foreign.service"])).stdout.trim()).toBe("active");
+      expect((await c.run(["systemctl", "show", "-p", "TasksMax", SLICE])).trim()).toBe("TasksMax=200");
     } finally {
       await c.run(["systemctl", "stop", "foreign.service"]);
+      await c.run(["systemctl", "revert", SLICE]);
     }
     await cleanNode();
   });
