@@ -113,7 +113,8 @@ export class SystemBus {
   private socket!: Socket<undefined>;
   /** false until the bus said OK to our authentication */
   private authenticated = false;
-  private authLine = "";
+  /** the bus's answer to AUTH, as far as it has come (its line end may come in a later read) */
+  private authPart: Buffer = Buffer.alloc(0);
   private onAuthLine: ((line: string) => void) | undefined;
   private outstanding = 0;
   private busySince = 0;
@@ -188,6 +189,7 @@ export class SystemBus {
         else reject(new BusUnavailableError(address, `the bus refused EXTERNAL authentication as uid ${uid}: ${JSON.stringify(line.slice(0, 200))}`));
       };
     });
+    ok.catch(() => {}); // awaited below: a refusal before then is not an unhandled rejection
     // The NUL byte, then the uid as hex-encoded decimal digits.
     this.writer.write(Buffer.from(`\0AUTH EXTERNAL ${Buffer.from(String(uid)).toString("hex")}\r\n`));
     // Needed from Hello on: the milliseconds it takes to load pass while the bus answers AUTH.
@@ -213,15 +215,17 @@ export class SystemBus {
     if (this.closed) return;
     let chunk = data;
     if (!this.authenticated) {
-      // The bus's answer to our AUTH, a line.
-      const nl = chunk.indexOf("\r\n");
-      this.authLine += chunk.toString("latin1", 0, nl < 0 ? chunk.length : nl);
+      // The bus's answer to our AUTH, a line (its CR and LF may come in two reads).
+      const part = this.authPart.length === 0 ? chunk : Buffer.concat([this.authPart, chunk]);
+      const nl = part.indexOf("\r\n");
       if (nl < 0) {
-        if (this.authLine.length > MAX_AUTH_LINE) this.shut(new BusUnavailableError(this.address, "the peer does not speak the D-Bus protocol"));
+        if (part.length > MAX_AUTH_LINE) this.shut(new BusUnavailableError(this.address, "the peer does not speak the D-Bus protocol"));
+        else this.authPart = part;
         return;
       }
-      const line = this.authLine;
-      this.authLine = "";
+      this.authPart = Buffer.alloc(0);
+      const line = part.toString("latin1", 0, nl);
+      chunk = part;
       // The one line the bus says before messages: after an OK, what follows (the answer to our
       // Hello, pipelined behind BEGIN) is messages, whenever it comes; after anything else, the
       // connect fails with that answer.

@@ -145,6 +145,37 @@ describe("connecting to the system bus", () => {
     }
   });
 
+  test("an OK whose CR and LF come in two reads, the Hello's answer right behind the LF, connects", async () => {
+    const { marshall, unmarshall } = await import("dbus-native/lib/message");
+    const path = join(dir.path, "split-ok.sock");
+    let received = Buffer.alloc(0);
+    let answered = false;
+    const server = Bun.listen({
+      unix: path,
+      socket: {
+        data: (s, d) => {
+          received = Buffer.concat([received, d]);
+          const at = received.indexOf("BEGIN\r\n") + 7;
+          if (answered || at < 7 || received.length <= at) return;
+          answered = true;
+          const hello = unmarshall(received.subarray(at));
+          s.write("OK 0123456789abcdef0123456789abcdef\r");
+          setTimeout(() => {
+            const reply = marshall({ type: 2, serial: 1, replySerial: hello.serial, sender: "org.freedesktop.DBus", destination: ":1.43", signature: "s", body: [":1.43"] });
+            s.write(Buffer.concat([Buffer.from("\n"), reply]));
+          }, 20);
+        },
+      },
+    });
+    try {
+      const bus = await SystemBus.connect({ address: `unix:path=${path}`, timeoutMs: 2000 });
+      expect(bus.uniqueName).toBe(":1.43");
+      await bus.close();
+    } finally {
+      server.stop(true);
+    }
+  });
+
   test("a bus that refuses our AUTH fails the connect with its answer, not the Hello's fate", async () => {
     const path = join(dir.path, "refusing.sock");
     const server = Bun.listen({
