@@ -3,6 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, jest, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Socket } from "bun";
 import { Variant } from "dbus-native";
 import { DEFAULT_CALL_MS, type Signal, SystemBus, unixSocketPath } from "../../src/systemd/bus";
 import {
@@ -106,73 +107,68 @@ describe("connecting to the system bus", () => {
     }
   });
 
-  test("AUTH, BEGIN and Hello go in one round trip: an OK, then the Hello's answer later, connects", async () => {
-    const { marshall, unmarshall } = await import("dbus-native/lib/message");
-    const path = join(dir.path, "pipelined.sock");
+  /** A stand-in bus at DIR/NAME.sock: `answer` sees every byte the client sent so far, at each read. */
+  function standInBus(name: string, answer: (s: Socket<undefined>, received: Buffer) => void) {
+    const path = join(dir.path, `${name}.sock`);
     let received = Buffer.alloc(0);
-    let okSent = false;
-    let helloBeforeOk = false;
-    const server = Bun.listen({
+    const server = Bun.listen<undefined>({
       unix: path,
       socket: {
         data: (s, d) => {
           received = Buffer.concat([received, d]);
-          const text = received.toString("latin1");
-          if (!okSent && text.includes("AUTH EXTERNAL")) {
-            // every byte of the client's first round arrived before the bus answers anything
-            setTimeout(() => {
-              helloBeforeOk = received.toString("latin1").includes("Hello");
-              okSent = true;
-              s.write("OK 0123456789abcdef0123456789abcdef\r\n");
-              // the Hello's answer in a write of its own, later
-              setTimeout(() => {
-                const at = received.indexOf("BEGIN\r\n") + 7;
-                const hello = unmarshall(received.subarray(at));
-                s.write(marshall({ type: 2, serial: 1, replySerial: hello.serial, sender: "org.freedesktop.DBus", destination: ":1.42", signature: "s", body: [":1.42"] }));
-              }, 20);
-            }, 20);
-          }
+          answer(s, received);
         },
       },
     });
+    return { address: `unix:path=${path}`, stop: () => server.stop(true) };
+  }
+
+  /** The bus's answer to the Hello that follows BEGIN in `received`, naming the client `name`. */
+  async function helloAnswer(received: Buffer, name: string): Promise<Buffer> {
+    const { marshall, unmarshall } = await import("dbus-native/lib/message");
+    const hello = unmarshall(received.subarray(received.indexOf("BEGIN\r\n") + 7));
+    return marshall({ type: 2, serial: 1, replySerial: hello.serial, sender: "org.freedesktop.DBus", destination: name, signature: "s", body: [name] });
+  }
+
+  test("AUTH, BEGIN and Hello go in one round trip: an OK, then the Hello's answer later, connects", async () => {
+    let okSent = false;
+    let helloBeforeOk = false;
+    const bus = standInBus("pipelined", (s, received) => {
+      if (okSent || !received.toString("latin1").includes("AUTH EXTERNAL")) return;
+      okSent = true;
+      // every byte of the client's first round arrived before the bus answers anything
+      setTimeout(() => {
+        helloBeforeOk = received.toString("latin1").includes("Hello");
+        s.write("OK 0123456789abcdef0123456789abcdef\r\n");
+        // the Hello's answer in a write of its own, later
+        setTimeout(async () => s.write(await helloAnswer(received, ":1.42")), 20);
+      }, 20);
+    });
     try {
-      const bus = await SystemBus.connect({ address: `unix:path=${path}`, timeoutMs: 5000 });
+      const client = await SystemBus.connect({ address: bus.address, timeoutMs: 5000 });
       expect(helloBeforeOk).toBe(true);
-      expect(bus.uniqueName).toBe(":1.42");
-      await bus.close();
+      expect(client.uniqueName).toBe(":1.42");
+      await client.close();
     } finally {
-      server.stop(true);
+      bus.stop();
     }
   });
 
   test("an OK whose CR and LF come in two reads, the Hello's answer right behind the LF, connects", async () => {
-    const { marshall, unmarshall } = await import("dbus-native/lib/message");
-    const path = join(dir.path, "split-ok.sock");
-    let received = Buffer.alloc(0);
     let answered = false;
-    const server = Bun.listen({
-      unix: path,
-      socket: {
-        data: (s, d) => {
-          received = Buffer.concat([received, d]);
-          const at = received.indexOf("BEGIN\r\n") + 7;
-          if (answered || at < 7 || received.length <= at) return;
-          answered = true;
-          const hello = unmarshall(received.subarray(at));
-          s.write("OK 0123456789abcdef0123456789abcdef\r");
-          setTimeout(() => {
-            const reply = marshall({ type: 2, serial: 1, replySerial: hello.serial, sender: "org.freedesktop.DBus", destination: ":1.43", signature: "s", body: [":1.43"] });
-            s.write(Buffer.concat([Buffer.from("\n"), reply]));
-          }, 20);
-        },
-      },
+    const bus = standInBus("split-ok", (s, received) => {
+      const at = received.indexOf("BEGIN\r\n") + 7;
+      if (answered || at < 7 || received.length <= at) return;
+      answered = true;
+      s.write("OK 0123456789abcdef0123456789abcdef\r");
+      setTimeout(async () => s.write(Buffer.concat([Buffer.from("\n"), await helloAnswer(received, ":1.43")])), 20);
     });
     try {
-      const bus = await SystemBus.connect({ address: `unix:path=${path}`, timeoutMs: 2000 });
-      expect(bus.uniqueName).toBe(":1.43");
-      await bus.close();
+      const client = await SystemBus.connect({ address: bus.address, timeoutMs: 2000 });
+      expect(client.uniqueName).toBe(":1.43");
+      await client.close();
     } finally {
-      server.stop(true);
+      bus.stop();
     }
   });
 
