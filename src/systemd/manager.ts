@@ -35,6 +35,9 @@ const DEFAULT_SCOPE_MS = 10_000;
 const DEFAULT_UNIT_JOB_MS = 30_000;
 const DEFAULT_RELOAD_MS = 60_000;
 
+/** How many JobRemoved signals are kept that came before their job's path was known. */
+const MAX_EARLY_SIGNALS = 1024;
+
 /** How many times unitStatus reads a unit whose job keeps ending between its reads. */
 const UNIT_STATUS_READS = 3;
 
@@ -103,6 +106,7 @@ export class SystemdClient implements Systemd {
    * while jobs are in flight): job path -> (sender, result).
    */
   private readonly early = new Map<string, { sender: string; result: string }[]>();
+  private earlyKept = 0;
   private readonly waiters = new Map<string, (sender: string, result: string) => void>();
   private jobsInFlight = 0;
 
@@ -140,7 +144,12 @@ export class SystemdClient implements Systemd {
     if (typeof job !== "string" || typeof result !== "string") return;
     const waiter = this.waiters.get(job);
     if (waiter) waiter(s.sender, result);
-    else if (this.jobsInFlight > 0) this.early.set(job, [...(this.early.get(job) ?? []), { sender: s.sender, result }]);
+    else if (this.jobsInFlight > 0 && this.earlyKept < MAX_EARLY_SIGNALS) {
+      // (any peer may send us signals: a flood fills no more than this; a JobRemoved of systemd's
+      // lost to it leaves the wait to time out, which fails closed)
+      this.earlyKept++;
+      this.early.set(job, [...(this.early.get(job) ?? []), { sender: s.sender, result }]);
+    }
   }
 
   /**
@@ -204,7 +213,10 @@ export class SystemdClient implements Systemd {
       if (result !== "done") throw new JobFailedError(method, unit, job, result);
       return { job, unit, ms: performance.now() - t0 };
     } finally {
-      if (--this.jobsInFlight === 0) this.early.clear();
+      if (--this.jobsInFlight === 0) {
+        this.early.clear();
+        this.earlyKept = 0;
+      }
     }
   }
 
