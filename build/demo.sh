@@ -17,8 +17,10 @@ cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; wait 2>/dev/
 trap cleanup EXIT
 
 # The simulated node: rank 0 of a system instance owned by uid 64999 ("flux"), constraints on,
-# and a running job of $me holding cores 0-3 and gpu 0 of this node; a second job (cores 4-5)
-# is starting: its prolog is shown as a dry run.
+# and a running job of $me holding core 0 and gpu 0 of this node; a second job (this machine's
+# last core: the prolog refuses CPUs a node does not have) is starting: its prolog is shown as a
+# dry run.
+last_core=$(( $(nproc --all) - 1 ))
 cat > "$tmp/node.json" <<JSON
 {
   "rank": 0,
@@ -30,8 +32,8 @@ cat > "$tmp/node.json" <<JSON
     "exec": { "service": "sdexec", "sdexec-constrain-resources": true }
   },
   "jobs": [
-    { "id": "1227286904832", "userid": $my_uid, "ranks": "0-1", "cores": "0-3", "gpus": "0" },
-    { "id": "2454573809664", "userid": $my_uid, "ranks": "0", "cores": "4-5" },
+    { "id": "1227286904832", "userid": $my_uid, "ranks": "0-1", "cores": "0", "gpus": "0" },
+    { "id": "2454573809664", "userid": $my_uid, "ranks": "0", "cores": "$last_core" },
     { "id": "3681860714496", "userid": $elsewhere_uid, "ranks": "2-3", "cores": "0-7" }
   ],
   "mapper": "auto"

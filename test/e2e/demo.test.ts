@@ -2,6 +2,7 @@
 
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { formatIdset } from "../../src/flux/idset";
 import { ROOT } from "./harness";
 
 test("the demo shows a login granted, one denied with the real message, one denied with where its jobs run, check-user, a dry-run prolog and status", async () => {
@@ -16,7 +17,10 @@ test("the demo shows a login granted, one denied with the real message, one deni
   expect(out).toContain(`Access denied: user ${other} has no active jobs on this node\n(exit 1)`);
   expect(out).toContain(`verdict:  ADMITTED as owner: 2 running job(s) of ${me} on rank 0`);
   expect(out).toContain(`verdict:  DENIED: ${other} has no running job on rank 0`);
-  expect(out).toContain(`user-${uid}.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=0-5 AllowedMemoryNodes=0 DevicePolicy=closed`);
+  // the jobs hold core 0 and this machine's last core
+  const last = Number((await Bun.$`nproc --all`.text()).trim()) - 1;
+  const cpus = formatIdset([0, last]);
+  expect(out).toContain(`user-${uid}.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=${cpus} AllowedMemoryNodes=0 DevicePolicy=closed`);
   expect(out).toContain(`marker create /run/flux-pam/uid.${uid}.active`);
   expect(out).toContain("Access denied: user bin has no active jobs on this node\nbin has a running job on fluke[12-13] (ƒ2fiYRZKV), not on fluke7\n(exit 1)");
   expect(out).toContain(`${me} (uid ${uid}): DRIFT\n  drift:  running job without a marker: logins are refused\n`);

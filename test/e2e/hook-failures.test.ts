@@ -18,7 +18,7 @@ const node = (config: object, over: Partial<Scenario> = {}): Scenario => ({
   rank: 0,
   owner: OWNER,
   config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true }, ...config },
-  jobs: [{ id: JOB, userid: UID, cores: "2-3" }],
+  jobs: [{ id: JOB, userid: UID, cores: "1" }],
   ...over,
 });
 // What a flux-owned instance without allow-root-owner answers root's job-info.lookup.

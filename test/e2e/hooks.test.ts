@@ -19,7 +19,7 @@ const node = (over: Partial<Scenario> = {}): Scenario => ({
   rank: 0,
   owner: OWNER,
   config: managed,
-  jobs: [{ id: JOB, userid: UID, cores: "2-3" }],
+  jobs: [{ id: JOB, userid: UID, cores: "1" }], // (CPUs this machine has: the hooks check)
   ...over,
 });
 
@@ -84,7 +84,7 @@ describe("hook input", () => {
       expect(r.code).toBe(0);
       // the job decoded is the broker's job: its own R gave the cores
       expect(r.stderr).toContain("flux-pam-prolog[fZEr9Bmq]: union of 1 job(s) [ƒZEr9Bmq] on rank 0");
-      expect(r.stdout.split("\n")[0]).toBe("user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=2-3 AllowedMemoryNodes=0 DevicePolicy=closed");
+      expect(r.stdout.split("\n")[0]).toBe("user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=1 AllowedMemoryNodes=0 DevicePolicy=closed");
     });
   }
 
@@ -104,7 +104,7 @@ describe("prolog", () => {
     const r = await hook("prolog", node());
     expect(r.code).toBe(0);
     expect(r.stdout.split("\n")).toEqual([
-      "user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=2-3 AllowedMemoryNodes=0 DevicePolicy=closed",
+      "user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=1 AllowedMemoryNodes=0 DevicePolicy=closed",
       `marker create ${dir.path}/locks/uid.1.active`,
       "user@1.service StartUnit mode=replace",
       "",
@@ -117,8 +117,8 @@ describe("prolog", () => {
       node({
         rank: 1,
         jobs: [
-          { id: JOB, userid: UID, ranks: "0-1", cores: "2-3" },
-          { id: "5", userid: UID, ranks: "1", cores: "8", gpus: "1" },
+          { id: JOB, userid: UID, ranks: "0-1", cores: "1" },
+          { id: "5", userid: UID, ranks: "1", cores: "0", gpus: "1" },
           { id: "6", userid: UID, ranks: "2", cores: "9" },
           { id: "7", userid: 2, ranks: "1", cores: "10" },
           { id: "8", userid: UID, ranks: "1", cores: "11", state: 32 },
@@ -127,7 +127,7 @@ describe("prolog", () => {
     );
     expect(r.code).toBe(0);
     expect(r.stdout.split("\n")[0]).toBe(
-      'user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=2-3,8 AllowedMemoryNodes=0 DevicePolicy=closed DeviceAllow="/dev/nvidia1 rw,/dev/nvidiactl rw"',
+      'user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=0-1 AllowedMemoryNodes=0 DevicePolicy=closed DeviceAllow="/dev/nvidia1 rw,/dev/nvidiactl rw"',
     );
   });
 
@@ -171,6 +171,18 @@ describe("prolog", () => {
     expect(r.stderr).toContain("mapped no resources");
   });
 
+  test("CPUs or memory nodes this node cannot have fail the prolog (the kernel would refuse them and leave every CPU), nothing set", async () => {
+    const possible = (await Bun.file("/sys/devices/system/cpu/possible").text()).trim();
+    const cpus = await hook("prolog", node({ mapper: { AllowedCPUs: "4000-4001", AllowedMemoryNodes: "0", DevicePolicy: "closed" } }));
+    expect([cpus.code, cpus.stdout]).toEqual([1, ""]);
+    expect(cpus.stderr).toBe(
+      `flux-pam-prolog[fZEr9Bmq]: the jobs' resources do not fit this node, so user-1.slice cannot be constrained: AllowedCPUs=4000-4001 names CPUs this node cannot have (possible: ${possible}): the kernel would refuse it and leave the slice on all of them\n`,
+    );
+    const mems = await hook("prolog", node({ mapper: { AllowedCPUs: "0", AllowedMemoryNodes: "4000", DevicePolicy: "closed" } }));
+    expect([mems.code, mems.stdout]).toEqual([1, ""]);
+    expect(mems.stderr).toContain("AllowedMemoryNodes=4000 names memory nodes this node cannot have");
+  });
+
   test("a mapper property systemd cannot take is refused", async () => {
     const r = await hook("prolog", node({ mapper: { AllowedCPUs: "0", Bogus: "x" } }));
     expect(r.code).toBe(1);
@@ -202,10 +214,10 @@ describe("housekeeping", () => {
   test("jobs remain: the slice shrinks to the union of the others", async () => {
     const r = await hook(
       "housekeeping",
-      node({ jobs: [{ id: JOB, userid: UID, cores: "2-3", gpus: "0", state: 32 }, { id: "5", userid: UID, cores: "4" }] }),
+      node({ jobs: [{ id: JOB, userid: UID, cores: "1", gpus: "0", state: 32 }, { id: "5", userid: UID, cores: "0" }] }),
     );
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe("user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=4 AllowedMemoryNodes=0 DevicePolicy=closed\n");
+    expect(r.stdout).toBe("user-1.slice SetUnitProperties runtime=true DeviceAllow= AllowedCPUs=0 AllowedMemoryNodes=0 DevicePolicy=closed\n");
   });
 
   test("a job-list reply that lists a CLEANUP job or one on another rank does not keep the slice up", async () => {

@@ -53,6 +53,13 @@ export interface BootOptions {
   binds?: Bind[];
   /** how long to wait for the rootfs lock held by another container; default 10 min */
   lockTimeoutMs?: number;
+  /**
+   * The CPUs the container's node has, as flux-pam reads them (/sys/devices/system/cpu/possible
+   * and /online, bind-mounted over inside): for tests whose jobs hold more CPUs than this machine
+   * has. Only what sysfs says changes: the kernel's cpusets stay this machine's (what a slice is
+   * held to is checked in systemd's properties there, and by the kernel only in test/vm).
+   */
+  cpus?: string;
 }
 
 export interface ExecResult {
@@ -257,6 +264,11 @@ export async function bootContainer(opts: BootOptions = {}): Promise<Container> 
     if (state === "degraded") {
       const failed = await exec(["systemctl", "--failed", "--no-legend"]);
       process.stderr.write(`container booted degraded; failed units:\n${failed.stdout}`);
+    }
+    if (opts.cpus !== undefined) {
+      if (!/^[0-9,-]+$/.test(opts.cpus)) throw new Error(`cpus ${JSON.stringify(opts.cpus)} is not an idset`);
+      const f = "/run/test-cpus";
+      await run(["sh", "-c", `printf '%s\\n' ${opts.cpus} >${f} && mount --bind ${f} /sys/devices/system/cpu/possible && mount --bind ${f} /sys/devices/system/cpu/online`]);
     }
     return { rootfs, leader: pid1, bootMs, exec, run, stop };
   } catch (e) {

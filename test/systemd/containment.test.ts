@@ -31,7 +31,7 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
       chmodSync(socks, 0o755);
       broker = await startBrokerProcess({ owner: OWNER, config: config() }, socks);
       endedBroker = await startBrokerProcess({ rank: 0, owner: OWNER, config: config(), jobs: [{ id: "101", userid: ALICE, cores: "0-1", gpus: "0", state: 64 }], mapper: "auto" }, socks, "ended");
-      c = await bootContainer({ binds: [{ host: socks, container: SOCKDIR }] });
+      c = await bootContainer({ binds: [{ host: socks, container: SOCKDIR }], cpus: "0-15" }); // (the jobs here hold CPUs this machine may not have)
     },
     { timeout: 20 * 60_000 },
   );
