@@ -26,18 +26,18 @@ import { oneLine } from "../wrapper/reply";
 
 const LOCK_TIMEOUT_MS = 60_000;
 const BROKER_BUDGET_MS = 30_000;
+const EPERM = 1;
 /** How long a teardown waits for its slice to empty after SIGKILL, past the grace time. */
 export const AFTER_KILL_MS = 10_000;
 
 /**
  * How long a hook (or reconcile) waits for a user's lock: a minute, or, where the site's
  * pam.kill-slice-grace-time is longer, long enough for another hook to finish a whole teardown
- * that waits out the grace time and SIGKILL's wait, with the minute's margin.
+ * that waits out the grace time and SIGKILL's wait, with 20 s to spare.
  */
 export function lockTimeoutMs(config: PamConfig): number {
   return Math.max(LOCK_TIMEOUT_MS, config.killSliceGraceTime * 1000 + AFTER_KILL_MS + 20_000);
 }
-const EPERM = 1;
 
 /** Why the broker refuses a hook that is not an owner of the instance, and the fix. */
 export function notOwner(uri: string, owner: number): string {
