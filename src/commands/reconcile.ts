@@ -162,7 +162,7 @@ interface UserRun {
 async function limitsOnDisk(sd: Systemd, slice: string): Promise<Limits | undefined> {
   try {
     const [status, props] = await Promise.all([sd.unitStatus(slice), sd.unitProperties(slice, { names: LIMITS })]);
-    if (!status || status.needDaemonReload || status.job !== undefined || sd.runtimeDropins(slice).length === 0) return undefined;
+    if (!status || status.needDaemonReload || status.job !== undefined || !limitDropins(sd.runtimeDropins(slice))) return undefined;
     return limitsOf(props);
   } catch {
     return undefined;

@@ -141,11 +141,11 @@ export function verdict(u: UserNodeState): Verdict {
   const drift: string[] = [];
   const notes: string[] = [];
   const slice = `user-${u.uid}.slice`;
-  if (u.jobs === 0 && fluxPamTraces(u).length === 0) {
+  // (limits systemd could not tell may be flux-pam's: judged as ever)
+  if (u.jobs === 0 && u.limits !== undefined && fluxPamTraces(u).length === 0) {
     const held = [...u.strays.map((s) => `processes in ${s.cgroup}: ${s.pids.join(" ")}`), ...(u.userService === "active" || u.userService === "activating" ? [`user@${u.uid}.service ${u.userService}`] : [])];
     if (held.length || u.linger)
       notes.push(`${slice} holds nothing of flux-pam's (no job, marker, record, limit, drop-in of one or login scope of its own): not managed here, left alone by reconcile${held.length ? `: ${held.join("; ")}` : ""}${u.linger ? " (linger is enabled: a job of this user here would be refused)" : ""}`);
-    if (u.limits === undefined) notes.push(`systemd did not say what ${slice} holds: its limits were not compared`);
     return { drift, notes };
   }
   if (u.jobs > 0 && !u.marker) drift.push("running job without a marker: logins are refused");

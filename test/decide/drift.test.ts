@@ -109,6 +109,8 @@ describe("verdict()", () => {
     expect(verdict(held).drift).toEqual([]);
     // an administrator's own runtime property of the slice is not flux-pam's
     expect(verdict({ ...held, dropins: true }).drift).toEqual([]);
+    // limits systemd could not tell may be flux-pam's: judged as ever
+    expect(verdict({ ...held, limits: undefined }).drift).toContain("user@1000.service is active without a running job");
   });
 
   test("limitDropins() counts the drop-ins of the limits containment sets, not an administrator's other runtime properties", () => {
