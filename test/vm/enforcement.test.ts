@@ -249,4 +249,25 @@ describe.skipIf(!wanted)("limits enforced by the kernel (QEMU VM, cgroup v2)", (
     expect([p.cpus, p.mems]).toEqual(["0-1", "0-1"]);
     expect(devices(p)).toEqual(OPEN);
   });
+
+  // cgroup v2 treats a cpuset none of whose CPUs it can grant as empty: the slice would get the
+  // parent's, every CPU online. A job's R naming only an offline CPU must not open the node.
+  test("a job on a CPU taken offline: the kernel would hold a slice to every CPU instead; the prolog refuses it, no marker", async () => {
+    await vm.run("echo 0 > /sys/devices/system/cpu/cpu1/online");
+    try {
+      expect((await vm.run("cat /sys/devices/system/cpu/online")).trim()).toBe("0");
+      // the kernel's fallback, without flux-pam: AllowedCPUs=1 on a scope of its own
+      const fallback = await vm.run("systemd-run -q --scope -p AllowedCPUs=1 --slice=fallback.slice grep Cpus_allowed_list /proc/self/status");
+      expect(fallback.trim()).toBe("Cpus_allowed_list:\t0");
+      nodeWith([{ id: "104", userid: ALICE, cores: "1" }]);
+      const r = await vm.exec(`FLUX_URI=${URI} FLUX_JOB_USERID=${ALICE} FLUX_JOB_ID=104 ${BIN} prolog`);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        "flux-pam-prolog[f2o]: the jobs' resources do not fit this node, so user-1000.slice cannot be constrained: AllowedCPUs=1 names no CPUs usable here (online: 0): the kernel would hold the slice to all of them instead\n",
+      );
+      expect(await exists(MARKER)).toBe(false);
+    } finally {
+      await vm.run("echo 1 > /sys/devices/system/cpu/cpu1/online");
+    }
+  });
 });
