@@ -20,8 +20,8 @@ import { type Passwd, getpwuid } from "../node/passwd";
 import type { Systemd } from "../systemd/systemd";
 import { type HookInput, hookTag, parseHookInput, unitJobId } from "./hook-env";
 import { compareLimit, LIMITS, type Limits } from "../decide/drift";
-import { maskMisfit } from "../decide/node-fit";
-import { nodeCpus, nodeMemoryNodes } from "../node/cpus";
+import { limitsMisfit } from "../decide/node-fit";
+import { NODE_IDS } from "../node/cpus";
 import { oneLine } from "../wrapper/reply";
 
 const LOCK_TIMEOUT_MS = 60_000;
@@ -309,13 +309,8 @@ export async function unionProperties(
     throw new HookError(`exec.sdexec-constrain-resources is on but the resource mapping failed, so ${slice} cannot be constrained: ${(e as Error).message}`);
   }
   if (Object.keys(props).length === 0) throw new HookError(`sdexec-mapper.lookup mapped no resources on rank ${ctx.rank}: refusing to leave ${slice} unconstrained`);
-  for (const [name, ids, what] of [
-    ["AllowedCPUs", nodeCpus, "CPUs"],
-    ["AllowedMemoryNodes", nodeMemoryNodes, "memory nodes"],
-  ] as const) {
-    const why = props[name] === undefined ? undefined : maskMisfit(name, props[name], ids(), what);
-    if (why) throw new HookError(`the jobs' resources do not fit this node, so ${slice} cannot be constrained: ${why}`);
-  }
+  const misfit = limitsMisfit(props, NODE_IDS);
+  if (misfit) throw new HookError(`the jobs' resources do not fit this node, so ${slice} cannot be constrained: ${misfit}`);
   return props;
 }
 

@@ -17,6 +17,8 @@ import { markerExists } from "../node/marker";
 import { getpwnam, getpwuid } from "../node/passwd";
 import { type ProcInfo, procInfo } from "../node/proc-info";
 import { type SliceScan, scanSlices, slicesWithDropins } from "../node/slice-scan";
+import { limitsMisfit } from "../decide/node-fit";
+import { NODE_IDS } from "../node/cpus";
 import { runtimeDropins } from "../systemd/dropins";
 import type { Systemd } from "../systemd/types";
 import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
@@ -168,6 +170,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
           killUserSlice: broker?.config.killUserSlice ?? false,
           limits: props,
           ...(expected instanceof Error ? { expectedError: expected.message } : expected ? { expected } : {}),
+          ...(expected && !(expected instanceof Error) ? misfitOf(expected) : {}),
           dropins: dropins.has(uid),
           limitDropins: dropins.has(uid) && limitDropins(runtimeDropins(`user-${uid}.slice`)),
           shares: lockDirHas(lockDir, uid, "shares"),
@@ -216,6 +219,16 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
   report.consistent = report.error === undefined && report.users.every((u) => u.consistent);
   writeText(1, opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
   return report.consistent ? EXIT_CONSISTENT : EXIT_DRIFT;
+}
+
+/** Whether the mapper's answer would hold on this node (what the prolog checks), for the verdict. */
+function misfitOf(expected: Limits): { misfit?: string } {
+  try {
+    const misfit = limitsMisfit(expected, NODE_IDS);
+    return misfit ? { misfit } : {};
+  } catch (e) {
+    return { misfit: (e as Error).message };
+  }
 }
 
 /** What the mapper gives for the union of the user's RUN jobs (the hooks' record of shares read, never written). */

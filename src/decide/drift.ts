@@ -29,6 +29,8 @@ export interface UserNodeState {
   expected?: Limits;
   /** why `expected` could not be had */
   expectedError?: string;
+  /** why `expected` would not hold on this node (decide/node-fit.ts): the prolog refuses it */
+  misfit?: string;
   /** runtime drop-ins of the slice exist under /run/systemd/system.control */
   dropins: boolean;
   /** among them, drop-ins of the limits containment sets (limitDropins): flux-pam's own */
@@ -153,6 +155,7 @@ export function verdict(u: UserNodeState): Verdict {
   if (u.linger) drift.push("linger is enabled: its user manager outlives the jobs (loginctl disable-linger)");
   if (u.jobs > 0 && u.constrain) {
     if (u.expectedError !== undefined) drift.push(`the jobs' resources cannot be mapped: ${u.expectedError}`);
+    if (u.misfit !== undefined) drift.push(`the jobs' resources do not fit this node: ${u.misfit}`);
     else if (u.expected && u.limits)
       for (const name of LIMITS) {
         const c = compareLimit(name, u.limits[name], u.expected[name]);

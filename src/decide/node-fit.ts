@@ -33,3 +33,16 @@ export function maskMisfit(name: string, value: string, node: NodeIds, what: str
   if (!meets(mask, node.usable)) return `${name}=${value} names no ${what} usable here (online: ${format(node.usable)}): the kernel would hold the slice to all of them instead`;
   return undefined;
 }
+
+/** Where to read the node's CPUs and memory nodes (src/node/cpus.ts), read only when a mask is there. */
+export interface NodeIdsSource {
+  cpus(): NodeIds;
+  mems(): NodeIds;
+}
+
+/** The first of the masks among `props` (a mapper's answer) that would not hold on this node, or undefined. */
+export function limitsMisfit(props: Readonly<Partial<Record<string, string>>>, node: NodeIdsSource): string | undefined {
+  const cpus = props.AllowedCPUs;
+  const mems = props.AllowedMemoryNodes;
+  return (cpus === undefined ? undefined : maskMisfit("AllowedCPUs", cpus, node.cpus(), "CPUs")) ?? (mems === undefined ? undefined : maskMisfit("AllowedMemoryNodes", mems, node.mems(), "memory nodes"));
+}

@@ -35,3 +35,6 @@ export function nodeMemoryNodes(): NodeIds {
   const possible = read("node/possible") ?? [[0, 0]];
   return { possible, usable: read("node/has_memory") ?? read("node/online") ?? possible };
 }
+
+/** This node's, for limitsMisfit (decide/node-fit.ts). */
+export const NODE_IDS = { cpus: nodeCpus, mems: nodeMemoryNodes };

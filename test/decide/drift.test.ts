@@ -127,6 +127,11 @@ describe("verdict()", () => {
     expect(fluxPamTraces({ ...idle, failure: true, limits: { ...NONE, DevicePolicy: "closed" } })).toEqual(["a failed hook's record", "limits"]);
   });
 
+  test("jobs whose resources do not fit the node (the prolog refuses them) are drift", () => {
+    const misfit = "AllowedCPUs=64-71 names CPUs this node cannot have (possible: 0-63): the kernel would refuse it and leave the slice on all of them";
+    expect(verdict({ ...good, misfit }).drift).toEqual([`the jobs' resources do not fit this node: ${misfit}`]);
+  });
+
   test("linger is drift", () => {
     expect(verdict({ ...good, linger: true }).drift).toEqual(["linger is enabled: its user manager outlives the jobs (loginctl disable-linger)"]);
   });

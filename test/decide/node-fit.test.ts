@@ -2,7 +2,7 @@
 // it can grant none of as empty (all CPUs), and refuses one naming ids the machine cannot have.
 
 import { describe, expect, test } from "bun:test";
-import { maskMisfit } from "../../src/decide/node-fit";
+import { limitsMisfit, maskMisfit } from "../../src/decide/node-fit";
 
 const NODE = { possible: [[0, 63]] as const, usable: [[0, 31], [48, 63]] as const };
 
@@ -31,5 +31,20 @@ describe("maskMisfit()", () => {
   test("what the encoder refuses with its own reason (empty, not an idset) is left to it", () => {
     expect(maskMisfit("AllowedCPUs", "", NODE, "CPUs")).toBeUndefined();
     expect(maskMisfit("AllowedCPUs", "zero", NODE, "CPUs")).toBeUndefined();
+  });
+});
+
+describe("limitsMisfit()", () => {
+  const source = { cpus: () => NODE, mems: () => ({ possible: [[0, 1]] as const, usable: [[0, 1]] as const }) };
+  test("the mapper's masks are checked, the CPUs first; other properties are not the node's business", () => {
+    expect(limitsMisfit({ AllowedCPUs: "0-3", AllowedMemoryNodes: "0", DevicePolicy: "closed" }, source)).toBeUndefined();
+    expect(limitsMisfit({ AllowedCPUs: "99", AllowedMemoryNodes: "7" }, source)).toStartWith("AllowedCPUs=99 names CPUs this node cannot have");
+    expect(limitsMisfit({ AllowedCPUs: "0", AllowedMemoryNodes: "7" }, source)).toStartWith("AllowedMemoryNodes=7 names memory nodes this node cannot have");
+  });
+
+  test("the node is read only for a mask there is", () => {
+    const never = { cpus: () => { throw new Error("read"); }, mems: () => { throw new Error("read"); } };
+    expect(limitsMisfit({ DevicePolicy: "closed" }, never)).toBeUndefined();
+    expect(limitsMisfit({ AllowedCPUs: "", AllowedMemoryNodes: undefined }, { ...never, cpus: () => NODE })).toBeUndefined();
   });
 });

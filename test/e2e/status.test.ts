@@ -56,6 +56,14 @@ describe("flux-pam status", () => {
     expect(r.stdout).toContain("  drift:  marker without a running job\n");
   });
 
+  test("jobs holding CPUs this node cannot have (the prolog would refuse them): drift naming the mask", async () => {
+    writeFileSync(marker, "", { mode: 0o600 });
+    const constrained = { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } };
+    const r = await status(managed({ config: constrained, mapper: "auto", jobs: [{ ...JOB, cores: "4000" }] }));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("  drift:  the jobs' resources do not fit this node: AllowedCPUs=4000 names CPUs this node cannot have (possible: ");
+  });
+
   test("--json: the documented shape", async () => {
     writeFileSync(marker, "", { mode: 0o600 });
     const r = await status(managed({ jobs: [JOB] }), "--json");
