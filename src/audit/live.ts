@@ -4,7 +4,8 @@ import { ConfigError, type PamConfig, pamConfig } from "../flux/config";
 import { FluxClient } from "../flux/client";
 import { Deadline } from "../flux/deadline";
 import { FluxRpcError } from "../flux/errors";
-import { getConfig, getOwner, getRank, listJobs } from "../flux/rpc";
+import { hostlistNth } from "../flux/hostlist";
+import { getConfig, getHostlist, getHostname, getOwner, getRank, listJobs } from "../flux/rpc";
 import { getpwuid } from "../node/passwd";
 import { lingerEnabled } from "../systemd/logind";
 import type { Systemd } from "../systemd/types";
@@ -38,9 +39,33 @@ interface BrokerView {
   users: Map<number, number>;
   /** whether sdexec-mapper answers here (asked only with exec.sdexec-constrain-resources on) */
   mapper?: { loaded: true } | { loaded: false; why: string };
+  /** this broker's host name and the instance's hostlist, when the broker said them */
+  hosts?: { hostname: string; hostlist: string };
+}
+
+/**
+ * More than one rank of the instance on this node (a test instance's --test-size): the hooks keep one
+ * slice and one marker per node but count the jobs of their own rank, so one rank's last job would
+ * tear the slice down while jobs of another still ran.
+ */
+export function auditRanksPerNode(hosts: { hostname: string; hostlist: string }): Finding[] {
+  // Walked rank by rank, never expanded: a broker's hostlist may name more hosts than fit in memory.
+  const ranks: number[] = [];
+  let r = 0;
+  for (let h = hostlistNth([hosts.hostlist], r); h !== undefined && r < MAX_RANKS_CHECKED; h = hostlistNth([hosts.hostlist], ++r)) if (h === hosts.hostname) ranks.push(r);
+  if (r >= MAX_RANKS_CHECKED) return [warning("broker", `the instance's hostlist names more than ${MAX_RANKS_CHECKED} ranks: brokers per node not checked`, "flux getattr hostlist")];
+  if (ranks.length <= 1) return [];
+  return [
+    error(
+      "broker",
+      `${ranks.length} ranks of the instance run on ${hosts.hostname} (ranks ${ranks.join(", ")}): the hooks keep one slice per node but count the jobs of their own rank, so one rank's last job tears the slice down while jobs of another run (flux-pam(1) CAVEATS)`,
+      "run one broker of the instance per node, as a system instance does",
+    ),
+  ];
 }
 
 const ENOSYS = 38;
+const MAX_RANKS_CHECKED = 1 << 20;
 
 /** sdexec-mapper.stats-get: answered by the module when it is loaded, ENOSYS when it is not. It changes nothing. */
 async function mapperLoaded(client: FluxClient, deadline: Deadline): Promise<NonNullable<BrokerView["mapper"]>> {
@@ -56,10 +81,12 @@ async function mapperLoaded(client: FluxClient, deadline: Deadline): Promise<Non
 async function askBroker(uri: string, deadline: Deadline): Promise<BrokerView> {
   const client = await FluxClient.connect(uri, { timeoutMs: Math.min(deadline.left("connect"), 2000) });
   try {
-    const [rank, owner, cfg] = await Promise.all([
+    const [rank, owner, cfg, hostname, hostlist] = await Promise.all([
       getRank(client, deadline.left("attr.get")),
       getOwner(client, deadline.left("attr.get")),
       getConfig(client, deadline.left("config.get")),
+      getHostname(client, deadline.left("attr.get")).catch(() => undefined),
+      getHostlist(client, deadline.left("attr.get")).catch(() => undefined),
     ]);
     let config: PamConfig | ConfigError;
     try {
@@ -74,7 +101,7 @@ async function askBroker(uri: string, deadline: Deadline): Promise<BrokerView> {
     ]);
     const users = new Map<number, number>();
     for (const j of jobs) users.set(j.userid, (users.get(j.userid) ?? 0) + 1);
-    return { rank, owner, config, users, ...(mapper ? { mapper } : {}) };
+    return { rank, owner, config, users, ...(mapper ? { mapper } : {}), ...(hostname !== undefined && hostlist !== undefined ? { hosts: { hostname, hostlist } } : {}) };
   } finally {
     client.close();
   }
@@ -130,6 +157,7 @@ export async function auditLive(tree: Tree, opts: LiveOptions, files?: PamConfig
     const owner = getpwuid(b.owner)?.name;
     const jobs = [...b.users.values()].reduce((a, n) => a + n, 0);
     findings.push(ok("broker", `${opts.uri}: rank ${b.rank}, instance owner ${owner ?? "(no name)"} (uid ${b.owner}), ${jobs} running job${jobs === 1 ? "" : "s"} here`));
+    if (b.hosts) findings.push(...auditRanksPerNode(b.hosts));
     findings.push(...auditConfigInForce(b.config, files));
     if (!(b.config instanceof ConfigError)) findings.push(rootOwnerFinding("broker", b.config, `${opts.uri}, config in force`, b.owner));
     if (b.mapper?.loaded === true) findings.push(ok("broker", "sdexec-mapper answers: the prolog can map jobs' resources to the slice's properties"));

@@ -61,6 +61,11 @@ export async function getHostname(client: FluxClient, timeoutMs?: number): Promi
   return attrGet(client, "hostname", timeoutMs);
 }
 
+/** The instance's hosts, rank by rank, as an RFC 29 hostlist (the hostlist attribute: "vm,vm" for two ranks on vm). */
+export async function getHostlist(client: FluxClient, timeoutMs?: number): Promise<string> {
+  return attrGet(client, "hostlist", timeoutMs);
+}
+
 /** The broker's whole effective config, as JSON tables. */
 export async function getConfig(client: FluxClient, timeoutMs?: number): Promise<{ [key: string]: Json }> {
   const r = await client.rpc("config.get", undefined, timeoutMs);

@@ -5,7 +5,7 @@ import * as dbus from "dbus-native";
 import type { MessageBus } from "dbus-native";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { auditConfigInForce, auditLive } from "../../src/audit/live";
+import { auditConfigInForce, auditLive, auditRanksPerNode } from "../../src/audit/live";
 import { Tree } from "../../src/audit/tree";
 import { ConfigError } from "../../src/flux/config";
 import { SystemdClient } from "../../src/systemd/manager";
@@ -121,6 +121,26 @@ describe("the live audit", () => {
     } finally {
       b.stop();
     }
+  });
+
+  test("two ranks of the instance on this node (a test instance's --test-size): an error naming them", async () => {
+    const b = startBroker(join(dir.path, "two-ranks.sock"), { rank: 1, owner: 0, hosts: ["vm", "vm", "other"], config: {} });
+    try {
+      const got = (await lines({ ...opts(), uri: `local://${b.path}` })).filter((l) => l.startsWith("error broker"));
+      expect(got).toEqual([
+        "error broker: 2 ranks of the instance run on vm (ranks 0, 1): the hooks keep one slice per node but count the jobs of their own rank, so one rank's last job tears the slice down while jobs of another run (flux-pam(1) CAVEATS)",
+      ]);
+      expect(b.requests.filter((r) => r.topic === "attr.get").map((r) => (r.payload as { name: string }).name)).toContain("hostlist");
+    } finally {
+      b.stop();
+    }
+  });
+
+  test("auditRanksPerNode(): one rank a node is fine; a hostlist too long to walk is not checked, never expanded", () => {
+    expect(auditRanksPerNode({ hostname: "fluke7", hostlist: "fluke[1-9]" })).toEqual([]);
+    expect(auditRanksPerNode({ hostname: "x", hostlist: "x,x,x" })[0]!.what).toStartWith("3 ranks of the instance run on x (ranks 0, 1, 2)");
+    const huge = auditRanksPerNode({ hostname: "node7", hostlist: "node[0-4294967295]" });
+    expect(huge.map((f) => `${f.severity} ${f.what}`)).toEqual([`warning the instance's hostlist names more than ${1 << 20} ranks: brokers per node not checked`]);
   });
 
   test("no broker and no bus: both said, linger read from the files", async () => {

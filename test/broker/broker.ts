@@ -210,6 +210,8 @@ function answer(s: Scenario, topic: string, payload: Json | undefined, streaming
       if (name === "rank") return { json: { value: String(s.rank ?? 0), flags: 1 } };
       if (name === "security.owner") return { json: { value: String(s.owner ?? 0), flags: 1 } };
       if (name === "hostname") return { json: { value: hostOf(s, s.rank ?? 0), flags: 1 } };
+      // (a real broker's: "vm,vm" for two ranks on one host; here the scenario's hosts, or node0..nodeRANK)
+      if (name === "hostlist") return { json: { value: formatHostlist(s.hosts ?? Array.from({ length: (s.rank ?? 0) + 1 }, (_, r) => hostOf(s, r))), flags: 1 } };
       return { errnum: ENOENT };
     }
     case "config.get":
