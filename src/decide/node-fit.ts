@@ -3,10 +3,10 @@
 // machine cannot have (systemd then logs a warning and leaves the slice as it was: on a fresh
 // slice, every CPU). Either way the prolog would succeed and the logins would have the whole node.
 
-import { type IdRanges, IdsetError, parseLooseRanges } from "../flux/idset";
+import { formatRanges, type IdRanges, IdsetError, parseLooseRanges } from "../flux/idset";
 import type { NodeIds } from "../node/cpus";
 
-const format = (r: IdRanges) => r.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(",") || "(none)";
+const format = (r: IdRanges) => formatRanges(r) || "(none)";
 
 function within(mask: IdRanges, set: IdRanges): boolean {
   return mask.every(([lo, hi]) => set.some(([a, b]) => a <= lo && hi <= b));
