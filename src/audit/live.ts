@@ -4,7 +4,7 @@ import { ConfigError, type PamConfig, pamConfig } from "../flux/config";
 import { FluxClient } from "../flux/client";
 import { Deadline } from "../flux/deadline";
 import { FluxRpcError } from "../flux/errors";
-import { hostlistNth } from "../flux/hostlist";
+import { hostlistPositions } from "../flux/hostlist";
 import { getConfig, getHostlist, getHostname, getOwner, getRank, listJobs } from "../flux/rpc";
 import { getpwuid } from "../node/passwd";
 import { lingerEnabled } from "../systemd/logind";
@@ -49,11 +49,10 @@ interface BrokerView {
  * tear the slice down while jobs of another still ran.
  */
 export function auditRanksPerNode(hosts: { hostname: string; hostlist: string }): Finding[] {
-  // Walked rank by rank, never expanded: a broker's hostlist may name more hosts than fit in memory.
-  const ranks: number[] = [];
-  let r = 0;
-  for (let h = hostlistNth([hosts.hostlist], r); h !== undefined && r < MAX_RANKS_CHECKED; h = hostlistNth([hosts.hostlist], ++r)) if (h === hosts.hostname) ranks.push(r);
-  if (r >= MAX_RANKS_CHECKED) return [warning("broker", `the instance's hostlist names more than ${MAX_RANKS_CHECKED} ranks: brokers per node not checked`, "flux getattr hostlist")];
+  // Walked once, never expanded: a broker's hostlist may name more hosts than fit in memory.
+  const ranks = hostlistPositions(hosts.hostlist, hosts.hostname, MAX_RANKS_CHECKED);
+  if (ranks === "too many") return [warning("broker", `the instance's hostlist names more than ${MAX_RANKS_CHECKED} ranks: brokers per node not checked`, "flux getattr hostlist")];
+  if (ranks === undefined) return [warning("broker", `the instance's hostlist is not an RFC 29 hostlist: brokers per node not checked`, "flux getattr hostlist")];
   if (ranks.length <= 1) return [];
   return [
     error(

@@ -31,6 +31,23 @@ export function hostlistNth(lists: readonly string[], index: number): string | u
   return undefined;
 }
 
+/**
+ * The positions at which `host` appears in the list, walking it once and never expanding it:
+ * "too many" when it names more than `limit` hosts, undefined where an item is not a hostlist.
+ */
+export function hostlistPositions(list: string, host: string, limit: number): number[] | "too many" | undefined {
+  const out: number[] = [];
+  let pos = 0;
+  for (const item of splitTop(list)) {
+    const n = itemCount(item);
+    if (n === undefined) return undefined;
+    if (pos + n > limit) return "too many";
+    for (let k = 0; k < n; k++) if (itemNth(item, k) === host) out.push(pos + k);
+    pos += n;
+  }
+  return out;
+}
+
 /** The items of a list: split on commas outside brackets. */
 function splitTop(list: string): string[] {
   const out: string[] = [];

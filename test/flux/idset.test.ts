@@ -13,7 +13,7 @@ import {
   rangesUnion,
 } from "../../src/flux/idset";
 import { FsdError, parseFsd } from "../../src/flux/fsd";
-import { expandHostlist, hostlistNth } from "../../src/flux/hostlist";
+import { expandHostlist, hostlistNth, hostlistPositions } from "../../src/flux/hostlist";
 
 describe("idsets (RFC 22)", () => {
   test("parse ranges and singletons, sorted and unique", () => {
@@ -118,5 +118,13 @@ describe("hostlists (RFC 29)", () => {
     expect(hostlistNth(["r[1-2]n[1-3]"], 4)).toBe("r2n2");
     expect(hostlistNth(["vm"], 1)).toBeUndefined();
     expect(hostlistNth(["node[a-b]"], 0)).toBeUndefined();
+  });
+
+  test("the positions of a host, in one walk: bounded, never expanded", () => {
+    expect(hostlistPositions("vm,vm,other", "vm", 10)).toEqual([0, 1]);
+    expect(hostlistPositions("node[08-10],node09", "node09", 10)).toEqual([1, 3]);
+    expect(hostlistPositions("fluke[1-9]", "fluke7", 10)).toEqual([6]);
+    expect(hostlistPositions("node[0-4294967295]", "node7", 1 << 20)).toBe("too many");
+    expect(hostlistPositions("node[a-b]", "node7", 10)).toBeUndefined();
   });
 });
