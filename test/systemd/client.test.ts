@@ -40,6 +40,7 @@ afterEach(() => {
   fake.memberPlans.clear();
   fake.units.clear();
   fake.onCall = undefined;
+  fake.flood = 0;
 });
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -237,6 +238,33 @@ describe("startScope: StartTransientUnit, then wait for the job", () => {
     fake.plans.set("flux-pam-63.scope", "signal-first");
     const done = await sd.startScope({ name: "flux-pam-63.scope", slice: "user-1000.slice", pids: [63] }, { timeoutMs: 1000 });
     expect(done.unit).toBe("flux-pam-63.scope");
+  });
+
+  test("a flood of JobRemoved signals from another peer keeps at most 1024 of them: systemd's own, kept as the 1024th, ends the job", async () => {
+    fake.plans.set("flux-pam-69.scope", "flood-first");
+    fake.flood = 1023;
+    const done = await sd.startScope({ name: "flux-pam-69.scope", slice: "user-1000.slice", pids: [69] }, { timeoutMs: 5000 });
+    expect(done.unit).toBe("flux-pam-69.scope");
+  });
+
+  test("systemd's JobRemoved after 1024 others is dropped: the job times out (fails closed), and the next job starts afresh", async () => {
+    const removed = jobRemovedSeen(sd.bus);
+    try {
+      fake.plans.set("flux-pam-70.scope", "flood-first");
+      fake.flood = 1024;
+      const e = await rejection(sd.startScope({ name: "flux-pam-70.scope", slice: "user-1000.slice", pids: [70] }, { timeoutMs: 1000 }));
+      expect(e).toBeInstanceOf(JobTimeoutError);
+      // it did arrive, after the flood: the cap, not a lost signal, is what the wait ran into
+      expect(removed.seen.length).toBe(1025);
+      expect(removed.seen.at(-1)!.job).toBe((e as JobTimeoutError).job);
+      // Nothing of the flood outlives the job: the same flood before the next job leaves room for systemd's word.
+      fake.plans.set("flux-pam-71.scope", "flood-first");
+      fake.flood = 1023;
+      const done = await sd.startScope({ name: "flux-pam-71.scope", slice: "user-1000.slice", pids: [71] }, { timeoutMs: 5000 });
+      expect(done.unit).toBe("flux-pam-71.scope");
+    } finally {
+      removed.off();
+    }
   });
 
   test("a job that ends in failure is JobFailedError with the unit and systemd's result", async () => {

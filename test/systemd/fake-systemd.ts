@@ -29,6 +29,7 @@ export type JobPlan =
   | "timeout" // JobRemoved with result "timeout"
   | "never" // reply with a job, never finish it
   | "forged" // never finish it, but another client sends the caller a JobRemoved "done" for it
+  | "flood-first" // another client sends the caller `flood` JobRemoved for jobs not its own, then as "signal-first"
   | "no-reply" // never answer the call
   | "no-such-unit" // error reply org.freedesktop.systemd1.NoSuchUnit
   | "access-denied"; // error reply org.freedesktop.DBus.Error.AccessDenied (a refusal that is not "no such unit")
@@ -67,6 +68,8 @@ export interface FakeSystemd {
   memberPlans: Map<string, JobPlan>;
   /** the units systemd holds, by name; GetUnit answers NoSuchUnit for any other */
   units: Map<string, FakeUnit>;
+  /** how many JobRemoved signals a "flood-first" job's flood holds; default 0 */
+  flood: number;
   /** called with each recorded call before it is answered: a test may change the fake's state there */
   onCall?: (call: RecordedCall) => void;
   close(): Promise<void>;
@@ -117,6 +120,7 @@ export async function startFakeSystemd(dir: string): Promise<FakeSystemd> {
     plans: new Map(),
     memberPlans: new Map(),
     units: new Map(),
+    flood: 0,
     close: async () => {},
   };
   const { calls, plans, memberPlans, units } = fake;
@@ -197,6 +201,15 @@ export async function startFakeSystemd(dir: string): Promise<FakeSystemd> {
       case "forged":
         later(() => forge(msg.sender, id, path, unit), 20);
         return path;
+      case "flood-first":
+        return (async () => {
+          for (let i = 0; i < fake.flood; i++) forge(msg.sender, 1_000_000 + i, `${PATH}/job/${1_000_000 + i}`, unit);
+          // The bus handles one connection's messages in order: once it has answered the attacker's
+          // GetId, it has passed the whole flood on, and systemd's own signal comes after it.
+          await attacker.getId();
+          finish(id, "done");
+          return path;
+        })();
       default:
         later(() => finish(id, plan), 50);
         return path;
