@@ -28,7 +28,7 @@ import {
   UID,
 } from "./harness";
 
-type Path = "session-open" | "prolog" | "housekeeping (jobs remain)" | "housekeeping (last job)" | "housekeeping (again)";
+type Path = "session-open" | "prolog" | "prolog (further job)" | "housekeeping (jobs remain)" | "housekeeping (last job)" | "housekeeping (again)";
 
 /** A hook's outcome: a refusal (after a best-effort step's warning, with `warned`), a warning it goes on after, or "ok". */
 type HookOutcome = { fails: RegExp; warned?: RegExp } | { warns: RegExp } | "ok";
@@ -165,6 +165,21 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
     notMade: { prolog: ["StartUnit"] },
   },
   {
+    // A further job's prolog (the marker there, another job of the user running) reads user@'s Job
+    // together with its state, where a first job reads it only once the state says up.
+    name: "user@ up, its stop queued, at a further job's prolog (the marker there)",
+    units: { [USER_SERVICE]: { ActiveState: "active", job: { id: 79, type: "stop", lasting: true } } },
+    outcome: { "prolog (further job)": "ok" },
+    made: { "prolog (further job)": [`SetUnitProperties ${SLICE}`, `StartUnit ${USER_SERVICE}`] },
+  },
+  {
+    name: "user@ up, no job queued, at a further job's prolog (the control of the row above)",
+    units: { [USER_SERVICE]: { ActiveState: "active" } },
+    outcome: { "prolog (further job)": "ok" },
+    made: { "prolog (further job)": [`SetUnitProperties ${SLICE}`] },
+    notMade: { "prolog (further job)": ["StartUnit"] },
+  },
+  {
     name: "StopUnit of the slice: no such unit (systemd freed it meanwhile)",
     plans: { StopUnit: "no-such-unit" },
     // nothing of the slice is left in systemd's memory: whoever loads it next reads its files afresh
@@ -274,7 +289,7 @@ const SYSTEMD_FAULTS: SystemdFault[] = [
   },
 ];
 
-const PATHS: Path[] = ["session-open", "prolog", "housekeeping (jobs remain)", "housekeeping (last job)", "housekeeping (again)"];
+const PATHS: Path[] = ["session-open", "prolog", "prolog (further job)", "housekeeping (jobs remain)", "housekeeping (last job)", "housekeeping (again)"];
 
 /** The calls as "Member unit" (the unit the call names, for a Properties call the unit of its path). */
 function callNames(fake: FakeSystemd): string[] {
@@ -293,7 +308,7 @@ async function jobsOver(fake: FakeSystemd, ms = 5000): Promise<void> {
 }
 
 function expectOutcome(o: HookOutcome, p: Path, r: Outcome): void {
-  const hookName = p === "prolog" ? "prolog" : "housekeeping";
+  const hookName = p.startsWith("prolog") ? "prolog" : "housekeeping";
   if (o !== "ok" && "fails" in o) {
     if (p === "session-open") deniedBySession(o.fails)(r);
     else hookFailed(hookName, o.fails, TAG, o.warned)(r);
@@ -329,9 +344,9 @@ export function systemdCases(): MatrixCase[] {
           for (const [u, state] of Object.entries(f.units ?? {})) fake.units.set(u, { ...state });
           const mute = f.bus === "mute" ? muteBus(join(caseDir, "mute-bus.sock")) : undefined;
           const bus = f.bus === "absent" ? `unix:path=${join(caseDir, "no-bus.sock")}` : f.bus === "mute" ? `unix:path=${join(caseDir, "mute-bus.sock")}` : fake.address;
-          // jobs remain: another RUN job of the user on this rank besides the hook's own
+          // jobs remain, or a further job: another RUN job of the user on this rank besides the hook's own
           const remain = startBroker(join(caseDir, "b.sock"), { ...NODE, jobs: [...NODE.jobs!, { id: "2000", userid: UID, cores: "1" }] });
-          const uri = p === "housekeeping (jobs remain)" ? `local://${remain.path}` : env.good;
+          const uri = p === "housekeeping (jobs remain)" || p === "prolog (further job)" ? `local://${remain.path}` : env.good;
           // again: the last job's housekeeping once more, the marker already gone (another one tore down)
           const lockDir = p === "prolog" || p === "housekeeping (again)" ? join(caseDir, "locks") : lockDirWithMarker(caseDir, "locks");
           const marker = join(lockDir, `uid.${UID}.active`);
@@ -360,7 +375,7 @@ export function systemdCases(): MatrixCase[] {
                 // made no scope it waited for.
                 const constrained = calls.includes(`SetUnitProperties ${SLICE}`) && f.plans?.SetUnitProperties === undefined;
                 if (p === "prolog") expectEq({ marker: markerThere }, { marker: r.code === 0 && constrained });
-                if (p === "housekeeping (jobs remain)") expectEq({ marker: markerThere }, { marker: true });
+                if (p === "housekeeping (jobs remain)" || p === "prolog (further job)") expectEq({ marker: markerThere }, { marker: true });
                 if (p === "housekeeping (last job)") expectEq({ marker: markerThere }, { marker: f.bus === "absent" });
                 if (p === "housekeeping (again)") expectEq({ marker: markerThere }, { marker: false });
               },
