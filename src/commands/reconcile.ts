@@ -29,7 +29,7 @@ export interface ReconcileOptions {
   dryRun: boolean;
   uri?: string;
   scopePrefix?: string;
-  /** seconds, for the broker's answers (each user's lock has its own 60 s) */
+  /** seconds, for the broker's answers: before the users, then for each user once their lock is held (the lock has its own wait) */
   timeout: number;
 }
 
@@ -48,8 +48,15 @@ const WRITES: Partial<Record<keyof Systemd, string>> = {
   revertUnit: "unit reverted",
 };
 
-/** The client, with every call that changes systemd noted in `did` (removeRuntimeDropins only when it removed any). */
+/**
+ * The client, with every call that changed systemd noted in `did` once it succeeded (a call that
+ * failed is in the FAILED line's reason, not in what was done; removeRuntimeDropins only when it
+ * removed any).
+ */
 function noting(sd: Systemd, did: string[]): Systemd {
+  const note = (words: string) => {
+    if (!did.includes(words)) did.push(words);
+  };
   return new Proxy(sd, {
     get(target, name, receiver) {
       const v = Reflect.get(target, name, receiver);
@@ -57,8 +64,12 @@ function noting(sd: Systemd, did: string[]): Systemd {
       if (typeof v !== "function" || words === undefined) return typeof v === "function" ? v.bind(target) : v;
       return (...args: unknown[]) => {
         const r = v.apply(target, args);
-        if (name === "removeRuntimeDropins" && Array.isArray(r) && r.length === 0) return r;
-        if (!did.includes(words)) did.push(words);
+        if (r instanceof Promise)
+          return r.then((value: unknown) => {
+            note(words);
+            return value;
+          });
+        if (!(name === "removeRuntimeDropins" && Array.isArray(r) && r.length === 0)) note(words);
         return r;
       };
     },
@@ -125,7 +136,7 @@ export async function reconcile(opts: ReconcileOptions, env: Record<string, stri
     // Users are independent (each under their own lock): a few at a time, reported in uid order.
     // (A dry run goes one by one, so that its printed calls stay grouped by user.)
     const results = await inBatches(users, opts.dryRun ? 1 : PARALLEL_USERS, (uid) =>
-      reconcileUser({ client: client!, sd: sd!, rank, config, lockDir, dryRun: opts.dryRun, deadline, uid, guest, scopes: scans.get(uid)?.scopes ?? [] }),
+      reconcileUser({ client: client!, sd: sd!, rank, config, lockDir, dryRun: opts.dryRun, budgetMs: opts.timeout * 1000, uid, guest, scopes: scans.get(uid)?.scopes ?? [] }),
     );
     for (const r of results) out(r.line);
     const failed = results.filter((r) => !r.ok).length;
@@ -147,7 +158,8 @@ interface UserRun {
   config: UserContext["config"];
   lockDir: string;
   dryRun: boolean;
-  deadline: Deadline;
+  /** each user's budget for the broker's answers and systemd's waits, from the moment their lock is held */
+  budgetMs: number;
   uid: number;
   guest: ReturnType<typeof guestRole>;
   /** the user's login scopes (PREFIX-PID.scope) the cgroup tree holds */
@@ -171,21 +183,30 @@ async function limitsOnDisk(sd: Systemd, slice: string): Promise<Limits | undefi
 
 /**
  * What of flux-pam's the node holds for a user without jobs here (fluxPamTraces): a slice with none
- * (a lingering account's user manager, a console login through pam_systemd) is not ours to tear
- * down. Limits systemd cannot tell count as one: the teardown then says what fails.
+ * (a lingering account's user manager, a console login through pam_systemd, an administrator's
+ * limits in its files) is not ours to tear down. A slice systemd cannot tell about, with nothing
+ * else of ours, is not torn down either: a stalled manager is no licence to stop a stranger's slice.
  */
 async function tracesOf(run: UserRun): Promise<string[]> {
   const slice = sliceName(run.uid);
-  const read = await run.sd.unitProperties(slice, { names: LIMITS }).catch(() => undefined);
+  const [read, status] = await Promise.all([
+    run.sd.unitProperties(slice, { names: LIMITS }).catch((e: Error) => e),
+    run.sd.unitStatus(slice).catch((e: Error) => e),
+  ]);
+  const known = !(read instanceof Error) && !(status instanceof Error);
   const traces = fluxPamTraces({
     marker: lockDirHas(run.lockDir, run.uid, "active"),
     shares: lockDirHas(run.lockDir, run.uid, "shares"),
     failure: lockDirHas(run.lockDir, run.uid, "failed"),
     limitDropins: limitDropins(run.sd.runtimeDropins(slice)),
-    ...(read ? { limits: limitsOf(read) } : {}),
+    ...(known ? { limits: limitsOf(read), needDaemonReload: status?.needDaemonReload ?? false } : {}),
     scopes: run.scopes,
   });
-  return read ? traces : [...traces, "limits systemd could not tell"];
+  if (!known && traces.length === 0) {
+    const why = read instanceof Error ? read : (status as Error);
+    throw new Error(`systemd did not say what ${slice} holds, and nothing else of flux-pam's is there: left alone, not torn down (${why.message})`);
+  }
+  return traces;
 }
 
 /** One user, under their lock: the jobs asked again (a hook may have run since), then set up or torn down. */
@@ -196,9 +217,13 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
   let lock: UidLock | undefined;
   const did: string[] = [];
   const warnings: string[] = [];
+  let marked = false;
   try {
     if (!run.dryRun) lock = await acquireUidLock(run.lockDir, uid, lockTimeoutMs(run.config));
-    const jobs = (await listJobs(run.client, { userids: [uid], rank: run.rank }, run.deadline.left("job-list.list")))
+    // Started once the lock is held, as the hooks' is: a hook's teardown that held the lock past
+    // the budget (a long kill-slice-grace-time) must not leave this user's work no time at all.
+    const deadline = new Deadline(run.budgetMs);
+    const jobs = (await listJobs(run.client, { userids: [uid], rank: run.rank }, deadline.left("job-list.list")))
       .filter((j) => j.userid === uid && runningOn(j, run.rank))
       .map((j): JobId => j.id);
     const user: Passwd = pw ?? { name: `uid ${uid}`, uid, gid: -1, home: "" };
@@ -210,13 +235,13 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
       config: run.config,
       lockDir: run.lockDir,
       dryRun: run.dryRun,
-      deadline: run.deadline,
-      waitBudget: run.deadline,
+      deadline,
+      waitBudget: deadline,
       sd: noting(run.sd, did),
       debug: () => {},
       warn: (t) => warnings.push(t.replace(/^warning: /, "")),
     };
-    const marked = run.dryRun ? false : markerExists(run.lockDir, uid);
+    marked = run.dryRun ? false : markerExists(run.lockDir, uid);
     let what: string;
     if (jobs.length > 0) {
       // Set up with the prolog's rules (its passwd entry needed: linger is asked by name).
@@ -237,6 +262,8 @@ async function reconcileUser(run: UserRun): Promise<{ ok: boolean; line: string 
     const outcome = run.dryRun ? "the calls above would be made" : did.length ? `repaired: ${did.join(", ")}` : "consistent, nothing to do";
     return { ok: true, line: `${who}: ${what}: ${outcome}${warnings.length ? ` (warning: ${warnings.join("; ")})` : ""}` };
   } catch (e) {
+    // (a teardown removes the marker before anything else: say so when it failed after that)
+    if (!run.dryRun && marked && !lockDirHas(run.lockDir, uid, "active")) did.unshift("marker removed");
     return { ok: false, line: `${who}: FAILED: ${explainRefusal(e, run.guest)}${did.length ? ` (done before: ${did.join(", ")})` : ""}` };
   } finally {
     lock?.release();

@@ -129,7 +129,11 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
     } catch (e) {
       report.error = `the broker could not be asked: ${(e as Error).message}`;
     }
-    sd = await sdPending.catch(() => undefined);
+    sd = await sdPending.catch((e: Error) => {
+      // Without systemd no limit, drop-in or user@ state is judged: "consistent" would be a guess.
+      report.error = `${report.error ? `${report.error}; ` : ""}systemd could not be asked: ${e.message}`;
+      return undefined;
+    });
 
     const scans = new Map<number, SliceScan>(scanSlices(prefix, only).map((s) => [s.uid, s]));
     const dropins = new Set(slicesWithDropins());
@@ -150,9 +154,10 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
       users.map(async (uid) => {
         const ids = jobsOf.get(uid) ?? [];
         const scan = scans.get(uid) ?? { uid, scopes: [], userServicePids: [], strays: [] };
-        const [expected, props, unit, linger] = await Promise.all([
+        const [expected, props, needDaemonReload, unit, linger] = await Promise.all([
           broker && constrain && ids.length ? expectedLimits(broker, lockDir, uid, ids, deadline) : undefined,
           sd?.unitProperties(`user-${uid}.slice`, { names: LIMITS }).then(limitsOf, () => undefined),
+          sd?.unitStatus(`user-${uid}.slice`).then((st) => st?.needDaemonReload ?? false, () => undefined),
           sd?.unitState(`user@${uid}.service`).then((s) => s.activeState, () => undefined),
           lingerOf(uid),
         ]);
@@ -169,6 +174,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
           constrain,
           killUserSlice: broker?.config.killUserSlice ?? false,
           limits: props,
+          ...(needDaemonReload === undefined ? {} : { needDaemonReload }),
           ...(expected instanceof Error ? { expectedError: expected.message } : expected ? { expected } : {}),
           ...(expected && !(expected instanceof Error) ? misfitOf(expected) : {}),
           dropins: dropins.has(uid),

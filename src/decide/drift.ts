@@ -25,6 +25,12 @@ export interface UserNodeState {
   killUserSlice: boolean;
   /** the slice's limits in force (undefined: systemd could not say) */
   limits?: Limits;
+  /**
+   * the slice's NeedDaemonReload: its files changed since systemd loaded it (undefined: not known).
+   * With no runtime drop-in of a limit and this false, the limits in force are its files' own (an
+   * administrator's drop-in in /etc): not flux-pam's.
+   */
+  needDaemonReload?: boolean;
   /** what the mapper gives for the union of the RUN jobs (with jobs and constraints only) */
   expected?: Limits;
   /** why `expected` could not be had */
@@ -115,7 +121,7 @@ export function limitDropins(files: readonly string[]): boolean {
 }
 
 /** What of flux-pam's own the node holds for a user, as the teardown of their last job would find it. */
-export type Traces = Pick<UserNodeState, "marker" | "shares" | "failure" | "limitDropins" | "limits"> & {
+export type Traces = Pick<UserNodeState, "marker" | "shares" | "failure" | "limitDropins" | "limits" | "needDaemonReload"> & {
   /** login scopes under the site's prefix (PREFIX-PID.scope) */
   scopes: readonly unknown[];
 };
@@ -124,7 +130,9 @@ export type Traces = Pick<UserNodeState, "marker" | "shares" | "failure" | "limi
  * What flux-pam left for a user on this node, one phrase each; empty: nothing. A user without
  * jobs here whose slice holds nothing of flux-pam's (a lingering account's user manager, an
  * administrator's console session through pam_systemd) is not flux-pam's to judge or tear down.
- * Limits in force count (a teardown cut short after its drop-ins went leaves them in memory).
+ * Limits in force count when systemd holds them in memory only (a teardown cut short after its
+ * drop-ins went: NeedDaemonReload=yes), or when it did not say; limits its files give (an
+ * administrator's drop-in in /etc, NeedDaemonReload=no) do not.
  */
 export function fluxPamTraces(t: Traces): string[] {
   const out: string[] = [];
@@ -132,7 +140,8 @@ export function fluxPamTraces(t: Traces): string[] {
   if (t.shares) out.push("a record of its jobs' shares");
   if (t.failure) out.push("a failed hook's record");
   if (t.limitDropins) out.push("runtime drop-ins of its limits");
-  if (t.limits && LIMITS.some((n) => constrains(n, t.limits![n]))) out.push("limits");
+  if (!t.limitDropins && t.limits && t.needDaemonReload !== false && LIMITS.some((n) => constrains(n, t.limits![n])))
+    out.push(t.needDaemonReload ? "limits held in systemd's memory only" : "limits");
   if (t.scopes.length) out.push("a login scope");
   return out;
 }
@@ -164,9 +173,15 @@ export function verdict(u: UserNodeState): Verdict {
         drift.push(`${words}: ${name}=${show(u.limits[name])}, jobs hold ${show(u.expected[name])}`);
       }
   }
+  if (u.jobs > 0 && u.constrain && !u.limitDropins && u.limits && LIMITS.some((n) => constrains(n, u.limits![n])))
+    drift.push("systemd holds the slice's limits in memory only (no runtime drop-in of them): the next daemon-reload lifts them");
   if (u.jobs === 0) {
-    const lifted = u.limits ? LIMITS.filter((n) => constrains(n, u.limits![n])) : [];
-    if (lifted.length) drift.push(`limits left from ended jobs: ${lifted.map((n) => `${n}=${u.limits![n]}`).join(" ")}`);
+    const limited = u.limits ? LIMITS.filter((n) => constrains(n, u.limits![n])) : [];
+    const fromFiles = !u.limitDropins && u.needDaemonReload === false;
+    const shown = limited.map((n) => `${n}=${u.limits![n]}`).join(" ");
+    // (the unit's own files' limits: what a teardown cannot and must not lift)
+    if (limited.length && fromFiles) notes.push(`limits from ${slice}'s own unit files, not flux-pam's: ${shown}`);
+    else if (limited.length) drift.push(`limits left from ended jobs: ${shown}`);
     if (u.dropins) drift.push(`runtime drop-ins left: /run/systemd/system.control/${slice}.d`);
     // Without kill-user-slice the site keeps what outlives the last job (uncontained): said, not drift.
     const left = (what: string) => (u.killUserSlice ? drift : notes).push(u.killUserSlice ? what : `${what} (kept: pam.kill-user-slice is off)`);

@@ -123,8 +123,36 @@ describe("verdict()", () => {
   test("fluxPamTraces() names what flux-pam left, and nothing for limits that constrain nothing", () => {
     expect(fluxPamTraces({ ...idle })).toEqual([]);
     expect(fluxPamTraces({ ...idle, limits: { ...NONE, DevicePolicy: "auto" } })).toEqual([]);
-    expect(fluxPamTraces({ ...good })).toEqual(["a marker", "a record of its jobs' shares", "runtime drop-ins of its limits", "limits", "a login scope"]);
+    expect(fluxPamTraces({ ...good })).toEqual(["a marker", "a record of its jobs' shares", "runtime drop-ins of its limits", "a login scope"]);
     expect(fluxPamTraces({ ...idle, failure: true, limits: { ...NONE, DevicePolicy: "closed" } })).toEqual(["a failed hook's record", "limits"]);
+  });
+
+  test("limits in force are flux-pam's when systemd holds them in memory only, or does not say; not when the slice's own files give them", () => {
+    const limits = { ...NONE, AllowedCPUs: "0-1", DevicePolicy: "closed" };
+    // a teardown cut short after its drop-ins went: the limits live on in memory
+    expect(fluxPamTraces({ ...idle, limits, needDaemonReload: true })).toEqual(["limits held in systemd's memory only"]);
+    expect(fluxPamTraces({ ...idle, limits })).toEqual(["limits"]);
+    // an administrator's drop-in in /etc/systemd/system/user-.slice.d (loaded: NeedDaemonReload=no)
+    expect(fluxPamTraces({ ...idle, limits, needDaemonReload: false })).toEqual([]);
+    const held = { ...idle, limits, needDaemonReload: false, strays: [{ cgroup: "user.slice/user-1000.slice/session-3.scope", pids: [500] }] };
+    expect(verdict(held).drift).toEqual([]);
+    expect(verdict(held).notes[0]).toStartWith("user-1000.slice holds nothing of flux-pam's");
+    // with a trace of flux-pam's (a marker), those limits are said, not taken for an ended job's
+    expect(verdict({ ...held, marker: true })).toEqual({
+      drift: ["marker without a running job", "processes in user.slice/user-1000.slice/session-3.scope without a running job: 500"],
+      notes: ["limits from user-1000.slice's own unit files, not flux-pam's: AllowedCPUs=0-1 DevicePolicy=closed"],
+    });
+    expect(verdict({ ...held, marker: true, needDaemonReload: true }).drift).toContain("limits left from ended jobs: AllowedCPUs=0-1 DevicePolicy=closed");
+  });
+
+  test("a running job's limits without a runtime drop-in that holds them are drift (the next daemon-reload lifts them)", () => {
+    const drift = "systemd holds the slice's limits in memory only (no runtime drop-in of them): the next daemon-reload lifts them";
+    expect(verdict({ ...good, limitDropins: false, needDaemonReload: true }).drift).toEqual([drift]);
+    expect(verdict({ ...good, dropins: false, limitDropins: false }).drift).toEqual([drift]);
+    expect(verdict(good).drift).toEqual([]);
+    // not judged where constraints are off, or systemd did not say
+    expect(verdict({ ...good, constrain: false, limitDropins: false }).drift).toEqual([]);
+    expect(verdict({ ...good, limits: undefined, limitDropins: false }).drift).toEqual([]);
   });
 
   test("jobs whose resources do not fit the node (the prolog refuses them) are drift", () => {

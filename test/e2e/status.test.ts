@@ -1,34 +1,30 @@
-// flux-pam status USER through the compiled binary, against the test broker, without systemd
-// (a bus address where none listens): markers, jobs, the verdict, exit codes, the --json shape.
+// flux-pam status USER through the compiled binary, against the test broker and a stand-in systemd
+// (test/systemd/fake-systemd.ts), or none at all: markers, jobs, the verdict, exit codes, the --json shape.
 // The same on real systemd, with drift made on purpose and repaired: test/systemd/node-repair.test.ts.
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { describe, expect, test } from "bun:test";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Scenario } from "../broker/scenario";
-import { type BrokerProcess, runBinary, startBrokerProcess, tempDir } from "./harness";
+import { runBinary } from "./harness";
+import { standInNode } from "./stand-in-node";
 
-const dir = tempDir("flux-pam-status-");
-const locks = join(dir.path, "locks");
-const marker = join(locks, "uid.1.active");
-let broker: BrokerProcess;
 const JOB = { id: "1227286904832", userid: 1, ranks: "0" };
 const managed = (over: object = {}): Scenario => ({ rank: 0, owner: 64999, config: { pam: { "manage-user-slice": true } }, ...over });
-
-beforeAll(async () => {
-  mkdirSync(locks, { mode: 0o700 });
-  broker = await startBrokerProcess(managed(), dir.path);
-});
-afterAll(async () => {
-  await broker.stop();
-  dir.remove();
-});
+const node = standInNode(managed(), "flux-pam-status-");
+const { dir, locks } = node;
+const marker = join(locks, "uid.1.active");
 
 async function status(s: Scenario, ...args: string[]) {
-  broker.setScenario(s);
-  return runBinary(["status", "daemon", "--uri", broker.uri, "--timeout", "3s", ...args], {
+  return statusOn(`${node.systemd.address}`, s, ...args);
+}
+
+/** status on the bus at `address` ("unix:path=..."). */
+async function statusOn(address: string, s: Scenario, ...args: string[]) {
+  node.broker.setScenario(s);
+  return runBinary(["status", "daemon", "--uri", node.broker.uri, "--timeout", "3s", ...args], {
     FLUX_PAM_LOCK_DIR: locks,
-    DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${dir.path}/no-bus`,
+    DBUS_SYSTEM_BUS_ADDRESS: address,
   });
 }
 
@@ -73,14 +69,31 @@ describe("flux-pam status", () => {
     expect(j.users).toHaveLength(1);
     const u = j.users[0];
     expect(Object.keys(u).sort()).toEqual(["consistent", "drift", "expected", "jobs", "limits", "linger", "logins", "marker", "name", "notes", "strays", "uid", "userService"].sort());
-    expect(u).toMatchObject({ uid: 1, name: "daemon", consistent: true, drift: [], jobs: [{ id: "1227286904832", f58: "ƒZEr9Bmq", state: "RUN" }], marker: true, limits: null, expected: null, userService: null });
+    const none = { AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" };
+    expect(u).toMatchObject({ uid: 1, name: "daemon", consistent: true, drift: [], jobs: [{ id: "1227286904832", f58: "ƒZEr9Bmq", state: "RUN" }], marker: true, limits: none, expected: null, userService: "inactive" });
     expect(r.code).toBe(0);
   });
 
-  test("without systemd the limits are not judged, and it says so", async () => {
+  test("without systemd nothing is judged consistent: the limits were not compared, and it says so, exit 1", async () => {
     writeFileSync(marker, "", { mode: 0o600 });
-    const r = await status(managed({ jobs: [JOB], config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } } }));
+    const r = await statusOn(`unix:path=${dir.path}/no-bus`, managed({ jobs: [JOB] }));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toStartWith(`flux-pam status: rank 0 (node0), ${node.broker.uri}: 1 user, not judged\nerror: systemd could not be asked: `);
     expect(r.stdout).toContain("  note:   systemd did not say what user-1.slice holds: its limits were not compared\n");
+    const j = JSON.parse((await statusOn(`unix:path=${dir.path}/no-bus`, managed({ jobs: [JOB] }), "--json")).stdout);
+    expect(j.consistent).toBe(false);
+    expect(j.error).toStartWith("systemd could not be asked: ");
+  });
+
+  test("a running job whose slice holds no runtime drop-in of its limits (the next daemon-reload would lift them): drift", async () => {
+    writeFileSync(marker, "", { mode: 0o600 });
+    const constrained = { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } };
+    // a limit in force, no drop-in of it under /run/systemd/system.control
+    node.systemd.units.set("user-1.slice", { DevicePolicy: "closed" });
+    const r = await status(managed({ config: constrained, mapper: "auto", jobs: [{ ...JOB, cores: "0" }] }));
+    node.systemd.units.delete("user-1.slice");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("  drift:  systemd holds the slice's limits in memory only (no runtime drop-in of them): the next daemon-reload lifts them\n");
   });
 
   test("a failed hook is shown with the unit whose journal holds it", async () => {

@@ -57,6 +57,8 @@ export interface FakeUnit {
   job?: { id: number; type: string; lasting?: boolean };
   /** stays held once stopped (another unit refers to it): a stop done does not free it */
   pinned?: boolean;
+  /** its DevicePolicy (default "auto"): a limit in force, for the readers of limits */
+  DevicePolicy?: string;
 }
 
 export interface FakeSystemd {
@@ -277,7 +279,7 @@ export async function startFakeSystemd(dir: string): Promise<FakeSystemd> {
       return {
         AllowedCPUs: ["ay", Buffer.alloc(0)],
         AllowedMemoryNodes: ["ay", Buffer.alloc(0)],
-        DevicePolicy: ["s", "auto"],
+        DevicePolicy: ["s", u.DevicePolicy ?? "auto"],
         DeviceAllow: ["a(ss)", []],
       };
     return undefined;

@@ -79,6 +79,18 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
     throw new Error(`status never became consistent: ${JSON.stringify(last)}`);
   }
 
+  /** alice's slice holds foreign.service and nothing of flux-pam's: status notes it, reconcile leaves it running. */
+  async function expectForeignLeftAlone() {
+    const before = await status();
+    expect(before.code).toBe(0);
+    expect(before.alice?.drift).toEqual([]);
+    expect(before.alice?.notes[0]).toMatch(/^user-1000\.slice holds nothing of flux-pam's .*: not managed here, left alone by reconcile: processes in user\.slice\/user-1000\.slice\/foreign\.service: \d+$/);
+    const r = await reconcile();
+    expect(r.stdout).toBe("alice (uid 1000): no running job here: left alone (user-1000.slice holds nothing of flux-pam's)\n");
+    expect(r.code).toBe(0);
+    expect((await c.exec(["systemctl", "is-active", "foreign.service"])).stdout.trim()).toBe("active");
+  }
+
   /** The node as a last housekeeping leaves it: no job, nothing of alice's left. */
   async function cleanNode() {
     node([]);
@@ -139,6 +151,10 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
     await c.run(["sh", "-c", `rm -f ${dropins}/*.conf`]);
     // The same limits as the job's union, in memory alone: the next daemon-reload would lift them.
     expect((await c.run(["systemctl", "show", "-p", "AllowedCPUs", "-p", "NeedDaemonReload", SLICE])).trim()).toBe("AllowedCPUs=0-1\nNeedDaemonReload=yes");
+    // status says so (what reconcile repairs is drift)
+    const before = await status();
+    expect(before.code).toBe(1);
+    expect(before.alice?.drift).toEqual(["systemd holds the slice's limits in memory only (no runtime drop-in of them): the next daemon-reload lifts them"]);
     const r = await reconcile();
     expect(r.stdout).toMatch(/^alice \(uid 1000\): 1 running job here \(ƒ\w+\): repaired: limits set to the jobs' union\n$/);
     expect(r.code).toBe(0);
@@ -187,18 +203,26 @@ describe.skipIf(skip !== undefined)("status and reconcile on real systemd", () =
     // an administrator's own runtime property of the slice: not a drop-in of flux-pam's limits
     await c.run(["systemctl", "set-property", "--runtime", SLICE, "TasksMax=200"]);
     try {
-      const before = await status();
-      expect(before.code).toBe(0);
-      expect(before.alice?.drift).toEqual([]);
-      expect(before.alice?.notes[0]).toMatch(/^user-1000\.slice holds nothing of flux-pam's .*: not managed here, left alone by reconcile: processes in user\.slice\/user-1000\.slice\/foreign\.service: \d+$/);
-      const r = await reconcile();
-      expect(r.stdout).toBe("alice (uid 1000): no running job here: left alone (user-1000.slice holds nothing of flux-pam's)\n");
-      expect(r.code).toBe(0);
-      expect((await c.exec(["systemctl", "is-active", "foreign.service"])).stdout.trim()).toBe("active");
+      await expectForeignLeftAlone();
       expect((await c.run(["systemctl", "show", "-p", "TasksMax", SLICE])).trim()).toBe("TasksMax=200");
     } finally {
       await c.run(["systemctl", "stop", "foreign.service"]);
       await c.run(["systemctl", "revert", SLICE]);
+    }
+    await cleanNode();
+  });
+
+  test("an administrator's limits in the slices' own files (/etc/systemd/system/user-.slice.d), no job here: noted as not flux-pam's, the slice left alone", async () => {
+    node([]);
+    const site = "/etc/systemd/system/user-.slice.d/90-site.conf";
+    await c.run(["sh", "-c", `mkdir -p ${site.slice(0, site.lastIndexOf("/"))} && printf '[Slice]\\nAllowedCPUs=0\\nDevicePolicy=closed\\n' >${site} && systemctl daemon-reload`]);
+    await c.run(["systemd-run", "--quiet", `--uid=${ALICE}`, `--slice=${SLICE}`, "--unit=foreign", "sleep", "infinity"]);
+    try {
+      expect((await c.run(["systemctl", "show", "-p", "AllowedCPUs", "-p", "DevicePolicy", "-p", "NeedDaemonReload", SLICE])).trim()).toBe("AllowedCPUs=0\nDevicePolicy=closed\nNeedDaemonReload=no");
+      await expectForeignLeftAlone();
+    } finally {
+      await c.run(["systemctl", "stop", "foreign.service"]);
+      await c.run(["sh", "-c", `rm -f ${site} && systemctl daemon-reload`]);
     }
     await cleanNode();
   });
