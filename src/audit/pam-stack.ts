@@ -55,6 +55,8 @@ export function isFluxPamExec(e: PamEntry): boolean {
 export interface PamAuditContext {
   /** pam.manage-user-slice from the Flux config; undefined when it could not be read */
   manageUserSlice?: boolean;
+  /** the node's files (pam_access's rules); without them those lines are said, not judged */
+  files?: Pick<Tree, "read" | "list">;
 }
 
 /** Is the line a final "no" for whoever reaches it (account required pam_deny.so)? */
@@ -109,6 +111,70 @@ function accountLine(e: PamEntry, account: PamEntry[], svc: string): Finding[] {
   if (deny === "ok" || deny === "done")
     return [...out, error("pam", `${at}: account ${controlText(e.control)} ${name}: a denial counts as success`, `use "account sufficient ${name}" followed by "account required pam_deny.so"`)];
   return [...out, warning("pam", `${at}: account ${controlText(e.control)} ${name}: jumps or resets on a denial; check by hand that a denial denies`, `use "account sufficient ${name}" followed by "account required pam_deny.so"`)];
+}
+
+/** Modules whose success admits whoever they know of: as "sufficient" in account, a way in without a job. */
+const ADMITS_ALL: Record<string, string> = {
+  "pam_permit.so": "every user",
+  "pam_unix.so": "every user whose account has not expired",
+  "pam_localuser.so": "every user in /etc/passwd",
+};
+
+export const ACCESS_CONF = "/etc/security/access.conf";
+const ACCESS_D = "/etc/security/access.d";
+/** A rule that denies every user from everywhere: what pam_access needs last, since it grants when no rule matches. */
+const DENY_ALL = /^\s*-\s*:\s*ALL\s*:\s*ALL\s*$/;
+
+/**
+ * The files pam_access reads for a line (accessfile=, or access.conf then access.d/*.conf in
+ * order), and whether one of them denies everyone its earlier rules did not match: pam_access
+ * grants a user no rule matches (PAM_SUCCESS), so without `-:ALL:ALL` a sufficient pam_access.so
+ * admits everyone. Undefined: not decidable here (another field separator).
+ */
+export function accessDeniesTheRest(args: readonly string[], files: Pick<Tree, "read" | "list">): { files: string[]; deniesAll: boolean } | undefined {
+  if (args.some((a) => a.startsWith("fieldsep="))) return undefined;
+  const own = args.find((a) => a.startsWith("accessfile="))?.slice("accessfile=".length);
+  const paths = own ? [own] : [ACCESS_CONF, ...(files.list(ACCESS_D) ?? []).filter((n) => n.endsWith(".conf")).sort().map((n) => `${ACCESS_D}/${n}`)];
+  const deniesAll = paths.some((p) => (files.read(p) ?? "").split("\n").some((l) => !l.trimStart().startsWith("#") && DENY_ALL.test(l)));
+  return { files: paths, deniesAll };
+}
+
+/**
+ * The account lines before the denial that a success of theirs ends the stack with (sufficient,
+ * [success=done]), pam_flux's own aside: each admits users without a job. pam_access.so is the
+ * admins' way in and fine when its rules end by denying everyone else; the modules that admit
+ * whoever they know are errors; any other is said, to be checked by hand.
+ */
+function accountEscapes(account: PamEntry[], admit: PamEntry[], svc: string, files: PamAuditContext["files"]): Finding[] {
+  const first = Math.min(...admit.map((e) => account.indexOf(e)));
+  const denial = account.findIndex((e, j) => j > first && denies(e));
+  const before = denial < 0 ? account : account.slice(0, denial);
+  const out: Finding[] = [];
+  for (const e of before) {
+    if (admit.includes(e) || actionFor(e.control, "success") !== "done") continue;
+    const m = moduleName(e);
+    const line = `${where(e.at)}: account ${controlText(e.control)} ${m}`;
+    if (m === "pam_access.so") {
+      if (!files) continue;
+      const rules = accessDeniesTheRest(e.args, files);
+      if (!rules)
+        out.push(warning("pam", `${line} uses another field separator: whether its rules deny everyone they do not admit was not checked`, `check by hand that its rules end with a line denying ALL users from ALL origins`));
+      else if (!rules.deniesAll)
+        out.push(
+          error(
+            "pam",
+            `${line}: ${rules.files.join(", ")} ${rules.files.length === 1 ? "has" : "have"} no "-:ALL:ALL" rule, and pam_access admits every user no rule names: anyone ${svc} authenticates logs in, job or not`,
+            `list the administrators ("+:admins:ALL"), then end ${rules.files[0]} with the line "-:ALL:ALL"`,
+          ),
+        );
+    } else if (ADMITS_ALL[m])
+      out.push(error("pam", `${line}: its success ends the account stack, and it succeeds for ${ADMITS_ALL[m]}: they log in, job or not`, `make it "required" (or remove it), so that only pam_flux.so's answer admits`));
+    else
+      out.push(
+        warning("pam", `${line}: its success ends the account stack before pam_flux.so's answer counts: whoever it admits logs in without a job`, `check by hand that ${m} admits only the users meant to log in without a job`),
+      );
+  }
+  return out;
 }
 
 /** A pam_exec.so line that runs flux-pam (any subcommand). */
@@ -219,6 +285,7 @@ export function auditPamStack(stack: PamStack, ctx: PamAuditContext = {}): Findi
       ),
     );
   for (const e of admit) out.push(...accountLine(e, account, svc));
+  if (admit.length > 0) out.push(...accountEscapes(account, admit, svc, ctx.files));
   out.push(...pamExecEnvironment(stack.entries, svc));
 
   const session = stack.entries.filter((e) => e.type === "session");
@@ -278,7 +345,7 @@ export function auditPam(tree: Tree, ctx: PamAuditContext = {}): PamAudit {
   const findings: Finding[] = [];
   if (!audited.some((s) => s.service === SSHD))
     findings.push(warning("pam", `no ${PAM_DIRS[0]}/${SSHD}: ssh logins were not checked (is sshd installed?)`, `install openssh-server and add pam_flux.so to ${PAM_DIRS[0]}/${SSHD}`));
-  for (const s of audited) findings.push(...auditPamStack(s, ctx));
+  for (const s of audited) findings.push(...auditPamStack(s, { ...ctx, files: tree }));
   const lockDirs = audited.flatMap((s) =>
     s.entries.filter((e) => e.type === "session" && isPamFlux(e)).flatMap((e) => e.args.filter((a) => a.startsWith("lock-dir=")).map((a) => a.slice(9))),
   );

@@ -41,6 +41,13 @@ export function manSnippets(): Snippet[] {
   return ["man/flux-config-pam.5", "man/pam_flux.8", "man/flux-pam.1"].flatMap((doc) => named(doc, mdocBlocks(readFileSync(join(TOP, doc), "utf8"))));
 }
 
+/** The PAM stacks the documents show (every plain fenced or literal block with a pam_flux.so line), as written. */
+export function pamExamples(): Snippet[] {
+  const md = [...readFileSync(join(TOP, "README.md"), "utf8").matchAll(/^```\n([\s\S]*?)^```$/gm)].map((m) => ({ doc: "README.md", text: m[1]! }));
+  const man = ["man/pam_flux.8", "man/flux-pam.1"].flatMap((doc) => mdocBlocks(readFileSync(join(TOP, doc), "utf8")).map((text) => ({ doc, text })));
+  return [...md, ...man].filter((b) => /^(account|session)\s+\S+\s+pam_flux\.so/m.test(b.text)).map((b) => ({ ...b, path: "/etc/pam.d/sshd" }));
+}
+
 /** The README's file for `path`: fails loudly if the README no longer has it. */
 export function readmeFile(path: string): string {
   const s = readmeSnippets().find((x) => x.path === path);

@@ -64,6 +64,9 @@ session  required    pam_unix.so
 @include common-password
 `;
 
+/** pam_access's rules as README.md gives them: the administrators, then everyone else denied. */
+export const GOOD_ACCESS_CONF = "+:root wheel:ALL\n-:ALL:ALL\n";
+
 /** The system instance's config exactly as README.md gives it. */
 export const GOOD_FLUX_TOML = readmeFile("/etc/flux/system/conf.d/pam.toml");
 
@@ -76,6 +79,7 @@ export function goodNode(): Record<string, Entry> {
     "etc/pam.d/common-auth": "auth required pam_unix.so\n",
     "etc/pam.d/common-password": "password required pam_unix.so\n",
     "etc/pam.d/sshd": GOOD_SSHD,
+    "etc/security/access.conf": GOOD_ACCESS_CONF,
     "etc/ssh/sshd_config": "Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\n",
     "etc/flux/system/conf.d/pam.toml": GOOD_FLUX_TOML,
     "etc/flux/imp/conf.d/imp.toml": GOOD_IMP,

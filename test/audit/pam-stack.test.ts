@@ -6,11 +6,13 @@ import { join } from "node:path";
 import type { Finding } from "../../src/audit/finding";
 import { PAM_FLUX_OPTIONS, auditPam, optionProblem } from "../../src/audit/pam-stack";
 import { ROOT } from "../e2e/harness";
-import { GOOD_SSHD, withTree } from "./fake-tree";
+import { pamExamples } from "./doc-snippets";
+import { GOOD_ACCESS_CONF, GOOD_SSHD, withTree } from "./fake-tree";
 
 const COMMON = {
   "etc/pam.d/common-auth": "auth required pam_unix.so\n",
   "etc/pam.d/common-password": "password required pam_unix.so\n",
+  "etc/security/access.conf": GOOD_ACCESS_CONF,
 };
 
 function audit(sshd: string, more: Record<string, string> = {}, manageUserSlice?: boolean): Finding[] {
@@ -33,6 +35,71 @@ describe("pam_exec running flux-pam", () => {
     const sshd = `account required pam_unix.so\n${exec}session required pam_exec.so /usr/libexec/flux-pam/flux-pam session-open\n`;
     expect(problems(audit(sshd))[0]).toStartWith("error: /etc/pam.d/sshd:3: session ... pam_exec.so ... flux-pam:");
   });
+});
+
+describe("account lines whose success ends the stack before pam_flux.so's answer counts", () => {
+  const stack = (line: string) => `account required pam_unix.so\n${line}\naccount sufficient pam_flux.so\naccount required pam_deny.so\n`;
+  const noDenyAll =
+    'error: /etc/pam.d/sshd:2: account sufficient pam_access.so: /etc/security/access.conf has no "-:ALL:ALL" rule, and pam_access admits every user no rule names: anyone /etc/pam.d/sshd authenticates logs in, job or not';
+
+  test("pam_access.so with Debian's stock access.conf (comments only) is an error: it admits everyone", () => {
+    // (real libpam: pamtester's acct_mgmt of any user succeeds through "sufficient pam_access.so" then "required pam_deny.so")
+    expect(problems(audit(stack("account sufficient pam_access.so"), { "etc/security/access.conf": "# Login access control table.\n#+:root:ALL\n" }))).toEqual([noDenyAll]);
+  });
+
+  test("pam_access.so without its rules file is an error, and a -:ALL:ALL in a comment does not count", () => {
+    expect(problems(withTree({ ...COMMON, "etc/security/access.conf": null, "etc/pam.d/sshd": stack("account sufficient pam_access.so") }, (t) => auditPam(t.tree).findings))).toEqual([noDenyAll]);
+    expect(problems(audit(stack("account sufficient pam_access.so"), { "etc/security/access.conf": "+:root:ALL\n# -:ALL:ALL\n" }))).toEqual([noDenyAll]);
+  });
+
+  test("pam_access.so whose rules end by denying everyone else is fine: in access.conf, in access.d, or in its accessfile=", () => {
+    expect(problems(audit(stack("account sufficient pam_access.so"), { "etc/security/access.conf": "+ : root : ALL\n - : ALL : ALL \n" }))).toEqual([]);
+    expect(problems(audit(stack("account sufficient pam_access.so"), { "etc/security/access.conf": "+:root:ALL\n", "etc/security/access.d/99-rest.conf": "-:ALL:ALL\n" }))).toEqual([]);
+    expect(problems(audit(stack("account sufficient pam_access.so accessfile=/etc/security/flux-access.conf"), { "etc/security/flux-access.conf": "+:admins:ALL\n-:ALL:ALL\n" }))).toEqual([]);
+    // accessfile= replaces access.conf: its deny-all does not count then
+    expect(problems(audit(stack("account sufficient pam_access.so accessfile=/etc/security/flux-access.conf"), { "etc/security/flux-access.conf": "+:admins:ALL\n" }))[0]).toStartWith(
+      'error: /etc/pam.d/sshd:2: account sufficient pam_access.so: /etc/security/flux-access.conf has no "-:ALL:ALL" rule',
+    );
+  });
+
+  test("another field separator is said, not judged", () => {
+    expect(problems(audit(stack("account sufficient pam_access.so fieldsep=|")))).toEqual([
+      "warning: /etc/pam.d/sshd:2: account sufficient pam_access.so uses another field separator: whether its rules deny everyone they do not admit was not checked",
+    ]);
+  });
+
+  test("pam_unix.so, pam_localuser.so or pam_permit.so as sufficient (or [success=done]) is an error: it admits whoever it knows", () => {
+    expect(problems(audit(stack("account sufficient pam_unix.so")))).toEqual([
+      "error: /etc/pam.d/sshd:2: account sufficient pam_unix.so: its success ends the account stack, and it succeeds for every user whose account has not expired: they log in, job or not",
+    ]);
+    expect(problems(audit(stack("account [success=done default=ignore] pam_localuser.so")))).toEqual([
+      "error: /etc/pam.d/sshd:2: account [success=done default=ignore] pam_localuser.so: its success ends the account stack, and it succeeds for every user in /etc/passwd: they log in, job or not",
+    ]);
+    // after pam_flux.so, before the denial: the same way in
+    const after = "account required pam_unix.so\naccount sufficient pam_flux.so\naccount sufficient pam_permit.so\naccount required pam_deny.so\n";
+    expect(problems(audit(after))).toEqual([
+      "error: /etc/pam.d/sshd:3: account sufficient pam_permit.so: its success ends the account stack, and it succeeds for every user: they log in, job or not",
+    ]);
+  });
+
+  test("any other module that can end the stack is a warning to check it by hand; one after the denial is no way in", () => {
+    expect(problems(audit(stack("account sufficient pam_sss.so")))).toEqual([
+      "warning: /etc/pam.d/sshd:2: account sufficient pam_sss.so: its success ends the account stack before pam_flux.so's answer counts: whoever it admits logs in without a job",
+    ]);
+    expect(problems(audit("account required pam_unix.so\naccount sufficient pam_flux.so\naccount required pam_deny.so\naccount sufficient pam_permit.so\n"))).toEqual([]);
+  });
+});
+
+describe("the documents' PAM examples", () => {
+  const examples = pamExamples();
+  test("there are some: README's, and pam_flux(8)'s three", () => {
+    expect(examples.filter((e) => e.doc === "README.md").length).toBeGreaterThanOrEqual(1);
+    expect(examples.filter((e) => e.doc === "man/pam_flux.8").length).toBeGreaterThanOrEqual(3);
+  });
+  for (const [i, e] of examples.entries())
+    test(`${e.doc}, example ${i + 1}: no error (with the documents' access.conf)`, () => {
+      expect(problems(audit(e.text)).filter((p) => p.startsWith("error"))).toEqual([]);
+    });
 });
 
 describe("a good stack", () => {
