@@ -40,8 +40,15 @@ function attempt<T extends { findings: Finding[] }>(area: Area, check: () => T):
 
 export async function auditNode(opts: NodeAuditOptions): Promise<NodeAudit> {
   const tree = new Tree(opts.root);
-  // Who runs the instance, when no broker says so: flux.service's User=.
-  const unitOwner = instanceOwnerFromUnit(tree);
+  // Who runs the instance, when no broker says so: flux.service's User=. (A unit file that cannot
+  // be read, a symlink loop say, leaves it unknown and is one finding, not the end of the audit.)
+  let unitOwner: ReturnType<typeof instanceOwnerFromUnit>;
+  const ownerFinding: Finding[] = [];
+  try {
+    unitOwner = instanceOwnerFromUnit(tree);
+  } catch (e) {
+    ownerFinding.push(warning("imp", `flux.service could not be read for the instance owner (${(e as Error).message}): the owner is taken from the broker, else assumed "flux"`, "fix what the message names"));
+  }
   const flux = attempt<FluxConfigAudit>("flux-config", () => auditFluxConfig(tree, unitOwner?.name === "root" ? { owner: 0 } : {}));
   const manageUserSlice = flux.config?.manageUserSlice;
   // Without a readable config the hooks may well be needed: missing pieces are errors then.
@@ -76,6 +83,7 @@ export async function auditNode(opts: NodeAuditOptions): Promise<NodeAudit> {
     ...pam.findings,
     ...guarded("sshd", () => auditSshd(tree)),
     ...flux.findings,
+    ...ownerFinding,
     ...imp.findings,
     ...guarded("hooks", () => auditHooks(tree, { fluxLibexec: imp.fluxLibexec, needed })),
     ...lockDirs.slice(1).map((d) =>

@@ -147,14 +147,22 @@ export interface PamStack {
 export type PamLoader = (name: string) => { path: string; text: string } | undefined;
 
 const MAX_DEPTH = 16;
+/** Lines a stack may grow to with its includes: more is not a stack anyone meant (includes fanning out). */
+const MAX_ENTRIES = 10_000;
 
 /** The service's stack with every include expanded; undefined if the service file does not exist. */
 export function expandService(service: string, load: PamLoader): PamStack | undefined {
   const top = load(service);
   if (!top) return undefined;
   const stack: PamStack = { service, path: top.path, entries: [], included: new Set(), problems: [] };
+  let capped = false;
   const walk = (path: string, text: string, only: PamType | undefined, via: Loc[], depth: number): void => {
     for (const l of parsePamFile(text, path)) {
+      if (stack.entries.length >= MAX_ENTRIES) {
+        if (!capped) stack.problems.push({ at: [l.at, ...via], what: `the stack grows past ${MAX_ENTRIES} lines with its includes: not expanded further` });
+        capped = true;
+        return;
+      }
       const at = [l.at, ...via];
       if (l.kind === "bad") {
         stack.problems.push({ at, what: `line not understood (${l.why}): ${l.text}` });
@@ -170,8 +178,13 @@ export function expandService(service: string, load: PamLoader): PamStack | unde
         stack.problems.push({ at, what: `includes ${l.file}, which does not exist` });
         continue;
       }
+      // (a file that includes itself, or one that includes it: each turn of the loop would add it again)
+      if (inc.path === path || via.some((v) => v.file === inc.path)) {
+        stack.problems.push({ at, what: `includes ${inc.path}, which is already being included here: a loop` });
+        continue;
+      }
       if (depth >= MAX_DEPTH) {
-        stack.problems.push({ at, what: `includes nest deeper than ${MAX_DEPTH} (a loop?)` });
+        stack.problems.push({ at, what: `includes nest deeper than ${MAX_DEPTH}` });
         continue;
       }
       stack.included.add(inc.path);

@@ -61,7 +61,7 @@ export interface PamAuditContext {
 
 /** Is the line a final "no" for whoever reaches it (account required pam_deny.so)? */
 function denies(e: PamEntry): boolean {
-  const a = actionFor(e.control, "acct_expired");
+  const a = actionFor(e.control, "auth_err"); // what pam_deny.so's account function returns
   return moduleName(e) === "pam_deny.so" && (a === "bad" || a === "die");
 }
 

@@ -27,9 +27,13 @@ function includeFiles(tree: Tree, pattern: string): string[] {
  * The first UsePAM of the global section (sshd keeps the first value it reads; UsePAM is not
  * allowed inside Match), following Include. Undefined when no file sets it.
  */
-export function usePam(tree: Tree, path = SSHD_CONFIG, depth = 0): { value: string; at: string } | undefined {
+export function usePam(tree: Tree, path = SSHD_CONFIG, depth = 0, seen = new Set<string>()): { value: string; at: string } | undefined {
+  // A file read once without a UsePAM has none the second time either: each is read once (an
+  // Include loop, which sshd refuses, or files fanning out, end at once).
+  if (depth > MAX_DEPTH || seen.has(path)) return undefined;
+  seen.add(path);
   const text = tree.read(path);
-  if (text === undefined || depth > MAX_DEPTH) return undefined;
+  if (text === undefined) return undefined;
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
     const m = /^\s*([A-Za-z]+)(?:\s*=\s*|\s+)(.*?)\s*$/.exec(lines[i]!.replace(/#.*/, ""));
@@ -40,7 +44,7 @@ export function usePam(tree: Tree, path = SSHD_CONFIG, depth = 0): { value: stri
     if (key === "include")
       for (const p of m[2]!.split(/\s+/))
         for (const f of includeFiles(tree, p)) {
-          const found = usePam(tree, f, depth + 1);
+          const found = usePam(tree, f, depth + 1, seen);
           if (found) return found;
         }
   }

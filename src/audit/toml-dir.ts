@@ -49,7 +49,8 @@ export function readTomlDir(tree: Tree, dir: string, area: Area, refuses: string
   const names = tree.list(dir);
   if (names === undefined) return undefined;
   const out: TomlDir = { dir, files: [], table: {}, findings: [], shadowed: [], origins: {} };
-  for (const n of names.filter((x) => x.endsWith(".toml"))) {
+  // glob("*.toml"), as flux-core and the IMP read the directory: a name starting with "." is not matched.
+  for (const n of names.filter((x) => x.endsWith(".toml") && !x.startsWith("."))) {
     const path = `${dir}/${n}`;
     const text = tree.read(path);
     if (text === undefined) continue;

@@ -42,6 +42,11 @@ describe("the Flux config files", () => {
     expect(r.imp).toBe("/usr/libexec/flux/flux-imp");
   });
 
+  test("a file whose name starts with a dot is not read (flux-core globs *.toml)", () => {
+    const r = audit({ "pam.toml": GOOD, ".pam.toml.swp.toml": "[job-manager.housekeeping]\nper-rank = true\n" });
+    expect(problems(r.findings)).toEqual([]);
+  });
+
   test("tables split over files are merged key by key, as flux-core merges them", () => {
     const at = GOOD.indexOf("[job-manager]");
     const r = audit({ "a.toml": GOOD.slice(0, at), "b.toml": GOOD.slice(at).replace("per-rank = true", ""), "c.toml": "[job-manager.prolog]\nper-rank = true\n" });

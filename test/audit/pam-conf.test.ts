@@ -81,7 +81,23 @@ describe("expanding a service", () => {
   test("a missing include and an include loop are problems, not crashes", () => {
     const s = expandService("a", loader({ "/etc/pam.d/a": "@include b\n@include gone\n", "/etc/pam.d/b": "@include a\n" }))!;
     expect(s.problems.map((p) => p.what)).toContain("includes gone, which does not exist");
-    expect(s.problems.some((p) => p.what.startsWith("includes nest deeper than 16"))).toBe(true);
+    expect(s.problems.map((p) => p.what)).toContain("includes /etc/pam.d/a, which is already being included here: a loop");
+  });
+
+  test("includes that loop and fan out end at once (each turn would double the stack)", () => {
+    const s = expandService("loop", loader({ "/etc/pam.d/loop": "account include loop\naccount include loop\naccount include loop\naccount required pam_unix.so\n" }))!;
+    expect(s.problems.map((p) => p.what)).toEqual(Array(3).fill("includes /etc/pam.d/loop, which is already being included here: a loop"));
+    expect(s.entries.map((e) => e.module)).toEqual(["pam_unix.so"]);
+  });
+
+  test("includes that fan out without a loop stop growing the stack at 10000 lines, said once", () => {
+    // f0 includes f1 twice, f1 includes f2 twice, ... : 2^15 lines of pam_unix.so at the bottom
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 15; i++) files[`/etc/pam.d/f${i}`] = `account include f${i + 1}\naccount include f${i + 1}\n`;
+    files["/etc/pam.d/f15"] = "account required pam_unix.so\n";
+    const s = expandService("f0", loader(files))!;
+    expect(s.entries.length).toBe(10_000);
+    expect(s.problems.map((p) => p.what)).toEqual(["the stack grows past 10000 lines with its includes: not expanded further"]);
   });
 
   test("a service that does not exist expands to nothing", () => {

@@ -210,6 +210,14 @@ describe("the account stack", () => {
     ]);
   });
 
+  test("a bracket pam_deny.so denies by what its account function returns (PAM_AUTH_ERR), not by another code", () => {
+    const with_ = (ctl: string) => `account required pam_unix.so\naccount sufficient pam_flux.so\naccount ${ctl} pam_deny.so\n`;
+    expect(problems(audit(with_("[auth_err=die default=ignore]")))).toEqual([]);
+    expect(problems(audit(with_("[acct_expired=bad default=ignore]")))).toEqual([
+      'error: /etc/pam.d/sshd:2: account sufficient pam_flux.so is not followed by "account required pam_deny.so": a user it turns away is still admitted by the other account modules',
+    ]);
+  });
+
   test("sufficient before Debian's common-account is an error: its pam_deny.so is jumped over", () => {
     const sshd = "account sufficient pam_flux.so\n@include common-account\n";
     const commonAccount = "account [success=1 new_authtok_reqd=done default=ignore] pam_unix.so\naccount requisite pam_deny.so\naccount required pam_permit.so\n";

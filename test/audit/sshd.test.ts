@@ -17,6 +17,15 @@ describe("UsePAM", () => {
     expect(fs).toEqual([{ area: "sshd", severity: "ok", what: "/etc/ssh/sshd_config.d/10-pam.conf:2: UsePAM yes" }]);
   });
 
+  test("Include files that include each other end at once (each turn would multiply the files read)", () => {
+    const loop = "Include /etc/ssh/d/*.conf\n";
+    const entries: Record<string, string> = { "etc/ssh/sshd_config": "Include /etc/ssh/d/*.conf\n" };
+    for (const n of "abcdefghijklmnop") entries[`etc/ssh/d/${n}.conf`] = loop;
+    entries["etc/ssh/d/q.conf"] = `${loop}UsePAM yes\n`;
+    const fs = withTree(entries, (t) => auditSshd(t.tree));
+    expect(fs).toEqual([{ area: "sshd", severity: "ok", what: "/etc/ssh/d/q.conf:2: UsePAM yes" }]);
+  });
+
   test("the first value wins, as in sshd", () => {
     const fs = withTree({ "etc/ssh/sshd_config": "UsePAM=no\nUsePAM yes\n" }, (t) => auditSshd(t.tree));
     expect(fs[0]).toEqual({

@@ -116,6 +116,18 @@ WARNING linger: --root, no broker asked: every linger file counts: linger is ena
     expect(j.findings.at(-1).severity).toBe("warning");
   });
 
+  test("a flux.service that is a symlink loop is one warning, and the audit goes on", async () => {
+    const loop = fakeTree({ ...goodNode(), "usr/lib/systemd/system/flux.service": { link: "flux.service" } });
+    try {
+      const r = await runBinary(["doctor", "--root", loop.path], {});
+      expect(r.stdout).toMatch(/^WARNING imp: flux\.service could not be read for the instance owner \(.*(symbolic links|ELOOP).*\): the owner is taken from the broker, else assumed "flux"$/m);
+      expect(r.stdout).toContain("ok      tmpfiles: ");
+      expect(r.code).toBe(0);
+    } finally {
+      loop.remove();
+    }
+  });
+
   test("--root that is not a directory is a usage error", async () => {
     const r = await runBinary(["doctor", "--root", `${good.path}/nope`], {});
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 2, stderr: `flux-pam: --root ${good.path}/nope: not a directory\n` });
