@@ -19,6 +19,30 @@ function globMatch(pattern: string, s: string): boolean {
   return new RegExp(`^${re}$`).test(s);
 }
 
+/**
+ * Why the IMP would refuse to run `path` for a [run.*] table, in its own words, or undefined. It
+ * checks the file (not a symbolic link, a regular file, root's, writable by neither group nor
+ * others) and its directory as named (a directory, not a link, root's, not writable by others, nor
+ * by a group but root's, without the sticky bit), and dies with "run: PATH: REASON".
+ */
+export function runPathProblem(tree: Tree, path: string): string | undefined {
+  const st = tree.lstat(path);
+  if (!st) return "No such file or directory";
+  if (st.isSymbolicLink()) return "symbolic link";
+  if (!st.isFile()) return "File is not a regular file";
+  if (st.uid !== 0) return "insecure file ownership";
+  if (st.mode & 0o022) return `bad file permissions (${(st.mode & 0o7777).toString(8).padStart(4, "0")})`;
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  const d = tree.lstat(dir);
+  if (!d) return "Unable to stat parent directory";
+  if (!d.isDirectory()) return "Unable to check parent directory. Unexpected file type";
+  if (d.uid !== 0) return "Invalid ownership on parent directory";
+  const sticky = (d.mode & 0o1000) !== 0;
+  if (d.gid !== 0 && d.mode & 0o020 && !sticky) return "parent directory is group-writable without sticky bit";
+  if (d.mode & 0o002 && !sticky) return "parent directory is world-writable without sticky bit";
+  return undefined;
+}
+
 export interface ImpOwner {
   name: string;
   /** how we know: the broker's security.owner, flux.service's User=, or flux-core's default */
@@ -116,8 +140,18 @@ export function auditImpConfig(tree: Tree, ctx: ImpContext): ImpAudit {
     else {
       const m = /^(.*)\/cmd\/flux-run-(prolog|housekeeping)$/.exec(path);
       if (m && s === "prolog") fluxLibexec = m[1];
-      if (!tree.lstat(path))
-        findings.push(warning("imp", `${IMP_CONF_DIR}: ${key}.path ${path} does not exist`, `point it at flux-core's flux-run-${s} (e.g. /usr/libexec/flux/cmd/flux-run-${s})`));
+      const problem = runPathProblem(tree, path);
+      if (problem)
+        findings.push(
+          errorIf(
+            needed,
+            "imp",
+            `${IMP_CONF_DIR}: ${key}.path ${path}: the IMP refuses to run it ("run: ${path}: ${problem}"): every ${s} fails${s === "prolog" ? " and the node drains" : ""}`,
+            problem === "No such file or directory"
+              ? `point it at flux-core's flux-run-${s} (e.g. /usr/libexec/flux/cmd/flux-run-${s})`
+              : `make ${path} a regular file of root's, writable by root alone, in a directory of root's nobody else can write to (point path at the file itself, not a link)`,
+          ),
+        );
     }
     if (findings.length === before)
       findings.push(ok("imp", `${d.origins.run}: [${key}] lets ${owner.name} run ${path as string} with ${[...ALWAYS_PASSED, "FLUX_URI"].join(", ")}`));

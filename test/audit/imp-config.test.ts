@@ -95,12 +95,29 @@ describe("the IMP config", () => {
     expect(find(false).severity).toBe("warning");
   });
 
-  test("a path that is not there is a warning; no path is an error", () => {
+  test("a path that is not there, or no path, is an error: the IMP refuses to run it", () => {
     const r = audit(IMP.replace("/usr/libexec/flux/cmd/flux-run-prolog", "/opt/flux/cmd/flux-run-prolog").replace(/path = .*housekeeping"\n/, ""));
     expect(problems(r.findings)).toEqual([
-      "warning: /etc/flux/imp/conf.d: run.prolog.path /opt/flux/cmd/flux-run-prolog does not exist",
+      'error: /etc/flux/imp/conf.d: run.prolog.path /opt/flux/cmd/flux-run-prolog: the IMP refuses to run it ("run: /opt/flux/cmd/flux-run-prolog: No such file or directory"): every prolog fails and the node drains',
       'error: /etc/flux/imp/conf.d: run.housekeeping.path is not an absolute path ("run: housekeeping: path is missing or invalid")',
     ]);
+  });
+
+  test("a path the IMP finds insecure is an error in its words: a link, a file others may write, a directory others may write", () => {
+    const refused = (node: Record<string, Entry>, why: string) =>
+      expect(problems(auditFiles({ "imp.toml": IMP }, FLUX, true, { ...NODE, ...node }).findings)).toEqual([
+        `error: /etc/flux/imp/conf.d: run.prolog.path /usr/libexec/flux/cmd/flux-run-prolog: the IMP refuses to run it ("run: /usr/libexec/flux/cmd/flux-run-prolog: ${why}"): every prolog fails and the node drains`,
+      ]);
+    refused({ "usr/libexec/flux/cmd/flux-run-prolog": { link: "flux-run-prolog.real" }, "usr/libexec/flux/cmd/flux-run-prolog.real": "" }, "symbolic link");
+    refused({ "usr/libexec/flux/cmd/flux-run-prolog": { text: "", mode: 0o775 } }, "bad file permissions (0775)");
+    refused({ "usr/libexec/flux/cmd/flux-run-prolog": { dir: true } }, "File is not a regular file");
+    // (the directory first: an entry replaces what was at its path)
+    const wide = { "usr/libexec/flux/cmd": { dir: true as const, mode: 0o777 }, ...NODE };
+    expect(problems(auditFiles({ "imp.toml": IMP }, FLUX, true, wide).findings)[0]).toEndWith(
+      '("run: /usr/libexec/flux/cmd/flux-run-prolog: parent directory is world-writable without sticky bit"): every prolog fails and the node drains',
+    );
+    // without pam.manage-user-slice the hooks are not needed: a warning
+    expect(problems(auditFiles({ "imp.toml": IMP }, FLUX, false, { ...NODE, "usr/libexec/flux/cmd/flux-run-prolog": { text: "", mode: 0o666 } }).findings)[0]).toStartWith("warning: ");
   });
 
   test("flux found only outside the IMP's PATH is an error: the runners hand the hooks an empty FLUX_JOB_ID", () => {
