@@ -14,7 +14,7 @@ import { placeItem } from "../decide/job-hint";
 import { getuid, writeText } from "../node/libc";
 import { type Passwd, getpwnam } from "../node/passwd";
 import { checkLockDir, DEFAULT_LOCK_DIR, lockDirFromEnv } from "../node/lock-dir";
-import { markerExists } from "../node/marker";
+import { markerExists, NO_MARKER } from "../node/marker";
 import { type HookFailure, hookUnit, readHookFailure } from "../node/hook-failure";
 
 export interface CheckUserOptions {
@@ -69,6 +69,10 @@ interface Report {
   elsewhere?: { id: string; f58: string; nodelist: string }[];
   elsewhereProblem?: string;
   config?: PamConfig;
+  /** the broker's [pam] table as session-open and the hooks would refuse it (the account step does not read it) */
+  configError?: string;
+  /** why session-open refuses a login the account step admits (with pam.manage-user-slice on) */
+  sessionRefused?: string;
   node?: NodeReport;
   error?: string;
 }
@@ -152,7 +156,12 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
       getConfig(client, deadline.left("config.get")),
     ]);
     Object.assign(report, { rank, owner });
-    report.config = pamConfig(cfg);
+    try {
+      report.config = pamConfig(cfg);
+    } catch (e) {
+      // session-open and the hooks refuse it; the account step never reads [pam]: decided on below
+      report.configError = (e as Error).message;
+    }
     const userids = opts.allowGuestUser ? [pw.uid, owner] : [pw.uid];
     // RUN and CLEANUP both shown: a CLEANUP job is the usual "but my job is there" surprise.
     const [all, elsewhere] = await Promise.all([
@@ -182,6 +191,10 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
           ? `${pw.name} has jobs on rank ${rank}, but none in RUN`
           : `${pw.name} has no running job on rank ${rank}`;
     }
+    const refused = report.admitted ? sessionRefusal(report, report.node) : undefined;
+    if (refused) {
+      Object.assign(report, { admitted: false, sessionRefused: refused, reason: `the account step admits (${report.reason}), but session-open refuses the login: ${refused}` });
+    }
   } catch (e) {
     report.error = (e as Error).message;
     report.reason = `denied: the broker could not be asked (${report.error})`;
@@ -189,6 +202,20 @@ export async function checkUser(opts: CheckUserOptions, env: Record<string, stri
     client?.close();
   }
   return emit(report, opts.json);
+}
+
+/**
+ * Why session-open (pam_flux.so's session line) would refuse a login the account step admitted, as
+ * it says it, or undefined: a [pam] table it cannot read, and with pam.manage-user-slice on an
+ * unsafe lock dir or no marker (a session line is what README and doctor require then).
+ */
+function sessionRefusal(r: Report, n: NodeReport | undefined): string | undefined {
+  if (r.configError !== undefined) return `the broker's configuration is refused: ${r.configError}`;
+  if (!r.config?.manageUserSlice || !n) return undefined;
+  if (!n.lockDirOk) return n.lockDirProblem;
+  if (n.markerProblem !== undefined) return n.markerProblem;
+  if (!n.marker) return NO_MARKER;
+  return undefined;
 }
 
 /** The user manager's state; a failed one is a start the prolog queued (and did not wait for) that did not succeed. */
@@ -232,6 +259,7 @@ function emit(r: Report, json: boolean): number {
         );
       } else lines.push(`systemd:  not asked: ${n.systemdProblem}`);
     }
+    if (r.configError) lines.push(`config:   refused by session-open and the hooks: ${r.configError}`);
     if (r.config) {
       const c = r.config;
       lines.push(

@@ -9,7 +9,7 @@ import { brokerUri } from "../flux/uri";
 import { getuid } from "../node/libc";
 import { acquireUidLock, type UidLock } from "../node/lock";
 import { checkLockDir, lockDirFromEnv } from "../node/lock-dir";
-import { markerExists } from "../node/marker";
+import { markerExists, NO_MARKER } from "../node/marker";
 import { getpwnam } from "../node/passwd";
 import { DEFAULT_SYSTEM_BUS, systemBusAddress } from "../systemd/bus";
 import { openSystemd, type Systemd } from "../systemd/systemd";
@@ -85,7 +85,7 @@ export async function sessionOpen(opts: SessionOptions, env: Record<string, stri
     }
     checkLockDir(lockDir, false);
     lock = await acquireUidLock(lockDir, pw.uid, deadline.left("lock"));
-    if (!markerExists(lockDir, pw.uid)) return fail("no active marker: containment is not set up (no prolog ran, or the last job ended)");
+    if (!markerExists(lockDir, pw.uid)) return fail(NO_MARKER);
     const scope = `${opts.scopePrefix}-${pid}.scope`;
     sd = await sdPending;
     await sd.startScope(

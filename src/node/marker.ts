@@ -4,6 +4,9 @@ import { closeSync, constants, lstatSync, openSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { NodeStateError } from "./errors";
 
+/** Why a session is refused without the marker: session-open's words, which check-user repeats. */
+export const NO_MARKER = "no active marker: containment is not set up (no prolog ran, or the last job ended)";
+
 export function markerPath(dir: string, uid: number): string {
   return join(dir, `uid.${uid}.active`);
 }

@@ -1,7 +1,7 @@
 // flux-pam check-user: the admin's "why can't this user log in here?".
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Scenario } from "../broker/scenario";
 import { type BrokerProcess, runBinary, startBrokerProcess, tempDir } from "./harness";
@@ -75,6 +75,33 @@ describe("flux-pam check-user", () => {
       allowRootOwner: false,
       privateMode: false,
     });
+  });
+
+  test("with pam.manage-user-slice on and no marker, the account step admits but session-open refuses: DENIED, exit 1, saying which step", async () => {
+    rmSync(join(locks, "uid.1.active"), { force: true });
+    const managed = { config: { pam: { "manage-user-slice": true } }, jobs: [{ id: "5", userid: 1 }] };
+    const { code, report } = await json(managed, "daemon");
+    expect(code).toBe(1);
+    expect(report).toMatchObject({
+      admitted: false,
+      as: "owner",
+      sessionRefused: "no active marker: containment is not set up (no prolog ran, or the last job ended)",
+      reason: "the account step admits (1 running job(s) of daemon on rank 0), but session-open refuses the login: no active marker: containment is not set up (no prolog ran, or the last job ended)",
+    });
+    // the marker there: admitted
+    writeFileSync(join(locks, "uid.1.active"), "", { mode: 0o600 });
+    expect((await json(managed, "daemon")).code).toBe(0);
+    // slice management off: no marker needed
+    rmSync(join(locks, "uid.1.active"));
+    expect((await json({ jobs: [{ id: "5", userid: 1 }] }, "daemon")).code).toBe(0);
+  });
+
+  test("a [pam] table session-open and the hooks refuse is said as such, not as a broker that could not be asked", async () => {
+    const r = await checkUser({ config: { pam: { "kill-slice-grace-time": "bogus" } }, jobs: [{ id: "5", userid: 1 }] }, "daemon");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^verdict: {2}DENIED: the account step admits \(1 running job\(s\) of daemon on rank 0\), but session-open refuses the login: the broker's configuration is refused: .*kill-slice-grace-time.*$/m);
+    expect(r.stdout).toMatch(/^config: {3}refused by session-open and the hooks: .*kill-slice-grace-time/m);
+    expect(r.stdout).toContain("jobs here:\n");
   });
 
   test("jobs elsewhere in the instance: the same nodes a denied login is told, in text and JSON", async () => {
