@@ -56,7 +56,7 @@ show env PAM_USER="$other" PAM_SERVICE=sshd PAM_TYPE=account "$BIN" account "uri
 section "An SSH login by $elsewhere, whose job runs on other nodes"
 show env PAM_USER="$elsewhere" PAM_SERVICE=sshd PAM_TYPE=account "$BIN" account "uri=$uri"
 
-section "The admin asks why"
+section "The admin asks why (no prolog ran on this simulated node: the account step admits $me, the session would refuse)"
 show "$BIN" check-user "$me" --uri "$uri"
 show "$BIN" check-user "$other" --uri "$uri"
 

@@ -49,8 +49,18 @@ function entryRuns(tree: Tree, path: string): { binary: boolean; script?: string
   return { binary: false, script: tree.read(target), target };
 }
 
-function auditHookDir(tree: Tree, base: string, kind: HookKind, needed: boolean): Finding[] {
-  const dir = `${base}/${kind}.d`;
+/** What `test -f FILE -a -x FILE` says (a link followed): flux-run-system-scripts runs only such files. */
+function isExecutableFile(tree: Tree, path: string): boolean {
+  const target = tree.resolve(path);
+  const st = target === undefined ? undefined : tree.lstat(target);
+  return st !== undefined && st.isFile() && (st.mode & 0o111) !== 0;
+}
+
+/** flux-run-system-scripts' own directory for site scripts, read after flux-core's libexec one. */
+export const SYSCONF_DIR = "/etc/flux/system";
+
+/** The entries of one directory that run flux-pam: how many, and what is wrong with each (or ok). */
+function hookEntries(tree: Tree, dir: string, kind: HookKind): { found: number; findings: Finding[] } {
   const other: HookKind = kind === "prolog" ? "housekeeping" : "prolog";
   const out: Finding[] = [];
   let found = 0;
@@ -84,7 +94,38 @@ function auditHookDir(tree: Tree, base: string, kind: HookKind, needed: boolean)
     }
     out.push(...(problems.length ? problems : [ok("hooks", `${path}${target === path ? "" : ` -> ${target}`}`)]));
   }
-  if (found > 1) out.push(warning("hooks", `${dir} has ${found} entries that run flux-pam: the ${kind} runs ${found} times`, "keep one"));
+  return { found, findings: out };
+}
+
+/**
+ * flux-run-system-scripts runs every executable file of flux-core's LIBEXEC/flux/KIND.d, then
+ * those of /etc/flux/system/KIND.d, unless an executable /etc/flux/system/KIND exists (the
+ * legacy script: run instead of that directory). An entry in either runs flux-pam.
+ */
+function auditHookDir(tree: Tree, base: string, kind: HookKind, needed: boolean): Finding[] {
+  const dir = `${base}/${kind}.d`;
+  const siteDir = `${SYSCONF_DIR}/${kind}.d`;
+  const legacy = `${SYSCONF_DIR}/${kind}`;
+  const legacyRuns = isExecutableFile(tree, legacy);
+  const own = hookEntries(tree, dir, kind);
+  const site = hookEntries(tree, siteDir, kind);
+  const out: Finding[] = [...own.findings];
+  let found = own.found;
+  if (legacyRuns && site.found > 0)
+    out.push(
+      errorIf(
+        needed && own.found === 0,
+        "hooks",
+        `${siteDir} runs flux-pam ${kind}, but flux-run-${kind} skips that directory: ${legacy} exists and is run instead`,
+        `move the entry to ${dir}, or run it from ${legacy}`,
+      ),
+    );
+  else {
+    out.push(...site.findings);
+    found += site.found;
+  }
+  const where = [own.found ? dir : undefined, !legacyRuns && site.found ? siteDir : undefined].filter((d) => d !== undefined).join(" and ");
+  if (found > 1) out.push(warning("hooks", `${where} ${where.includes(" and ") ? "hold" : "has"} ${found} entries that run flux-pam: the ${kind} runs ${found} times`, "keep one"));
   if (found === 0) {
     const stray = [...FLUX_LIBEXEC_DIRS, ...ELSEWHERE].filter((d) => d !== base && tree.lstat(`${d}/${kind}.d/flux-pam-${kind}`));
     const also = stray.length ? ` (${stray.map((d) => `${d}/${kind}.d`).join(", ")} has one, but flux-run-${kind} reads ${dir})` : "";
@@ -93,7 +134,7 @@ function auditHookDir(tree: Tree, base: string, kind: HookKind, needed: boolean)
       errorIf(
         needed,
         "hooks",
-        `no entry in ${dir} runs flux-pam ${kind}: ${what}${also}`,
+        `no entry in ${dir} (nor ${siteDir}) runs flux-pam ${kind}: ${what}${also}`,
         `make install LIBEXECDIR=${base.replace(/\/flux$/, "")} (or ln -s ../../flux-pam/flux-pam ${dir}/flux-pam-${kind})`,
       ),
     );
