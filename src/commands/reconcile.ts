@@ -20,7 +20,7 @@ import { scanSlices, slicesWithDropins } from "../node/slice-scan";
 import type { Systemd } from "../systemd/types";
 import { brokerBasics, explainRefusal, guestRole, lockTimeoutMs, refuseHiddenJobs, sliceName, type UserContext, userServiceName } from "./containment";
 import { tearDown } from "./housekeeping";
-import { UsageError } from "./pam-args";
+import { uidArgument, UsageError } from "./pam-args";
 import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
 import { setUpSlice } from "./prolog";
 
@@ -103,9 +103,10 @@ export async function reconcile(opts: ReconcileOptions, env: Record<string, stri
   const prefix = opts.scopePrefix ?? DEFAULT_SCOPE_PREFIX;
   let only: number | undefined;
   if (opts.user !== undefined) {
-    const pw = /^\d+$/.test(opts.user) ? undefined : getpwnam(opts.user);
-    if (!pw && !/^\d+$/.test(opts.user)) throw new UsageError(`reconcile: no such user ${JSON.stringify(opts.user)}`);
-    only = pw?.uid ?? Number(opts.user);
+    const uid = uidArgument(opts.user, "reconcile");
+    const pw = uid !== undefined ? undefined : getpwnam(opts.user);
+    if (!pw && uid === undefined) throw new UsageError(`reconcile: no such user ${JSON.stringify(opts.user)}`);
+    only = pw?.uid ?? uid;
   }
   const lockDir = lockDirFromEnv(env);
   const deadline = new Deadline(opts.timeout * 1000);

@@ -22,7 +22,7 @@ import { NODE_IDS } from "../node/cpus";
 import { runtimeDropins } from "../systemd/dropins";
 import type { Systemd } from "../systemd/types";
 import { DEFAULT_SCOPE_PREFIX } from "./pam-words";
-import { UsageError } from "./pam-args";
+import { uidArgument, UsageError } from "./pam-args";
 
 export interface StatusOptions {
   user?: string;
@@ -102,9 +102,10 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) throw new UsageError(`status: --scope-prefix "${prefix}" is not usable in a unit name`);
   let only: number | undefined;
   if (opts.user !== undefined) {
-    const pw = /^\d+$/.test(opts.user) ? getpwuid(Number(opts.user)) : getpwnam(opts.user);
-    if (!pw && !/^\d+$/.test(opts.user)) throw new UsageError(`status: no such user ${JSON.stringify(opts.user)}`);
-    only = pw?.uid ?? Number(opts.user);
+    const uid = uidArgument(opts.user, "status");
+    const pw = uid !== undefined ? getpwuid(uid) : getpwnam(opts.user);
+    if (!pw && uid === undefined) throw new UsageError(`status: no such user ${JSON.stringify(opts.user)}`);
+    only = pw?.uid ?? uid;
   }
   const lockDir = getuid() === 0 ? lockDirFromEnv(env) : DEFAULT_LOCK_DIR;
   const deadline = new Deadline(opts.timeout * 1000);

@@ -75,15 +75,19 @@ export type LockDirFile = "active" | "shares" | "failed";
  * The uids the lock dir holds a file of one of these kinds for. None when there is no lock dir
  * (check-user and doctor say why).
  */
+/** The largest uid (uid_t is 32 bits). */
+export const MAX_UID = 0xffffffff;
+
 export function lockDirUids(dir: string, kinds: readonly LockDirFile[]): number[] {
-  const name = new RegExp(`^uid\\.(\\d{1,10})\\.(?:${kinds.join("|")})$`);
+  // A uid as the hooks write it: decimal, no leading zero, at most 2^32 - 1 (uid.01000.active is not uid 1000's).
+  const name = new RegExp(`^uid\\.(0|[1-9]\\d{0,9})\\.(?:${kinds.join("|")})$`);
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
     return [];
   }
-  return [...new Set(names.map((n) => name.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])))];
+  return [...new Set(names.map((n) => name.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).filter((u) => u <= MAX_UID))];
 }
 
 /** Does the lock dir hold uid.UID.KIND (of any file type: what it is, the reader of it checks)? */

@@ -120,5 +120,12 @@ describe("flux-pam status", () => {
     expect((await runBinary(["status", "a", "b"], {})).code).toBe(2);
     expect((await runBinary(["status", "--bogus"], {})).code).toBe(2);
     expect((await runBinary(["status", "no-such-user-x"], {})).code).toBe(2);
+    // a uid past 32 bits, or with a leading zero, is no uid (getpwuid would take 4294968296 for 1000)
+    for (const bad of ["4294968296", "01000"]) {
+      const r = await runBinary(["status", bad], {});
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(`flux-pam: status: "${bad}" is not a uid (0 to 4294967295, no leading zero)\n`);
+      expect((await runBinary(["reconcile", bad], {})).code).toBe(2);
+    }
   });
 });
