@@ -27,6 +27,11 @@ export function auditLockDir(tree: Tree, dir = DEFAULT_LOCK_DIR): Finding[] {
   return [error("lock-dir", `${dir}: ${problem}: every prolog and every session refuses it`, fix)];
 }
 
+/** A tmpfiles.d path as systemd-tmpfiles --boot (the system's) reads it: %t is /run, a trailing / or a doubled one says nothing. */
+function tmpfilesPath(p: string): string {
+  return p.replace(/%t/g, "/run").replace(/\/{2,}/g, "/").replace(/(.)\/$/, "$1");
+}
+
 /** The effective tmpfiles.d/flux-pam.conf must create the lock dir 0700 root:root at boot. */
 export function auditTmpfiles(tree: Tree, dir = DEFAULT_LOCK_DIR): Finding[] {
   const path = TMPFILES_DIRS.map((d) => `${d}/${TMPFILES_NAME}`).find((p) => tree.lstat(p));
@@ -42,9 +47,14 @@ export function auditTmpfiles(tree: Tree, dir = DEFAULT_LOCK_DIR): Finding[] {
   if (tree.readlink(path) === "/dev/null")
     return [error("tmpfiles", `${path} is masked (a link to /dev/null): ${dir} is not created at boot`, `remove ${path}`)];
   const lines = (tree.read(path) ?? "").split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
-  const line = lines.find((l) => l.split(/\s+/)[1] === dir);
+  const line = lines.find((l) => tmpfilesPath(l.split(/\s+/)[1] ?? "") === dir);
   if (!line) return [error("tmpfiles", `${path} has no line for ${dir}: it is not created at boot`, `add "${want}" to ${path}`)];
-  const [type = "", , mode = "", user = "", group = ""] = line.split(/\s+/);
+  // "-" (or a missing field) is tmpfiles.d(5)'s default: a directory 0755, root's
+  const field = (v: string | undefined, dflt: string) => (v === undefined || v === "-" ? dflt : v);
+  const [type = "", , rawMode, rawUser, rawGroup] = line.split(/\s+/);
+  const mode = field(rawMode, "0755");
+  const user = field(rawUser, "root");
+  const group = field(rawGroup, "root");
   const fix = `make the line "${want}"`;
   if (!/^[dD][!+]*$/.test(type)) return [error("tmpfiles", `${path}: "${line}" does not create a directory`, fix)];
   if (!["root", "0"].includes(user) || !["root", "0"].includes(group))

@@ -76,6 +76,12 @@ describe("tmpfiles.d", () => {
     expect(conf("d /run/other 0700 root root -")).toEqual(["error: /usr/lib/tmpfiles.d/flux-pam.conf has no line for /run/flux-pam: it is not created at boot"]);
   });
 
+  test("tmpfiles.d's own spellings: %t for /run, a trailing slash, and - for the defaults (0755, root)", () => {
+    expect(conf("d %t/flux-pam 0700 root root -")).toEqual(["ok: /usr/lib/tmpfiles.d/flux-pam.conf: d %t/flux-pam 0700 root root -"]);
+    expect(conf("d /run/flux-pam/ 0700 - -")).toEqual(["ok: /usr/lib/tmpfiles.d/flux-pam.conf: d /run/flux-pam/ 0700 - -"]);
+    expect(conf("d /run/flux-pam - - - -")).toEqual(['warning: /usr/lib/tmpfiles.d/flux-pam.conf: "d /run/flux-pam - - - -" has mode 0755, not 0700']);
+  });
+
   test("masked with a link to /dev/null is an error", () => {
     expect(withTree({ "etc/tmpfiles.d/flux-pam.conf": { link: "/dev/null" } }, (t) => line(auditTmpfiles(t.tree)))).toEqual([
       "error: /etc/tmpfiles.d/flux-pam.conf is masked (a link to /dev/null): /run/flux-pam is not created at boot",
