@@ -3,6 +3,7 @@
 import { parseFsd } from "../flux/fsd";
 import { type Finding, error, ok, warning } from "./finding";
 import { type PamEntry, type PamLoader, type PamStack, actionFor, controlText, expandService, moduleName, where } from "./pam-conf";
+import { auditHelpers } from "./pam-helper";
 import type { Tree } from "./tree";
 
 export const PAM_DIRS = ["/etc/pam.d", "/usr/lib/pam.d"];
@@ -55,8 +56,8 @@ export function isFluxPamExec(e: PamEntry): boolean {
 export interface PamAuditContext {
   /** pam.manage-user-slice from the Flux config; undefined when it could not be read */
   manageUserSlice?: boolean;
-  /** the node's files (pam_access's rules); without them those lines are said, not judged */
-  files?: Pick<Tree, "read" | "list">;
+  /** the node's files (pam_access's rules, pam_flux.so's helper); without them those are not judged */
+  files?: Tree;
 }
 
 /** Is the line a final "no" for whoever reaches it (account required pam_deny.so)? */
@@ -299,13 +300,14 @@ export function auditPamStack(stack: PamStack, ctx: PamAuditContext = {}): Findi
       ),
     );
 
+  const helpers = ctx.files ? auditHelpers(ctx.files, flux) : [];
   if (out.length === 0) {
     const acc = admit.map((e) => `account ${controlText(e.control)} ${isPamFlux(e) ? "pam_flux.so" : "flux-pam (pam_exec.so)"} (line ${e.at.at(-1)!.line})`);
     const ses = session.find(isPamFlux);
     const parts = [...acc, ses ? `session requisite pam_flux.so first (line ${ses.at.at(-1)!.line}), no pam_systemd.so` : "no pam_flux.so in session"];
     out.push(ok("pam", `${svc}: ${parts.join("; ")}`));
   }
-  return out;
+  return [...out, ...helpers];
 }
 
 /** Backups and editor files in /etc/pam.d are not services anyone uses. */
