@@ -19,7 +19,7 @@ export interface Loc {
 export type PamLine =
   | { kind: "module"; at: Loc; type: PamType; dash: boolean; control: Control; module: string; args: string[] }
   /** `include` / `substack` control: the lines of `file` of the same type */
-  | { kind: "include"; at: Loc; type: PamType; dash: boolean; file: string }
+  | { kind: "include"; at: Loc; type: PamType; dash: boolean; file: string; substack: boolean }
   /** `@include file`: every line of it */
   | { kind: "include-all"; at: Loc; file: string }
   | { kind: "bad"; at: Loc; text: string; why: string };
@@ -113,7 +113,7 @@ export function parsePamFile(text: string, file: string): PamLine[] {
     if (!TYPES.has(type)) return { kind: "bad", at, text: t.trim(), why: `unknown type "${w[0]}"` };
     const ctl = (w[1] ?? "").toLowerCase();
     if (ctl === "include" || ctl === "substack") {
-      return w[2] ? { kind: "include", at, type: type as PamType, dash, file: w[2] } : { kind: "bad", at, text: t.trim(), why: `${ctl} without a file` };
+      return w[2] ? { kind: "include", at, type: type as PamType, dash, file: w[2], substack: ctl === "substack" } : { kind: "bad", at, text: t.trim(), why: `${ctl} without a file` };
     }
     const control = w[1] === undefined ? undefined : parseControl(w[1]);
     if (!control) return { kind: "bad", at, text: t.trim(), why: `unknown control "${w[1] ?? ""}"` };
@@ -131,6 +131,8 @@ export interface PamEntry {
   args: string[];
   /** innermost first: the line itself, then each include line that led to it */
   at: Loc[];
+  /** the substack line it is inside, if any (its done and die end only that substack) */
+  substack?: Loc;
 }
 
 export interface PamStack {
@@ -156,7 +158,7 @@ export function expandService(service: string, load: PamLoader): PamStack | unde
   if (!top) return undefined;
   const stack: PamStack = { service, path: top.path, entries: [], included: new Set(), problems: [] };
   let capped = false;
-  const walk = (path: string, text: string, only: PamType | undefined, via: Loc[], depth: number): void => {
+  const walk = (path: string, text: string, only: PamType | undefined, via: Loc[], depth: number, substack?: Loc): void => {
     for (const l of parsePamFile(text, path)) {
       if (stack.entries.length >= MAX_ENTRIES) {
         if (!capped) stack.problems.push({ at: [l.at, ...via], what: `the stack grows past ${MAX_ENTRIES} lines with its includes: not expanded further` });
@@ -170,7 +172,7 @@ export function expandService(service: string, load: PamLoader): PamStack | unde
       }
       if (l.kind !== "include-all" && only !== undefined && l.type !== only) continue;
       if (l.kind === "module") {
-        stack.entries.push({ type: l.type, dash: l.dash, control: l.control, module: l.module, args: l.args, at });
+        stack.entries.push({ type: l.type, dash: l.dash, control: l.control, module: l.module, args: l.args, at, ...(substack ? { substack } : {}) });
         continue;
       }
       const inc = load(l.file);
@@ -188,7 +190,7 @@ export function expandService(service: string, load: PamLoader): PamStack | unde
         continue;
       }
       stack.included.add(inc.path);
-      walk(inc.path, inc.text, l.kind === "include" ? l.type : only, at, depth + 1);
+      walk(inc.path, inc.text, l.kind === "include" ? l.type : only, at, depth + 1, substack ?? (l.kind === "include" && l.substack ? l.at : undefined));
     }
   };
   walk(top.path, top.text, undefined, [], 0);

@@ -225,6 +225,14 @@ function sessionStack(session: PamEntry[], svc: string): Finding[] {
         `move "session requisite pam_flux.so" above every other session line of ${svc}${first.at.length > 1 ? " and above the include that brings in " + moduleName(first) : ""}`,
       ),
     );
+  if (e.substack)
+    out.push(
+      error(
+        "pam",
+        `${at}: pam_flux.so is inside the substack of ${e.substack.file}:${e.substack.line}: its requisite ends only that substack, and the session modules after it still run before the login is refused`,
+        `put "session requisite pam_flux.so" in ${svc} itself, as its first session line, not in a substack`,
+      ),
+    );
   if (!isRequisite(e)) {
     const why =
       e.control.kind === "keyword" && e.control.word === "required"

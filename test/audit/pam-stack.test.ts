@@ -124,6 +124,15 @@ describe("a good stack", () => {
 });
 
 describe("the session stack", () => {
+  test("pam_flux.so inside a substack is an error: its requisite ends only the substack (include is fine)", () => {
+    const account = "account required pam_unix.so\naccount sufficient pam_flux.so\naccount required pam_deny.so\n";
+    const fs = { "etc/pam.d/flux-session": "session requisite pam_flux.so\nsession required pam_unix.so\n" };
+    expect(problems(audit(`${account}session substack flux-session\nsession required pam_limits.so\n`, fs))).toEqual([
+      "error: /etc/pam.d/flux-session:1 (via /etc/pam.d/sshd:4): pam_flux.so is inside the substack of /etc/pam.d/sshd:4: its requisite ends only that substack, and the session modules after it still run before the login is refused",
+    ]);
+    expect(problems(audit(`${account}session include flux-session\nsession required pam_limits.so\n`, fs))).toEqual([]);
+  });
+
   test("pam_flux.so not first in session is an error naming what runs before it", () => {
     const sshd = GOOD_SSHD.replace("session  requisite   pam_flux.so                   # first in the session stack\n", "").replace(
       "session  required    pam_limits.so\n",
