@@ -72,8 +72,12 @@ function ids(v: string): Set<number> | undefined {
   }
 }
 
+/**
+ * A DeviceAllow list as what it grants: one "PATH r|w|m" per permission, so that "wr" is "rw", a
+ * path listed twice is the union of its entries (as systemd keeps them), and "rwm" is wider than "rw".
+ */
 function devices(v: string): Set<string> {
-  return new Set(v === "" ? [] : parseDeviceAllow(v).map(([p, r]) => `${p} ${r}`));
+  return new Set(v === "" ? [] : parseDeviceAllow(v).flatMap(([p, perms]) => [...perms].map((c) => `${p} ${c}`)));
 }
 
 function compareSets<T>(inForce: Set<T>, want: Set<T>): Compare {

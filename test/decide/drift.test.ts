@@ -51,6 +51,11 @@ describe("verdict()", () => {
     expect(compareLimit("AllowedCPUs", "0-1 4-5", "0-1,4-5")).toBe("same");
     expect(compareLimit("DeviceAllow", "/dev/nvidiactl rw,/dev/nvidia0 rw", "/dev/nvidia0 rw,/dev/nvidiactl rw")).toBe("same");
     expect(compareLimit("DeviceAllow", "/dev/nvidia0 rw,/dev/nvidia1 rw", "/dev/nvidia0 rw")).toBe("wider");
+    // what each entry grants, not how it is spelled: the order of r, w, m, a path given twice
+    expect(compareLimit("DeviceAllow", "/dev/nvidia0 rw", "/dev/nvidia0 wr")).toBe("same");
+    expect(compareLimit("DeviceAllow", "/dev/nvidia0 rw", "/dev/nvidia0 r,/dev/nvidia0 w")).toBe("same");
+    expect(compareLimit("DeviceAllow", "/dev/nvidia0 rwm", "/dev/nvidia0 rw")).toBe("wider");
+    expect(compareLimit("DeviceAllow", "/dev/nvidia0 r", "/dev/nvidia0 rw")).toBe("narrower");
     expect(compareLimit("DevicePolicy", "strict", "closed")).toBe("narrower");
   });
 
