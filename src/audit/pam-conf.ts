@@ -88,13 +88,23 @@ export function words(text: string): string[] {
   return out;
 }
 
+/** The result names libpam's bracket controls know (its pam_tokens.h), and "default". */
+const RESULTS = new Set(
+  "success open_err symbol_err service_err system_err buf_err perm_denied auth_err cred_insufficient authinfo_unavail user_unknown maxtries new_authtok_reqd acct_expired session_err cred_unavail cred_expired cred_err no_module_data conv_err authtok_err authtok_recover_err authtok_lock_busy authtok_disable_aging try_again ignore abort authtok_expired module_unknown bad_item conv_again incomplete default".split(" "),
+);
+const ACTIONS = new Set(["ignore", "ok", "done", "bad", "die", "reset"]);
+
 function parseControl(word: string): Control | undefined {
   if (word.startsWith("[")) {
+    // As libpam reads them: case-sensitive names, an action or a jump count; anything else is a
+    // line libpam cannot parse (it makes every result of it "bad").
     const actions = new Map<string, string>();
     for (const pair of word.slice(1, -1).trim().split(/\s+/)) {
       const eq = pair.indexOf("=");
       if (eq <= 0) return undefined;
-      actions.set(pair.slice(0, eq).toLowerCase(), pair.slice(eq + 1).toLowerCase());
+      const [name, action] = [pair.slice(0, eq), pair.slice(eq + 1)];
+      if (!RESULTS.has(name) || !(ACTIONS.has(action) || /^\d+$/.test(action))) return undefined;
+      actions.set(name, action);
     }
     return { kind: "actions", text: word, actions };
   }

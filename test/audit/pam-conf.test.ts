@@ -117,4 +117,12 @@ describe("controls as actions", () => {
   test("a bracket control falls back on default, then on bad", () => {
     expect([actionFor(brk!, "success"), actionFor(brk!, "session_err")]).toEqual(["ok", "bad"]);
   });
+
+  test("bracket names are read as libpam reads them: case-sensitive, known results and actions, or a jump; the keywords in any case", () => {
+    const kinds = (line: string) => parsePamFile(line, "/x").map((l) => (l.kind === "module" ? "module" : l.kind === "bad" ? l.why : l.kind));
+    expect(kinds("account [success=1 new_authtok_reqd=done default=ignore] pam_unix.so")).toEqual(["module"]);
+    expect(kinds("account REQUIRED pam_unix.so")).toEqual(["module"]);
+    for (const ctl of ["[SUCCESS=done default=ignore]", "[success=Done]", "[succes=ok]", "[success=skip]"])
+      expect(kinds(`account ${ctl} pam_flux.so`)).toEqual([`unknown control "${ctl}"`]);
+  });
 });
