@@ -32,8 +32,57 @@ function tmpfilesPath(p: string): string {
   return p.replace(/%t/g, "/run").replace(/\/{2,}/g, "/").replace(/(.)\/$/, "$1");
 }
 
-/** The effective tmpfiles.d/flux-pam.conf must create the lock dir 0700 root:root at boot. */
+/** The line of a tmpfiles.d file for `dir`, if any. */
+function lineFor(tree: Tree, path: string, dir: string): string | undefined {
+  const lines = (tree.read(path) ?? "").split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
+  return lines.find((l) => tmpfilesPath(l.split(/\s+/)[1] ?? "") === dir);
+}
+
+/** The files systemd-tmpfiles reads, by name: the first directory's file of each name, a link to /dev/null masking it. */
+function effectiveTmpfiles(tree: Tree): Map<string, string> {
+  const out = new Map<string, string>();
+  const masked = new Set<string>();
+  for (const d of TMPFILES_DIRS)
+    for (const n of tree.list(d) ?? []) {
+      if (!n.endsWith(".conf") || out.has(n) || masked.has(n)) continue;
+      if (tree.readlink(`${d}/${n}`) === "/dev/null") masked.add(n);
+      else out.set(n, `${d}/${n}`);
+    }
+  return out;
+}
+
+/** Whether `line` of `path` makes `dir` as the lock dir must be: a directory, root:root, 0700. */
+function judgeLine(path: string, line: string, dir: string, why = ""): Finding[] {
+  const want = `d ${dir} 0700 root root -`;
+  // "-" (or a missing field) is tmpfiles.d(5)'s default: a directory 0755, root's
+  const field = (v: string | undefined, dflt: string) => (v === undefined || v === "-" ? dflt : v);
+  const [type = "", , rawMode, rawUser, rawGroup] = line.split(/\s+/);
+  const mode = field(rawMode, "0755");
+  const user = field(rawUser, "root");
+  const group = field(rawGroup, "root");
+  const fix = `make the line "${want}"`;
+  if (!/^[dD][!+]*$/.test(type)) return [error("tmpfiles", `${path}: "${line}" does not create a directory${why}`, fix)];
+  if (!["root", "0"].includes(user) || !["root", "0"].includes(group))
+    return [error("tmpfiles", `${path}: "${line}" gives ${dir} to ${user}:${group}, not root:root${why}`, fix)];
+  if (!/^0?[0-7]{3}$/.test(mode)) return [error("tmpfiles", `${path}: "${line}" has mode ${mode}, not 0700${why}`, fix)];
+  const bits = parseInt(mode, 8);
+  if (bits & 0o022) return [error("tmpfiles", `${path}: "${line}" makes ${dir} group/other writable${why}`, fix)];
+  if (bits !== 0o700) return [warning("tmpfiles", `${path}: "${line}" has mode ${mode}, not 0700${why}`, fix)];
+  return [ok("tmpfiles", `${path}: ${line}${why}`)];
+}
+
+/**
+ * The line systemd-tmpfiles applies for the lock dir must create it 0700 root:root at boot: that
+ * of the file whose name sorts first among those with a line for it (tmpfiles.d(5)), which is
+ * flux-pam.conf's unless a site file sorts before it.
+ */
 export function auditTmpfiles(tree: Tree, dir = DEFAULT_LOCK_DIR): Finding[] {
+  const rival = [...effectiveTmpfiles(tree)]
+    .filter(([n]) => n < TMPFILES_NAME)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([, p]) => ({ p, line: lineFor(tree, p, dir) }))
+    .find((r) => r.line !== undefined);
+  if (rival) return judgeLine(rival.p, rival.line!, dir, ` (its name sorts before ${TMPFILES_NAME}: systemd-tmpfiles applies this line, not flux-pam's)`);
   const path = TMPFILES_DIRS.map((d) => `${d}/${TMPFILES_NAME}`).find((p) => tree.lstat(p));
   const want = `d ${dir} 0700 root root -`;
   if (!path)
@@ -46,24 +95,9 @@ export function auditTmpfiles(tree: Tree, dir = DEFAULT_LOCK_DIR): Finding[] {
     ];
   if (tree.readlink(path) === "/dev/null")
     return [error("tmpfiles", `${path} is masked (a link to /dev/null): ${dir} is not created at boot`, `remove ${path}`)];
-  const lines = (tree.read(path) ?? "").split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
-  const line = lines.find((l) => tmpfilesPath(l.split(/\s+/)[1] ?? "") === dir);
+  const line = lineFor(tree, path, dir);
   if (!line) return [error("tmpfiles", `${path} has no line for ${dir}: it is not created at boot`, `add "${want}" to ${path}`)];
-  // "-" (or a missing field) is tmpfiles.d(5)'s default: a directory 0755, root's
-  const field = (v: string | undefined, dflt: string) => (v === undefined || v === "-" ? dflt : v);
-  const [type = "", , rawMode, rawUser, rawGroup] = line.split(/\s+/);
-  const mode = field(rawMode, "0755");
-  const user = field(rawUser, "root");
-  const group = field(rawGroup, "root");
-  const fix = `make the line "${want}"`;
-  if (!/^[dD][!+]*$/.test(type)) return [error("tmpfiles", `${path}: "${line}" does not create a directory`, fix)];
-  if (!["root", "0"].includes(user) || !["root", "0"].includes(group))
-    return [error("tmpfiles", `${path}: "${line}" gives ${dir} to ${user}:${group}, not root:root`, fix)];
-  if (!/^0?[0-7]{3}$/.test(mode)) return [error("tmpfiles", `${path}: "${line}" has mode ${mode}, not 0700`, fix)];
-  const bits = parseInt(mode, 8);
-  if (bits & 0o022) return [error("tmpfiles", `${path}: "${line}" makes ${dir} group/other writable`, fix)];
-  if (bits !== 0o700) return [warning("tmpfiles", `${path}: "${line}" has mode ${mode}, not 0700`, fix)];
-  return [ok("tmpfiles", `${path}: ${line}`)];
+  return judgeLine(path, line, dir);
 }
 
 /** cgroup v2 from /proc/self/mountinfo: unified is fine, hybrid leaves the limits unenforced, v1 alone cannot work. */

@@ -76,6 +76,23 @@ describe("tmpfiles.d", () => {
     expect(conf("d /run/other 0700 root root -")).toEqual(["error: /usr/lib/tmpfiles.d/flux-pam.conf has no line for /run/flux-pam: it is not created at boot"]);
   });
 
+  test("a site file whose name sorts before flux-pam.conf, with a line for the lock dir, is the one applied, and judged", () => {
+    const fs = withTree(
+      { "usr/lib/tmpfiles.d/flux-pam.conf": "d /run/flux-pam 0700 root root -\n", "etc/tmpfiles.d/00-site.conf": "d /run/flux-pam 0777 nobody nogroup -\n" },
+      (t) => line(auditTmpfiles(t.tree)),
+    );
+    expect(fs).toEqual([
+      'error: /etc/tmpfiles.d/00-site.conf: "d /run/flux-pam 0777 nobody nogroup -" gives /run/flux-pam to nobody:nogroup, not root:root (its name sorts before flux-pam.conf: systemd-tmpfiles applies this line, not flux-pam\'s)',
+    ]);
+    // one that sorts after it, or says nothing of the lock dir, changes nothing
+    expect(
+      withTree(
+        { "usr/lib/tmpfiles.d/flux-pam.conf": "d /run/flux-pam 0700 root root -\n", "etc/tmpfiles.d/zz-site.conf": "d /run/flux-pam 0777 root root -\n", "usr/lib/tmpfiles.d/00-other.conf": "d /run/other 0755 root root -\n" },
+        (t) => line(auditTmpfiles(t.tree)),
+      ),
+    ).toEqual(["ok: /usr/lib/tmpfiles.d/flux-pam.conf: d /run/flux-pam 0700 root root -"]);
+  });
+
   test("tmpfiles.d's own spellings: %t for /run, a trailing slash, and - for the defaults (0755, root)", () => {
     expect(conf("d %t/flux-pam 0700 root root -")).toEqual(["ok: /usr/lib/tmpfiles.d/flux-pam.conf: d %t/flux-pam 0700 root root -"]);
     expect(conf("d /run/flux-pam/ 0700 - -")).toEqual(["ok: /usr/lib/tmpfiles.d/flux-pam.conf: d /run/flux-pam/ 0700 - -"]);
