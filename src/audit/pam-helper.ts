@@ -75,7 +75,12 @@ export function auditHelpers(tree: Tree, lines: readonly PamEntry[]): Finding[] 
     if (!helper) continue; // (a module whose helper could not be read from it: nothing said)
     if (seen.has(helper)) continue;
     seen.add(helper);
-    const problem = helperProblem(tree, helper);
+    let problem: string | undefined;
+    try {
+      problem = helperProblem(tree, helper);
+    } catch (e) {
+      problem = `helper ${helper}: ${(e as Error).message}`; // (a symlink loop: the module's realpath fails too)
+    }
     out.push(
       problem
         ? error("pam", `${where(e.at)}: pam_flux.so refuses its helper (${problem}): every ${e.type} call through this line is denied`, `install flux-pam as make install does (root's, mode 0755, in directories only root can write), or point helper= at such a file`)

@@ -39,6 +39,8 @@ describe("pam_flux.so's helper", () => {
       expect(helperLines({ ...NODE, ...node })[0]).toBe(`error: /etc/pam.d/sshd:5: pam_flux.so refuses its helper (${why}): every account call through this line is denied`);
     refused({ [HELPER.slice(1)]: { text: "", mode: 0o775 } }, `helper ${HELPER} is group/other writable (mode 0775)`);
     refused({ [HELPER.slice(1)]: null }, `helper ${HELPER}: No such file or directory`);
+    // a link loop is that helper's refusal, not the end of the PAM audit
+    expect(helperLines({ ...NODE, [HELPER.slice(1)]: { link: "flux-pam" } })[0]).toStartWith(`error: /etc/pam.d/sshd:5: pam_flux.so refuses its helper (helper ${HELPER}: `);
     // (the directory first: an entry replaces what was at its path)
     expect(helperLines({ "usr/libexec/flux-pam": { dir: true, mode: 0o777 }, ...NODE })[0]).toBe(
       "error: /etc/pam.d/sshd:5: pam_flux.so refuses its helper (helper directory /usr/libexec/flux-pam is group/other writable (mode 0777)): every account call through this line is denied",
