@@ -8,12 +8,17 @@
  * (libpam reports the missing symbol) instead of passing without a check.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE		/* secure_getenv, pipe2, vasprintf */
+#endif
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -39,6 +44,7 @@
 #define DEFAULT_LOCK_DIR "/run/flux-pam"
 #define DEFAULT_TIMEOUT_MS 10000L
 #define MAX_TIMEOUT_MS (3600L * 1000)
+#define KILL_WAIT_MS 2000		/* how long a killed helper may take to exit before it is left */
 #define HELPER_PATH_ENV "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 #define REPLY_FD 3
 #define MAX_LINE 1024		/* one reply line, LF included */
@@ -69,6 +75,7 @@ struct run {
 	int timed_out;
 	int overflow;
 	int failed;			/* a system call failed while waiting: fail closed */
+	int unkillable;			/* still there KILL_WAIT_MS after SIGKILL: left unreaped */
 };
 
 /* The result lines of PROTOCOL.md and the PAM code each one stands for. */
@@ -86,7 +93,8 @@ static const struct result results[] = {
 	{ "user-unknown", ACCOUNT, PAM_USER_UNKNOWN, 0 },
 	{ "success", SESSION, PAM_SUCCESS, 1 },
 	{ "ignore", SESSION, PAM_IGNORE, 1 },
-	{ "session-error", SESSION, PAM_SESSION_ERR, 0 },
+	/* not PAM_SESSION_ERR: sudo takes that one as non-fatal and runs the command uncontained */
+	{ "session-error", SESSION, PAM_SYSTEM_ERR, 0 },
 };
 
 /* What the helper said. Pointers point into run.buf. */
@@ -109,13 +117,14 @@ static const struct {
 	{ "debug", LOG_DEBUG },
 };
 
-static long
+/* 64 bits: a long is 32 on some targets, and a monotonic clock may be days along */
+static int64_t
 now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A Flux Standard Duration ("30s", "1.5m", "500ms", "10") as milliseconds; -1 if malformed. */
@@ -191,7 +200,9 @@ parse_args(pam_handle_t *pamh, int argc, const char **argv, struct options *opt)
 /*
  * The broker URI and the lock dir may come from the caller's environment only when its
  * real uid is 0 (sshd, a root shell): under su/sudo the environment is the user's, and a
- * URI pointing at a fake broker would let them in.
+ * URI pointing at a fake broker would let them in. A real uid of 0 is not enough: sudo
+ * raises its real uid to 0 before its PAM calls, and keeps the user's environment.
+ * secure_getenv() sees the setuid exec (AT_SECURE) whatever the ids are now.
  */
 static const char *
 root_env(const char *option, const char *name, const char *fallback)
@@ -200,7 +211,7 @@ root_env(const char *option, const char *name, const char *fallback)
 
 	if (option != NULL)
 		return option;
-	if (getuid() == 0 && (v = getenv(name)) != NULL && v[0] != '\0')
+	if (getuid() == 0 && (v = secure_getenv(name)) != NULL && v[0] != '\0')
 		return v;
 	return fallback;
 }
@@ -423,11 +434,11 @@ open_pidfd(pid_t pid)
 
 /* Reads the reply until EOF and the child's exit, the deadline, or too much data. */
 static void
-collect(pam_handle_t *pamh, int rfd, int pidfd, long deadline, struct run *run)
+collect(pam_handle_t *pamh, int rfd, int pidfd, int64_t deadline, struct run *run)
 {
 	struct pollfd p[2];
 	int eof = 0, exited = pidfd < 0, n, r;
-	long left;
+	int64_t left;
 	ssize_t k;
 
 	while (!eof || !exited) {
@@ -477,66 +488,119 @@ collect(pam_handle_t *pamh, int rfd, int pidfd, long deadline, struct run *run)
 	}
 }
 
+static int
+signal_child(pid_t pid, int pidfd, int sig)
+{
+#ifdef SYS_pidfd_send_signal
+	if (pidfd >= 0)
+		return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+	(void)pidfd;
+#endif
+	return kill(pid, sig);
+}
+
+/* Is `pid` still our unreaped child (running or a zombie)? Then its pid, and the group it leads, are its own. */
+static int
+still_ours(pid_t pid)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
 /*
  * Reaps the child. Without a pidfd the exit is polled until the deadline; a child still
- * there (timed out, too talkative, or after an error) is killed with its process group.
+ * there (timed out, too talkative, or after an error) is killed with its process group, and
+ * waited for KILL_WAIT_MS at most (a helper stuck in the kernel must not hold the login
+ * forever: it is left, unreaped, and the login fails). A child someone else reaped (a thread
+ * of the caller's calling waitpid(-1)) is not signalled: its pid may be anyone's by now.
  */
-static void
-reap(pam_handle_t *pamh, pid_t pid, long deadline, struct run *run)
+/* Polls for the child's exit until `until`: 1 reaped (run->status set), 0 still there, -1 waitpid failed. */
+static int
+wait_until(pid_t pid, int64_t until, struct run *run)
 {
 	struct timespec ms = { 0, 1000000 };
 	pid_t r;
 
-	while (!run->timed_out && !run->overflow && !run->failed) {
+	for (;;) {
 		r = waitpid(pid, &run->status, WNOHANG);
 		if (r == pid) {
 			run->reaped = 1;
-			return;
+			return 1;
 		}
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0) {
+		if (r < 0)
+			return -1;
+		if (now_ms() >= until)
+			return 0;
+		nanosleep(&ms, NULL);
+	}
+}
+
+static void
+reap(pam_handle_t *pamh, pid_t pid, int pidfd, int64_t deadline, struct run *run)
+{
+	if (!run->timed_out && !run->overflow && !run->failed) {
+		switch (wait_until(pid, deadline, run)) {
+		case 1:
+			return;
+		case -1:
 			pam_syslog(pamh, LOG_ERR, "waitpid: %m");
 			run->failed = 1;
-			break;
-		}
-		if (now_ms() >= deadline)
+			return;
+		default:
 			run->timed_out = 1;
-		else
-			nanosleep(&ms, NULL);
+		}
+	}
+	if (!still_ours(pid)) {
+		pam_syslog(pamh, LOG_ERR, "the helper (pid %ld) was reaped by someone else", (long)pid);
+		return;
 	}
 	/* the child called setsid(), so its pid is its process group */
 	kill(-pid, SIGKILL);
-	kill(pid, SIGKILL);
-	while ((r = waitpid(pid, &run->status, 0)) < 0 && errno == EINTR)
-		;
-	run->reaped = r == pid;
+	signal_child(pid, pidfd, SIGKILL);
+	if (wait_until(pid, now_ms() + KILL_WAIT_MS, run) == 0)
+		run->unkillable = 1;
 }
 
 /*
  * Runs the helper with `argv` and `envp` and collects its reply in `run`. SIGCHLD is default
- * while the child runs so the caller's handler cannot reap it first. Returns 0 when the
- * helper ran (the outcome is in `run`), -1 when it could not be started (logged).
+ * while the child runs, so the caller's handler cannot reap it first, and blocked in this
+ * thread, so that the SIGCHLD of a child of the caller's own that ends meanwhile stays pending
+ * and reaches the caller's handler once it is back, instead of being discarded. Returns 0
+ * when the helper ran (the outcome is in `run`), -1 when it could not be started (logged).
  */
 static int
 run_helper(pam_handle_t *pamh, const char *path, char *const argv[], char *const envp[], long timeout_ms,
 	   struct run *run)
 {
 	struct sigaction dfl, old;
+	sigset_t chld, old_mask;
 	int pfd[2] = { -1, -1 };
 	int pidfd = -1, ret = -1;
-	long deadline;
+	int64_t deadline;
 	pid_t pid;
 
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	sigemptyset(&dfl.sa_mask);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
 	if (pipe2(pfd, O_CLOEXEC) != 0) {
 		pam_syslog(pamh, LOG_ERR, "pipe: %m");
 		return -1;
 	}
+	/* blocked first: a pending SIGCHLD is discarded when its action becomes default */
+	if ((errno = pthread_sigmask(SIG_BLOCK, &chld, &old_mask)) != 0) {
+		pam_syslog(pamh, LOG_ERR, "pthread_sigmask: %m");
+		goto out_pipe;
+	}
 	if (sigaction(SIGCHLD, &dfl, &old) != 0) {
 		pam_syslog(pamh, LOG_ERR, "sigaction: %m");
+		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 		goto out_pipe;
 	}
 	deadline = now_ms() + timeout_ms;
@@ -557,12 +621,13 @@ run_helper(pam_handle_t *pamh, const char *path, char *const argv[], char *const
 	pidfd = open_pidfd(pid);
 	if (!run->failed)
 		collect(pamh, pfd[0], pidfd, deadline, run);
-	reap(pamh, pid, deadline, run);
+	reap(pamh, pid, pidfd, deadline, run);
 	ret = 0;
 out:
 	if (pidfd >= 0)
 		close(pidfd);
 	sigaction(SIGCHLD, &old, NULL);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 out_pipe:
 	close(pfd[0]);
 	if (pfd[1] >= 0)
@@ -655,6 +720,8 @@ handle_reply(pam_handle_t *pamh, int flags, enum phase phase, struct run *run, s
 static int
 abnormal(pam_handle_t *pamh, const char *path, long timeout_ms, const struct run *run)
 {
+	int bad = 1;
+
 	if (run->timed_out)
 		pam_syslog(pamh, LOG_ERR, "helper %s did not finish within %ld ms: killed", path, timeout_ms);
 	else if (run->overflow)
@@ -664,8 +731,11 @@ abnormal(pam_handle_t *pamh, const char *path, long timeout_ms, const struct run
 	else if (WIFSIGNALED(run->status))
 		pam_syslog(pamh, LOG_ERR, "helper %s killed by signal %d", path, WTERMSIG(run->status));
 	else
-		return 0;
-	return 1;
+		bad = 0;
+	if (run->unkillable)
+		pam_syslog(pamh, LOG_ERR, "helper %s had not exited %d ms after SIGKILL: left unreaped", path,
+			   KILL_WAIT_MS);
+	return bad;
 }
 
 static void
@@ -798,7 +868,9 @@ perform(pam_handle_t *pamh, int flags, int argc, const char **argv, enum phase p
 	const void *item;
 	const char *user = NULL, *service = "";
 	char *path = NULL;
-	int fail = phase == ACCOUNT ? PAM_PERM_DENIED : PAM_SESSION_ERR;
+	/* a session's failure is PAM_SYSTEM_ERR: sudo carries on after PAM_SESSION_ERR */
+	int fail = phase == ACCOUNT ? PAM_PERM_DENIED : PAM_SYSTEM_ERR;
+	const char *admitted = NULL;
 	int retval;
 
 	memset(&run, 0, sizeof(run));
@@ -820,26 +892,26 @@ perform(pam_handle_t *pamh, int flags, int argc, const char **argv, enum phase p
 			pam_syslog(pamh, LOG_DEBUG, "service systemd-user: nothing to do");
 		return PAM_SUCCESS;
 	}
+	if (phase == SESSION) {
+		admitted = owner_mark(pamh);
+		if (admitted == NULL) {
+			/* before pam_get_user: a handle nobody was admitted on is not ours, user name or not */
+			if (opt.debug && pam_get_item(pamh, PAM_USER, &item) == PAM_SUCCESS)
+				pam_syslog(pamh, LOG_DEBUG, "user %s was not admitted by pam_flux as a job owner: ignored",
+					   item != NULL ? (const char *)item : "(unset)");
+			return PAM_IGNORE;
+		}
+	}
 	if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL || user[0] == '\0') {
 		pam_syslog(pamh, LOG_NOTICE, "cannot determine the user name");
-		return phase == ACCOUNT ? PAM_USER_UNKNOWN : PAM_SESSION_ERR;
+		return phase == ACCOUNT ? PAM_USER_UNKNOWN : fail;
 	}
-	if (phase == SESSION) {
-		const char *admitted = owner_mark(pamh);
-
-		if (admitted == NULL) {
-			if (opt.debug)
-				pam_syslog(pamh, LOG_DEBUG, "user %s was not admitted by pam_flux as a job owner: ignored",
-					   user);
-			return PAM_IGNORE;
-		}
-		/* (the caller's process stays where it is: in the admitted user's scope, if it has one) */
-		if (strcmp(admitted, user) != 0) {
-			pam_syslog(pamh, LOG_NOTICE,
-				   "user %s was not admitted by pam_flux (the account part admitted %s as a job owner): ignored",
-				   user, admitted);
-			return PAM_IGNORE;
-		}
+	/* (the caller's process stays where it is: in the admitted user's scope, if it has one) */
+	if (phase == SESSION && strcmp(admitted, user) != 0) {
+		pam_syslog(pamh, LOG_NOTICE,
+			   "user %s was not admitted by pam_flux (the account part admitted %s as a job owner): ignored",
+			   user, admitted);
+		return PAM_IGNORE;
 	}
 
 	retval = fail;

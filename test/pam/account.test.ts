@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Scenario } from "../broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
 import { formatF58, jobId } from "../../src/flux/jobid";
-import { IGNORED, MODULE, SERVICE, codes, ensureBuilt, ignoreVisible, pamConfDir, realHelper, runDriver, standIn } from "./harness";
+import { IGNORED, MODULE, SERVICE, codes, ensureBuilt, ignoreVisible, pamConfDir, realHelper, runDriver, setuidDriver, standIn } from "./harness";
 
 // Real users of this machine's NSS, as in test/e2e/account.test.ts: daemon (1) runs jobs,
 // sys (3) plays the instance owner whose multi-user instance admits guests.
@@ -36,9 +36,9 @@ afterAll(async () => {
 });
 
 /** pam_acct_mgmt with `account required pam_flux.so helper=... OPTIONS`. */
-async function account(options: string[], o: { user?: string; ruid?: number; env?: Record<string, string>; silent?: boolean } = {}) {
+async function account(options: string[], o: { user?: string; ruid?: number; setuidCopy?: string; env?: Record<string, string>; silent?: boolean } = {}) {
   pam.service(SERVICE, [`account required ${MODULE} helper=${helper} ${options.join(" ")}`]);
-  return runDriver({ confdir: pam.path, actions: ["acct"], user: o.user ?? USER, ruid: o.ruid, env: o.env, silent: o.silent });
+  return runDriver({ confdir: pam.path, actions: ["acct"], user: o.user ?? USER, ruid: o.ruid, setuidCopy: o.setuidCopy, env: o.env, silent: o.silent });
 }
 
 describe("pam_flux.so account: the decision of flux-pam", () => {
@@ -120,6 +120,27 @@ describe("pam_flux.so account: which broker", () => {
     expect(codes(r)).toEqual(["acct PAM_PERM_DENIED"]);
     expect(r.conv).toEqual([DENIED]);
   });
+
+  describe("a setuid caller that raised its real uid to 0 first, as sudo does, keeping the user's environment", () => {
+    let copy: string;
+    beforeAll(() => {
+      copy = setuidDriver(dir.path);
+    });
+
+    test("cannot name the broker in FLUX_URI: the one it names claims a job, and is not asked", async () => {
+      broker.setScenario(JOB);
+      const r = await account([], { setuidCopy: copy, env: { FLUX_URI: broker.uri } });
+      expect(codes(r)).toEqual(["acct PAM_PERM_DENIED"]);
+      expect(r.conv).toEqual([DENIED]);
+    });
+
+    test("the control: the same caller is admitted through uri=", async () => {
+      broker.setScenario(JOB);
+      const r = await account([`uri=${broker.uri}`], { setuidCopy: copy, env: { FLUX_URI: "local:///nonexistent.sock" } });
+      expect(r.stderr).toBe("");
+      expect(codes(r)).toEqual(["acct PAM_SUCCESS"]);
+    });
+  });
 });
 
 describe("pam_flux.so account: owners and guests", () => {
@@ -145,7 +166,7 @@ describe("pam_flux.so account: owners and guests", () => {
 
     broker.setScenario(JOB);
     const owner = await runDriver({ confdir: pam.path, actions: ["acct", "open"], user: USER });
-    expect(codes(owner)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+    expect(codes(owner)).toEqual(["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
   });
 
   test("a later denial clears an earlier owner mark on the same handle", async () => {

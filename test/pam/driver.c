@@ -10,12 +10,19 @@
  *     -t TTY      PAM_TTY
  *     -q          pass PAM_SILENT
  *     -R RUID     call setresuid(RUID, 0, 0) first, as su/sudo run their PAM stack
+ *     -S          call setresuid(0, 0, 0) first, as sudo does before its PAM calls (for a copy
+ *                 of the driver installed setuid root and run by a user)
  *     -n N        repeat the actions N times (for the benchmark)
  *     -T          print how long each call took, in microseconds
  *     -F          log one line at LOG_USER first (the control for the facility check below)
  *     -H          be a careless caller: leak an fd without close-on-exec, ignore SIGPIPE, block
  *                 SIGUSR1, and reap every child from a SIGCHLD handler; afterwards print
  *                 "sigchld handler kept" if the modules restored that handler
+ *     -W          start a thread that reaps every child it can (waitpid(-1) each millisecond), as
+ *                 a threaded caller with a careless reaper would
+ *     -K MS       (with -H) start a child of the driver's own that exits MS ms later, while the
+ *                 calls run; afterwards print "own child reaped by the handler" if the SIGCHLD
+ *                 handler got to reap it
  *   ACTION: acct | open | close | auth | user=NAME (sets PAM_USER, as sudo does before its session)
  *
  * Prints, one per line and in order: "conv STYLE TEXT" for each conversation message,
@@ -30,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,15 +50,50 @@
 
 #include <security/pam_appl.h>
 
+static volatile pid_t own_child;
+static volatile sig_atomic_t own_child_reaped;
+
 static void
 reap_all(int sig)
 {
 	int saved = errno;
+	pid_t p;
 
 	(void)sig;
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
+	while ((p = waitpid(-1, NULL, WNOHANG)) > 0)
+		if (p == own_child)
+			own_child_reaped = 1;
 	errno = saved;
+}
+
+static void *
+reaper_thread(void *arg)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	(void)arg;
+	for (;;) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		nanosleep(&ms, NULL);
+	}
+	return NULL;
+}
+
+/* A child of the caller's own, which exits `ms` ms from now. */
+static void
+start_own_child(long ms)
+{
+	struct timespec t = { ms / 1000, (ms % 1000) * 1000000 };
+	pid_t p = fork();
+
+	if (p == 0) {
+		nanosleep(&t, NULL);
+		_exit(0);
+	}
+	if (p < 0)
+		perror("fork");
+	own_child = p;
 }
 
 static void
@@ -188,7 +231,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: pam-driver [-c DIR] [-s SERVICE] [-u USER] [-r RHOST] [-t TTY] [-q] [-R RUID] "
-			"[-n N] [-T] [-H] acct|open|close|auth...\n");
+			"[-S] [-n N] [-T] [-H] [-W] [-K MS] acct|open|close|auth...\n");
 	exit(2);
 }
 
@@ -198,10 +241,12 @@ main(int argc, char **argv)
 	struct pam_conv conv = { conversation, NULL };
 	const char *confdir = ".", *service = "flux-pam-test", *user = "nobody", *rhost = NULL, *tty = NULL;
 	pam_handle_t *pamh = NULL;
-	int flags = 0, timing = 0, careless = 0, control = 0, repeat = 1, opt, i, k, rc = 0, last = PAM_SUCCESS;
-	long ruid = -1, t0;
+	int flags = 0, timing = 0, careless = 0, control = 0, repeat = 1, as_sudo = 0, reaper = 0, opt, i, k,
+	    rc = 0, last = PAM_SUCCESS;
+	pthread_t thread;
+	long ruid = -1, own_child_ms = -1, t0;
 
-	while ((opt = getopt(argc, argv, "c:s:u:r:t:qR:n:THF")) != -1) {
+	while ((opt = getopt(argc, argv, "c:s:u:r:t:qR:Sn:THWK:F")) != -1) {
 		switch (opt) {
 		case 'c': confdir = optarg; break;
 		case 's': service = optarg; break;
@@ -210,6 +255,9 @@ main(int argc, char **argv)
 		case 't': tty = optarg; break;
 		case 'q': flags |= PAM_SILENT; break;
 		case 'R': ruid = strtol(optarg, NULL, 10); break;
+		case 'S': as_sudo = 1; break;
+		case 'W': reaper = 1; break;
+		case 'K': own_child_ms = strtol(optarg, NULL, 10); break;
 		case 'n': repeat = atoi(optarg); break;
 		case 'T': timing = 1; break;
 		case 'H': careless = 1; break;
@@ -217,7 +265,7 @@ main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind >= argc || repeat < 1)
+	if (optind >= argc || repeat < 1 || (own_child_ms >= 0 && !careless))
 		usage();
 	for (i = optind; i < argc; i++)
 		if (strcmp(argv[i], "acct") && strcmp(argv[i], "open") && strcmp(argv[i], "close") &&
@@ -228,9 +276,20 @@ main(int argc, char **argv)
 		perror("setresuid");
 		return 2;
 	}
+	if (as_sudo && setresuid(0, 0, 0) != 0) {
+		perror("setresuid");
+		return 2;
+	}
 	if (careless)
 		be_careless();
 	printf("pid %ld\n", (long)getpid());
+	fflush(stdout);		/* before any fork: the child must not print it again */
+	if (own_child_ms >= 0)
+		start_own_child(own_child_ms);
+	if (reaper && pthread_create(&thread, NULL, reaper_thread, NULL) != 0) {
+		fprintf(stderr, "pthread_create failed\n");
+		return 2;
+	}
 	if (control)
 		syslog(LOG_USER | LOG_NOTICE, "facility control");
 	rc = pam_start_confdir(service, user, &conv, confdir, &pamh);
@@ -285,6 +344,8 @@ main(int argc, char **argv)
 
 		if (sigaction(SIGCHLD, NULL, &now) == 0 && now.sa_handler == reap_all)
 			printf("sigchld handler kept\n");
+		if (own_child_reaped)
+			printf("own child reaped by the handler\n");
 	}
 	return 0;
 }

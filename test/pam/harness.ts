@@ -73,6 +73,15 @@ export function installHelper(parent: string, opts: { source?: string; content?:
   return file;
 }
 
+/**
+ * A copy of the driver installed setuid root in a directory of its own under `parent`, for
+ * DriverOptions.setuidCopy. `parent` is made 0711: uid 65534 must reach the copy.
+ */
+export function setuidDriver(parent: string): string {
+  chmodSync(parent, 0o711);
+  return installHelper(parent, { source: DRIVER, name: "pam-driver", mode: 0o4755 });
+}
+
 /** A stand-in helper: a shell script that writes reply lines to the reply fd. */
 export function standIn(parent: string, body: string): string {
   return installHelper(parent, { content: `#!/bin/sh\n${body}\n`, name: "stand-in" });
@@ -115,7 +124,16 @@ export interface DriverOptions {
   silent?: boolean;
   /** real uid of the caller (effective uid stays 0), as under su/sudo */
   ruid?: number;
+  /**
+   * Run as sudo runs: a setuid-root copy of the driver (this path, see setuidDriver) started by
+   * uid 65534, which raises its real uid to 0 before its PAM calls and keeps the user's environment.
+   */
+  setuidCopy?: string;
   careless?: boolean;
+  /** (with careless) a child of the driver's own exits this many ms after the start */
+  ownChildMs?: number;
+  /** a thread of the driver's reaps every child it can, the helper too */
+  reaperThread?: boolean;
   /** log one line at LOG_USER first: the control that shows the driver tells facilities apart */
   facilityControl?: boolean;
   repeat?: number;
@@ -127,12 +145,15 @@ export interface DriverOptions {
 }
 
 export function driverArgs(o: DriverOptions): string[] {
-  const a = [DRIVER, "-c", o.confdir, "-s", o.service ?? SERVICE, "-u", o.user ?? "nobody"];
+  const start = o.setuidCopy !== undefined ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", o.setuidCopy, "-S"] : [DRIVER];
+  const a = [...start, "-c", o.confdir, "-s", o.service ?? SERVICE, "-u", o.user ?? "nobody"];
   if (o.rhost !== undefined) a.push("-r", o.rhost);
   if (o.tty !== undefined) a.push("-t", o.tty);
   if (o.silent) a.push("-q");
   if (o.ruid !== undefined) a.push("-R", String(o.ruid));
   if (o.careless) a.push("-H");
+  if (o.ownChildMs !== undefined) a.push("-K", String(o.ownChildMs));
+  if (o.reaperThread) a.push("-W");
   if (o.facilityControl) a.push("-F");
   if (o.repeat !== undefined) a.push("-n", String(o.repeat));
   if (o.timing) a.push("-T");

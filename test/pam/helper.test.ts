@@ -20,7 +20,11 @@ beforeAll(async () => {
 });
 afterAll(() => dir.remove());
 
-async function account(helper: string, options: string[] = [], o: { ruid?: number; careless?: boolean; rhost?: string; tty?: string } = {}) {
+async function account(
+  helper: string,
+  options: string[] = [],
+  o: { ruid?: number; careless?: boolean; ownChildMs?: number; reaperThread?: boolean; rhost?: string; tty?: string } = {},
+) {
   pam.service(SERVICE, [`account required ${MODULE} helper=${helper} ${options.join(" ")}`]);
   return runDriver({ confdir: pam.path, actions: ["acct"], user: USER, ...o });
 }
@@ -180,6 +184,29 @@ describe("pam_flux.so gives the helper a clean start", () => {
     expect(links["3"]).toMatch(/^pipe:/);
     for (const [fd, target] of Object.entries(links)) if (Number(fd) > 3) expect(target).toBe(h);
     expect(readFileSync(status, "utf8")).toBe("SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+  });
+
+  test("a child of the caller's own that exits while the helper runs still reaches the caller's SIGCHLD handler", async () => {
+    // the caller's child exits 100 ms in, the helper 400 ms in: a SIGCHLD discarded meanwhile leaves it a zombie
+    const h = standIn(dir.path, "sleep 0.4; echo 'result owner' >&3");
+    const r = await account(h, [], { careless: true, ownChildMs: 100 });
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS"]);
+    expect(r.lines).toContain("sigchld handler kept");
+    expect(r.lines).toContain("own child reaped by the handler");
+  });
+
+  test("a helper that a thread of the caller's reaps first gives no answer: denied, the reason logged", async () => {
+    // it says "result owner" and exits 0 at once, but the reply pipe stays open 300 ms (the
+    // background sleep holds it), long enough for the thread to reap it: the wrapper cannot
+    // know its exit status, and fails closed
+    const h = standIn(dir.path, "echo 'result owner' >&3; sleep 0.3 &");
+    const r = await account(h, [], { reaperThread: true });
+    expect(codes(r)).toEqual(["acct PAM_PERM_DENIED"]);
+    expect(r.conv).toEqual([DENIED]);
+    expect(r.syslog).toEqual([
+      "LOG_ERR pam_flux(flux-pam-test:account): waitpid: No child processes",
+      `LOG_ERR pam_flux(flux-pam-test:account): lost track of helper ${h}`,
+    ]);
   });
 
   test("the helper starts in /, not in the caller's working directory", async () => {

@@ -9,7 +9,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from "node:
 import { join } from "node:path";
 import type { Scenario } from "../broker/scenario";
 import { type BrokerProcess, startBrokerProcess, tempDir } from "../e2e/harness";
-import { IGNORED, MODULE, SERVICE, codes, ensureBuilt, ignoreVisible, pamConfDir, realHelper, runDriver, standIn } from "./harness";
+import { IGNORED, MODULE, SERVICE, codes, ensureBuilt, ignoreVisible, pamConfDir, realHelper, runDriver, setuidDriver, standIn } from "./harness";
 
 const USER = "daemon";
 const UID = 1;
@@ -48,9 +48,9 @@ function recorder(body: string): { path: string; argv(): string; env(): string[]
   };
 }
 
-async function login(sessionLines: string[], o: { ruid?: number; env?: Record<string, string>; actions?: ("acct" | "open" | "close")[] } = {}) {
+async function login(sessionLines: string[], o: { ruid?: number; setuidCopy?: string; env?: Record<string, string>; actions?: ("acct" | "open" | "close")[] } = {}) {
   pam.service(SERVICE, [accountLine(), ...sessionLines]);
-  return runDriver({ confdir: pam.path, actions: o.actions ?? ["acct", "open"], user: USER, ruid: o.ruid, env: o.env });
+  return runDriver({ confdir: pam.path, actions: o.actions ?? ["acct", "open"], user: USER, ruid: o.ruid, setuidCopy: o.setuidCopy, env: o.env });
 }
 
 describe("pam_flux.so session: when the helper is not run", () => {
@@ -115,6 +115,17 @@ describe("pam_flux.so session: what the helper gets", () => {
     expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SUCCESS"]);
     expect(rec.argv()).toBe("session-open lock-dir=/run/flux-pam uri=local:///run/flux/local timeout=9000ms");
   });
+
+  test("nor under a setuid caller that raised its real uid to 0 first, as sudo does", async () => {
+    const rec = recorder("echo 'result success' >&3");
+    const r = await login([`session required ${MODULE} helper=${rec.path}`], {
+      setuidCopy: setuidDriver(dir.path),
+      env: { FLUX_URI: "local:///fake", FLUX_PAM_LOCK_DIR: "/tmp/fake" },
+    });
+    expect(r.stderr).toBe("");
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SUCCESS"]);
+    expect(rec.argv()).toBe("session-open lock-dir=/run/flux-pam uri=local:///run/flux/local timeout=9000ms");
+  });
 });
 
 describe("pam_flux.so session: how the reply maps", () => {
@@ -137,18 +148,18 @@ describe("pam_flux.so session: how the reply maps", () => {
     expect(r.conv).toEqual([IGNORED]);
   });
 
-  test("result session-error with the helper's message: PAM_SESSION_ERR, and only that message", async () => {
+  test("result session-error with the helper's message: PAM_SYSTEM_ERR, and only that message", async () => {
     const rec = recorder("printf 'log err no marker\\nsay error Access denied: user daemon has no active jobs on this node\\nresult session-error\\n' >&3; exit 1");
     const r = await login([`session required ${MODULE} helper=${rec.path}`]);
-    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
     expect(r.conv).toEqual([DENIED]);
     expect(r.syslog).toEqual(["LOG_ERR pam_flux(flux-pam-test:session): no marker"]);
   });
 
-  test("result session-error without a message: PAM_SESSION_ERR with the denial message", async () => {
+  test("result session-error without a message: PAM_SYSTEM_ERR with the denial message", async () => {
     const rec = recorder("echo 'result session-error' >&3; exit 1");
     const r = await login([`session required ${MODULE} helper=${rec.path}`]);
-    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
     expect(r.conv).toEqual([DENIED]);
   });
 
@@ -169,18 +180,26 @@ describe("pam_flux.so session: how the reply maps", () => {
     ["a helper that hangs past the deadline", "echo 'result success' >&3; exec sleep 1000"],
   ];
   for (const [name, body] of failing)
-    test(`${name}: PAM_SESSION_ERR`, async () => {
+    test(`${name}: PAM_SYSTEM_ERR`, async () => {
       const rec = recorder(body);
       const r = await login([`session required ${MODULE} helper=${rec.path} timeout=1s`]);
-      expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+      expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
       expect(r.conv).toEqual([DENIED]);
     });
 
-  test("a session helper that is not root-owned is not run: PAM_SESSION_ERR", async () => {
+  test("no user name, but a mark (PAM_USER cleared since the account part): PAM_SYSTEM_ERR, the helper not run", async () => {
+    const rec = recorder("echo 'result success' >&3");
+    pam.service(SERVICE, [accountLine(), `session required ${MODULE} helper=${rec.path}`]);
+    const r = await runDriver({ confdir: pam.path, actions: ["acct", "user=", "open"], user: USER });
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
+    expect(rec.ran()).toBe(false);
+  });
+
+  test("a session helper that is not root-owned is not run: PAM_SYSTEM_ERR", async () => {
     const rec = recorder("echo 'result success' >&3");
     chownSync(rec.path, 65534, 0);
     const r = await login([`session required ${MODULE} helper=${rec.path}`]);
-    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+    expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
     expect(rec.ran()).toBe(false);
   });
 });
@@ -202,11 +221,11 @@ describe("pam_flux.so session with the real flux-pam session-open", () => {
     expect(r.conv).toEqual([]);
   });
 
-  test("pam.manage-user-slice on and no marker (no prolog ran): PAM_SESSION_ERR, the denial shown once", async () => {
+  test("pam.manage-user-slice on and no marker (no prolog ran): PAM_SYSTEM_ERR, the denial shown once", async () => {
     broker.setScenario({ ...JOB, config: { pam: { "manage-user-slice": true } } });
     try {
       const r = await login(session());
-      expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+      expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
       expect(r.conv).toEqual([DENIED]);
       expect(r.syslog).toEqual([
         "LOG_ERR pam_flux(flux-pam-test:session): session denied for user daemon: no active marker: containment is not set up (no prolog ran, or the last job ended)",
@@ -216,12 +235,12 @@ describe("pam_flux.so session with the real flux-pam session-open", () => {
     }
   });
 
-  test("a group/other-writable lock dir: PAM_SESSION_ERR, and the log says so", async () => {
+  test("a group/other-writable lock dir: PAM_SYSTEM_ERR, and the log says so", async () => {
     broker.setScenario({ ...JOB, config: { pam: { "manage-user-slice": true } } });
     chmodSync(lockDir(), 0o777);
     try {
       const r = await login(session());
-      expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+      expect(codes(r)).toEqual(["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
       expect(r.conv).toEqual([DENIED]);
       expect(r.syslog).toHaveLength(1);
       expect(r.syslog[0]).toContain("group/other writable");

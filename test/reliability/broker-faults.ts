@@ -195,7 +195,7 @@ function deadlineMs(p: Path, waits: BrokerFault["waits"]): number {
 
 function outcome(p: Path): string {
   if (p === "pam account") return "PAM_PERM_DENIED, the reason in syslog";
-  if (p === "pam session") return "PAM_SESSION_ERR, the reason in syslog";
+  if (p === "pam session") return "PAM_SYSTEM_ERR, the reason in syslog";
   if (p === "account" || p === "session-open") return "denied, naming the reason";
   return "fails naming the reason; marker unchanged";
 }

@@ -179,7 +179,7 @@ export function pamDenied(reason: RegExp): (r: PamResult) => void {
 
 export function pamSessionRefused(reason: RegExp): (r: PamResult) => void {
   return (r) => {
-    expectEq(codes(r), ["acct PAM_SUCCESS", "open PAM_SESSION_ERR"]);
+    expectEq(codes(r), ["acct PAM_SUCCESS", "open PAM_SYSTEM_ERR"]);
     expectEq(r.conv, [`PAM_ERROR_MSG ${DENIED}`]);
     expectLine(r.syslog.join("\n"), "LOG_ERR pam_flux(svc:session): session denied for user daemon: ", reason);
   };

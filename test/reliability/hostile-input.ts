@@ -209,7 +209,7 @@ function hookCase(hook: "prolog" | "housekeeping", variable: "FLUX_JOB_ID" | "FL
   };
 }
 
-/** The module's options on the pam.d line: refused as a misconfiguration (PAM_SYSTEM_ERR / PAM_SESSION_ERR), the helper not run or refusing. */
+/** The module's options on the pam.d line: refused as a misconfiguration (PAM_SYSTEM_ERR), the helper not run or refusing. */
 const MODULE_OPTIONS: [string, string, "account" | "session", string][] = [
   ["an unknown option", "allow-everyone", "account", "PAM_SYSTEM_ERR"],
   ["uri= empty", "uri=", "account", "PAM_SYSTEM_ERR"],
@@ -221,7 +221,7 @@ const MODULE_OPTIONS: [string, string, "account" | "session", string][] = [
   // taken, and the helper cannot reach a socket by that name: denied
   ["a huge option", `uri=local:///${"x".repeat(5000)}`, "account", "PAM_PERM_DENIED"],
   ["leading dashes", "--allow-guest-user", "account", "PAM_SYSTEM_ERR"],
-  ["scope-prefix with a slash", "scope-prefix=../x", "session", "PAM_SESSION_ERR"],
+  ["scope-prefix with a slash", "scope-prefix=../x", "session", "PAM_SYSTEM_ERR"],
   ["lock-dir relative", "lock-dir=run/flux-pam", "session", "PAM_SYSTEM_ERR"],
 ];
 
