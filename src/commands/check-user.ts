@@ -1,6 +1,7 @@
 // flux-pam check-user USER: would USER get in here, and why. The first thing to run when someone cannot log in.
 
 import { decideAdmission, type GuestCandidate } from "../decide/admission";
+import { LIMITS } from "../decide/drift";
 import { FluxClient } from "../flux/client";
 import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
@@ -79,7 +80,6 @@ interface Report {
 
 /** Jobs elsewhere listed by name in the text report. */
 const ELSEWHERE_SHOWN = 10;
-const SLICE_PROPS = ["AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow"];
 
 async function nodeReport(pw: Passwd, env: Record<string, string | undefined>): Promise<NodeReport> {
   const lockDir = getuid() === 0 ? lockDirFromEnv(env) : DEFAULT_LOCK_DIR;
@@ -107,12 +107,12 @@ async function nodeReport(pw: Passwd, env: Record<string, string | undefined>): 
   try {
     sd = await openSystemd(false, { timeoutMs: 2000 });
     const [props, state, linger] = await Promise.all([
-      sd.unitProperties(`user-${pw.uid}.slice`, { names: SLICE_PROPS }),
+      sd.unitProperties(`user-${pw.uid}.slice`, { names: LIMITS }),
       sd.unitState(`user@${pw.uid}.service`),
       sd.linger({ name: pw.name, uid: pw.uid }),
     ]);
     r.systemd = {
-      slice: Object.fromEntries(SLICE_PROPS.map((k) => [k, props[k] ?? ""])),
+      slice: Object.fromEntries(LIMITS.map((k) => [k, props[k] ?? ""])),
       userService: state.activeState,
       linger: linger.enabled,
       lingerSource: linger.source,
@@ -254,7 +254,7 @@ function emit(r: Report, json: boolean): number {
       if (n.systemd) {
         const sl = n.systemd.slice;
         lines.push(
-          `slice:    user-${r.uid}.slice ${SLICE_PROPS.map((k) => `${k}=${sl[k] || "(none)"}`).join(" ")}`,
+          `slice:    user-${r.uid}.slice ${LIMITS.map((k) => `${k}=${sl[k] || "(none)"}`).join(" ")}`,
           `systemd:  user@${r.uid}.service ${userServiceText(r.uid!, n.systemd.userService)}; linger ${n.systemd.linger ? "ENABLED (prologs fail: loginctl disable-linger)" : "off"} (${n.systemd.lingerSource})`,
         );
       } else lines.push(`systemd:  not asked: ${n.systemdProblem}`);

@@ -11,6 +11,7 @@ import { AFTER_KILL_MS, applyUnion, HookError, type HookOptions, otherJobs, runH
 import { join } from "node:path";
 import { childCgroups, pidsInCgroup, userSliceCgroup } from "../node/cgroup";
 import { SIGTERM, teardownSlice } from "../decide/slice-teardown";
+import { LIMITS } from "../decide/drift";
 
 export async function housekeeping(opts: HookOptions, env: Record<string, string | undefined>): Promise<number> {
   return runHook("housekeeping", env, opts, openSystemd, async (ctx) => {
@@ -103,7 +104,8 @@ export async function tearDown(ctx: UserContext): Promise<void> {
       ctx.warn(`warning: could not remove the record of the jobs' shares: ${(e as Error).message}`);
     }
   }
-  const dropins = ctx.sd.runtimeDropins(slice);
+  // Only the limits' drop-ins are ours: an administrator's other runtime properties of the slice stay.
+  const dropins = ctx.sd.runtimeDropins(slice, LIMITS);
   const cgroup = userSliceCgroup(uid);
   const strays = () => pidsInCgroup(cgroup, managerUnits(uid));
   let left = strays();
@@ -176,7 +178,7 @@ export async function tearDown(ctx: UserContext): Promise<void> {
  */
 async function stopSlice(ctx: UserContext, stop: boolean): Promise<void> {
   const slice = sliceName(ctx.user.uid);
-  const removed = ctx.sd.removeRuntimeDropins(slice);
+  const removed = ctx.sd.removeRuntimeDropins(slice, LIMITS);
   if (removed.length > 0) ctx.debug(`${slice}: removed ${removed.join(" ")}`);
   if (!stop) return;
   try {
@@ -208,7 +210,7 @@ async function revertKeptSlice(ctx: UserContext, userUp: boolean, constrained: b
   if (!constrained) return;
   ctx.debug(`processes remain in ${slice} (pam.kill-user-slice is off): reverting it with a reload`);
   await liftDeviceFilter(ctx);
-  ctx.sd.removeRuntimeDropins(slice);
+  ctx.sd.removeRuntimeDropins(slice, LIMITS);
   await ctx.sd.reload();
 }
 

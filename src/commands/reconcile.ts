@@ -4,7 +4,7 @@
 // housekeeping does). What a missed or killed hook left behind is repaired; what is right is left
 // alone, without a write.
 
-import { fluxPamTraces, type Limits, LIMITS, limitDropins, limitsOf } from "../decide/drift";
+import { fluxPamTraces, type Limits, LIMITS, limitsOf } from "../decide/drift";
 import { FluxClient } from "../flux/client";
 import { Deadline } from "../flux/deadline";
 import { formatF58, type JobId } from "../flux/jobid";
@@ -175,7 +175,7 @@ interface UserRun {
 async function limitsOnDisk(sd: Systemd, slice: string): Promise<Limits | undefined> {
   try {
     const [status, props] = await Promise.all([sd.unitStatus(slice), sd.unitProperties(slice, { names: LIMITS })]);
-    if (!status || status.needDaemonReload || status.job !== undefined || !limitDropins(sd.runtimeDropins(slice))) return undefined;
+    if (!status || status.needDaemonReload || status.job !== undefined || sd.runtimeDropins(slice, LIMITS).length === 0) return undefined;
     return limitsOf(props);
   } catch {
     return undefined;
@@ -199,7 +199,7 @@ async function tracesOf(run: UserRun): Promise<string[]> {
     marker: lockDirHas(run.lockDir, run.uid, "active"),
     shares: lockDirHas(run.lockDir, run.uid, "shares"),
     failure: lockDirHas(run.lockDir, run.uid, "failed"),
-    limitDropins: limitDropins(run.sd.runtimeDropins(slice)),
+    limitDropins: run.sd.runtimeDropins(slice, LIMITS).length > 0,
     ...(known ? { limits: limitsOf(read), needDaemonReload: status?.needDaemonReload ?? false } : {}),
     scopes: run.scopes,
   });

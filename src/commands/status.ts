@@ -1,7 +1,7 @@
 // flux-pam status [USER]: every contained user and login on this node, the slice's limits against
 // the union of their running jobs, and what drifted. One broker round trip for all users.
 
-import { type Limits, LIMITS, limitDropins, limitsOf, type UserNodeState, type Verdict, verdict } from "../decide/drift";
+import { type Limits, LIMITS, limitsOf, type UserNodeState, type Verdict, verdict } from "../decide/drift";
 import { FluxClient } from "../flux/client";
 import { type PamConfig, pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
@@ -179,7 +179,7 @@ export async function status(opts: StatusOptions, env: Record<string, string | u
           ...(expected instanceof Error ? { expectedError: expected.message } : expected ? { expected } : {}),
           ...(expected && !(expected instanceof Error) ? misfitOf(expected) : {}),
           dropins: dropins.has(uid),
-          limitDropins: dropins.has(uid) && limitDropins(runtimeDropins(`user-${uid}.slice`)),
+          limitDropins: dropins.has(uid) && runtimeDropins(`user-${uid}.slice`, LIMITS).length > 0,
           shares: lockDirHas(lockDir, uid, "shares"),
           failure: lockDirHas(lockDir, uid, "failed"),
           userService: unit,

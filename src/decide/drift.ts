@@ -115,15 +115,6 @@ function constrains(name: (typeof LIMITS)[number], v: string | undefined): boole
   return name !== "DevicePolicy" || v !== "auto";
 }
 
-/**
- * Are any of these runtime drop-ins (paths) one of the limits containment sets (50-AllowedCPUs.conf,
- * ...)? An administrator's other runtime properties of the slice (systemctl set-property --runtime
- * user-UID.slice TasksMax=...) are not a trace of flux-pam's.
- */
-export function limitDropins(files: readonly string[]): boolean {
-  return files.some((f) => (LIMITS as readonly string[]).includes(f.replace(/^(?:.*\/)?50-|\.conf$/g, "")));
-}
-
 /** What of flux-pam's own the node holds for a user, as the teardown of their last job would find it. */
 export type Traces = Pick<UserNodeState, "marker" | "shares" | "failure" | "limitDropins" | "limits" | "needDaemonReload"> & {
   /** login scopes under the site's prefix (PREFIX-PID.scope) */
@@ -186,7 +177,8 @@ export function verdict(u: UserNodeState): Verdict {
     // (the unit's own files' limits: what a teardown cannot and must not lift)
     if (limited.length && fromFiles) notes.push(`limits from ${slice}'s own unit files, not flux-pam's: ${shown}`);
     else if (limited.length) drift.push(`limits left from ended jobs: ${shown}`);
-    if (u.dropins) drift.push(`runtime drop-ins left: /run/systemd/system.control/${slice}.d`);
+    // (an administrator's other runtime properties of the slice are theirs: the teardown leaves them)
+    if (u.limitDropins) drift.push(`runtime drop-ins of its limits left: /run/systemd/system.control/${slice}.d`);
     // Without kill-user-slice the site keeps what outlives the last job (uncontained): said, not drift.
     const left = (what: string) => (u.killUserSlice ? drift : notes).push(u.killUserSlice ? what : `${what} (kept: pam.kill-user-slice is off)`);
     for (const s of u.scopes) if (s.pids.length) left(`login scope ${s.name} without a running job: ${s.pids.join(" ")}`);

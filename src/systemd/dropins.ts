@@ -15,8 +15,16 @@ function isMissing(e: unknown): boolean {
   return code === "ENOENT" || code === "ENOTDIR";
 }
 
-/** The runtime property drop-ins of `unit` (full paths, sorted); none when the directory is missing. */
-export function runtimeDropins(unit: string, root = RUNTIME_CONTROL_DIR): string[] {
+/** The property a drop-in of that name sets (50-AllowedCPUs.conf: AllowedCPUs). */
+function propertyOf(name: string): string {
+  return name.slice(3, -5);
+}
+
+/**
+ * The runtime property drop-ins of `unit` (full paths, sorted), of the given properties only when
+ * `properties` is given; none when the directory is missing.
+ */
+export function runtimeDropins(unit: string, properties?: readonly string[], root = RUNTIME_CONTROL_DIR): string[] {
   const dir = join(root, `${unit}.d`);
   let names: string[];
   try {
@@ -25,15 +33,20 @@ export function runtimeDropins(unit: string, root = RUNTIME_CONTROL_DIR): string
     if (isMissing(e)) return [];
     throw e;
   }
-  return names.filter((n) => SETTING_FILE.test(n)).sort().map((n) => join(dir, n));
+  return names
+    .filter((n) => SETTING_FILE.test(n) && (properties === undefined || properties.includes(propertyOf(n))))
+    .sort()
+    .map((n) => join(dir, n));
 }
 
 /**
- * Removes the unit's runtime property drop-ins, and their directory when nothing else is in it.
- * Files of other names (not written by SetUnitProperties) are left alone. Returns what it removed.
+ * Removes the unit's runtime drop-ins of these properties, and their directory when nothing else
+ * is in it. Others are left alone: an administrator's `systemctl set-property --runtime` of
+ * another property is theirs, and so is any file SetUnitProperties did not write. Returns what
+ * it removed.
  */
-export function removeRuntimeDropins(unit: string, root = RUNTIME_CONTROL_DIR): string[] {
-  const files = runtimeDropins(unit, root);
+export function removeRuntimeDropins(unit: string, properties: readonly string[], root = RUNTIME_CONTROL_DIR): string[] {
+  const files = runtimeDropins(unit, properties, root);
   const removed: string[] = [];
   for (const f of files) {
     try {

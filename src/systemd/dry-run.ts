@@ -97,12 +97,12 @@ export class DryRunSystemd implements Systemd {
     this.record("systemd", "Reload");
   }
 
-  runtimeDropins(unit: string): string[] {
-    return runtimeDropins(unit);
+  runtimeDropins(unit: string, properties?: readonly string[]): string[] {
+    return runtimeDropins(unit, properties);
   }
 
-  removeRuntimeDropins(unit: string): string[] {
-    const files = runtimeDropins(unit);
+  removeRuntimeDropins(unit: string, properties: readonly string[]): string[] {
+    const files = runtimeDropins(unit, properties);
     if (files.length > 0) this.record(unit, "remove-drop-ins", ...files);
     return files;
   }

@@ -457,14 +457,14 @@ export class SystemdClient implements Systemd {
     await this.bus.call(this.manager("Reload", undefined), opts.timeoutMs ?? DEFAULT_RELOAD_MS);
   }
 
-  runtimeDropins(unit: string): string[] {
+  runtimeDropins(unit: string, properties?: readonly string[]): string[] {
     checkUnitName(unit);
-    return runtimeDropins(unit);
+    return runtimeDropins(unit, properties);
   }
 
-  removeRuntimeDropins(unit: string): string[] {
+  removeRuntimeDropins(unit: string, properties: readonly string[]): string[] {
     checkUnitName(unit);
-    return removeRuntimeDropins(unit);
+    return removeRuntimeDropins(unit, properties);
   }
 
   busTime(): BusTime {

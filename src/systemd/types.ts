@@ -130,10 +130,10 @@ export interface Systemd {
   revertUnit(unit: string, opts?: CallOptions): Promise<void>;
   /** Manager.Reload (systemctl daemon-reload): node-wide, re-reads every unit. */
   reload(opts?: CallOptions): Promise<void>;
-  /** The drop-ins SetUnitProperties(runtime) left for the unit under /run/systemd/system.control (paths). */
-  runtimeDropins(unit: string): string[];
-  /** Removes those drop-ins (and their directory once empty); returns what it removed. */
-  removeRuntimeDropins(unit: string): string[];
+  /** The drop-ins SetUnitProperties(runtime) left for the unit under /run/systemd/system.control (paths), of these properties only when given. */
+  runtimeDropins(unit: string, properties?: readonly string[]): string[];
+  /** Removes the drop-ins of these properties (and their directory once empty); returns what it removed. */
+  removeRuntimeDropins(unit: string, properties: readonly string[]): string[];
   /** What this client spent waiting on systemd so far (for debug lines and bench/hooks.ts). */
   busTime(): BusTime;
   /** The manager's Version property, e.g. "252.30-1~deb12u1" or "239 (239-78.el8)". */

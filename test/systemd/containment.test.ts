@@ -239,6 +239,28 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     expect(calls.length).toBeGreaterThan(0); // it did look (GetUnit), and the monitor saw it
   });
 
+  test("3: an administrator's own runtime property of the slice (set-property --runtime TasksMax) outlives the teardown, which lifts every limit all the same, without a reload", async () => {
+    await withJobs([JOB102]);
+    await c.run(["systemctl", "set-property", "--runtime", SLICE, "TasksMax=777"]);
+    try {
+      const before = await reloads();
+      nodeWith([ended(JOB102)]);
+      await expectHook("housekeeping", "102");
+      expect(await until(async () => !(await held(SLICE)))).toBe(true);
+      expect((await c.run(["ls", DROPINS])).trim().split("\n")).toEqual(["50-TasksMax.conf"]);
+      expect(await sliceProps()).toEqual({ AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" });
+      expect((await c.run(["systemctl", "show", "-P", "TasksMax", "-P", "NeedDaemonReload", SLICE])).trim().split("\n")).toEqual(["777", "no"]);
+      expect(await reloads()).toBe(before);
+      // the administrator's drop-in is nothing of flux-pam's: a second teardown finds nothing to do
+      let r: Awaited<ReturnType<typeof hook>> | undefined;
+      const calls = await systemdCalls(async () => (r = await hook("housekeeping", "102", { FLUX_PAM_SCRIPTS_DEBUG: "1" })));
+      expect(r!.stderr).toContain("nothing left to tear down");
+      expect(calls.filter((m) => WRITES.includes(m))).toEqual([]);
+    } finally {
+      await c.run(["rm", "-rf", DROPINS]);
+    }
+  });
+
   /**
    * `rounds` of prolog then housekeeping of job 101, back to back inside the container as a runner
    * runs them (`before` runs ahead of each prolog, `check` after each housekeeping, whose output is
