@@ -269,8 +269,18 @@ timed_floor() {
   children_cpu
   echo "\${TAG:-A} \${DBG:-0} $(( e - s )) 0 - - $(( CPU - c0 ))"
 }
+# The login's PAM process lives in sshd's service cgroup, inside the container's tree (nsenter
+# alone leaves this shell in the host's): a stand-in service's cgroup, entered once.
+login_cgroup() {
+  local cg=/sys/fs/cgroup/system.slice/bench-sshd.service
+  systemctl -q is-active bench-sshd || systemd-run -q --unit=bench-sshd sleep infinity
+  grep -qx "0::/system.slice/bench-sshd.service" /proc/$BASHPID/cgroup || echo $BASHPID > $cg/cgroup.procs
+}
 timed_session() {
   local r0=$(reloads) s e p
+  login_cgroup
+  # logins come one by one: each finds the kernel's cgroups quiet (not in the wake of the last one's move)
+  sleep 0.1
   sleep 300 & p=$!
   local c0
   children_cpu; c0=$CPU

@@ -24,6 +24,9 @@ const HOT: Record<string, (args: string[], env: Env) => Promise<number>> = {
     return (await import("./commands/account")).account(parseAccountArgs(args), env);
   },
   "session-open": async (args, env) => {
+    // First of all: systemd's move of the login into its scope, milliseconds from now, then finds
+    // the kernel's wait for it under way (node/cgroup.ts).
+    (await import("./node/cgroup")).warmCgroupMigration();
     const { parseSessionArgs } = await import("./commands/pam-words");
     return (await import("./commands/session-open")).sessionOpen(parseSessionArgs(args), env);
   },

@@ -1,6 +1,7 @@
 // cgroup v2 reads: where the hierarchy is mounted, which processes live in a subtree, a process's cgroup.
 
 import { readdirSync, readFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { NodeStateError } from "./errors";
 
@@ -123,4 +124,32 @@ export function cgroupOfPid(pid: number | "self"): string | undefined {
   }
   const line = text.split("\n").find((l) => l.startsWith("0::"));
   return line?.slice(3);
+}
+
+/**
+ * Moves this process, in the background, into the cgroup it is already in: nothing changes for
+ * it, but the kernel takes its cgroup migration lock. The first migration after a quiet spell
+ * waits for an RCU grace period (the lock's rcu_sync; none when cgroup2 is mounted with
+ * favordynmods), and one that comes while that wait is under way, or just after, shares it
+ * instead of waiting a grace period of its own. session-open starts this first thing, so that
+ * systemd's move of the login into its scope, some milliseconds later, finds the wait mostly
+ * paid. Best effort: any failure is ignored (it changes only how long the scope's start takes).
+ */
+export function warmCgroupMigration(): void {
+  try {
+    const target = ownProcsFile(cgroupOfPid("self"), cgroup2Mount());
+    if (target !== undefined) writeFile(target, `${process.pid}\n`).catch(() => {});
+  } catch {
+    // no cgroup v2, or /proc unreadable: nothing to warm
+  }
+}
+
+/**
+ * The cgroup.procs file of our own cgroup `own` (as /proc/self/cgroup names it) under `mountPoint`,
+ * or undefined when our cgroup is not in our view: "/.." when it is outside our cgroup namespace
+ * (nsenter -C), where the path would lead anywhere.
+ */
+export function ownProcsFile(own: string | undefined, mountPoint: string): string | undefined {
+  if (own === undefined || !own.startsWith("/") || own.split("/").includes("..")) return undefined;
+  return join(mountPoint, own, "cgroup.procs");
 }

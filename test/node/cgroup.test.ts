@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cgroup2Mount, cgroupOfPid, parseCgroup2Mount, pidsInCgroup, userSliceCgroup } from "../../src/node/cgroup";
+import { cgroup2Mount, cgroupOfPid, ownProcsFile, parseCgroup2Mount, pidsInCgroup, userSliceCgroup } from "../../src/node/cgroup";
 import { NodeStateError } from "../../src/node/errors";
 import { tempDir } from "../e2e/harness";
 
@@ -85,4 +85,15 @@ describe("pids in a cgroup subtree", () => {
 test("this process has a cgroup v2 path", () => {
   expect(cgroupOfPid("self")).toStartWith("/");
   expect(cgroupOfPid(0x7ffffffe)).toBeUndefined();
+});
+
+describe("the warm-up's target: our own cgroup's cgroup.procs, only when it is in our view", () => {
+  test("a cgroup of the namespace we see: its cgroup.procs under the mount", () => {
+    expect(ownProcsFile("/system.slice/ssh.service", "/sys/fs/cgroup")).toBe("/sys/fs/cgroup/system.slice/ssh.service/cgroup.procs");
+    expect(ownProcsFile("/", "/sys/fs/cgroup/unified")).toBe("/sys/fs/cgroup/unified/cgroup.procs");
+  });
+
+  test("outside our cgroup namespace (/.., as nsenter leaves a process), unknown, or not a path: none", () => {
+    for (const own of ["/..", "/../..", "/../../user.slice", "/a/../b", undefined, "", "system.slice"]) expect(ownProcsFile(own, "/sys/fs/cgroup")).toBeUndefined();
+  });
 });
