@@ -510,13 +510,6 @@ still_ours(pid_t pid)
 	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
 }
 
-/*
- * Reaps the child. Without a pidfd the exit is polled until the deadline; a child still
- * there (timed out, too talkative, or after an error) is killed with its process group, and
- * waited for KILL_WAIT_MS at most (a helper stuck in the kernel must not hold the login
- * forever: it is left, unreaped, and the login fails). A child someone else reaped (a thread
- * of the caller's calling waitpid(-1)) is not signalled: its pid may be anyone's by now.
- */
 /* Polls for the child's exit until `until`: 1 reaped (run->status set), 0 still there, -1 waitpid failed. */
 static int
 wait_until(pid_t pid, int64_t until, struct run *run)
@@ -540,6 +533,14 @@ wait_until(pid_t pid, int64_t until, struct run *run)
 	}
 }
 
+/*
+ * Reaps the child. Without a pidfd the exit is polled until the deadline; a child still
+ * there (timed out, too talkative, or after an error) is killed with its process group, and
+ * waited for KILL_WAIT_MS at most (a helper stuck in the kernel must not hold the login
+ * forever: it is left, unreaped, and the login fails). A child someone else reaped (a thread
+ * of the caller's calling waitpid(-1)) is not signalled, nor is its group: once the group is empty, its
+ * number may lead some other process's group by now.
+ */
 static void
 reap(pam_handle_t *pamh, pid_t pid, int pidfd, int64_t deadline, struct run *run)
 {
@@ -569,9 +570,13 @@ reap(pam_handle_t *pamh, pid_t pid, int pidfd, int64_t deadline, struct run *run
 /*
  * Runs the helper with `argv` and `envp` and collects its reply in `run`. SIGCHLD is default
  * while the child runs, so the caller's handler cannot reap it first, and blocked in this
- * thread, so that the SIGCHLD of a child of the caller's own that ends meanwhile stays pending
- * and reaches the caller's handler once it is back, instead of being discarded. Returns 0
- * when the helper ran (the outcome is in `run`), -1 when it could not be started (logged).
+ * thread, so that a SIGCHLD that arrives meanwhile (of a child of the caller's own, or the
+ * helper's) stays pending and reaches the caller's handler once it is back, instead of being
+ * discarded as an ignored signal. One already pending on entry is discarded by the change to
+ * default all the same (POSIX: a pending signal whose default is to ignore it goes when its
+ * action becomes SIG_DFL); the caller's handler then finds that child at its next SIGCHLD.
+ * Returns 0 when the helper ran (the outcome is in `run`), -1 when it could not be started
+ * (logged).
  */
 static int
 run_helper(pam_handle_t *pamh, const char *path, char *const argv[], char *const envp[], long timeout_ms,
@@ -593,7 +598,7 @@ run_helper(pam_handle_t *pamh, const char *path, char *const argv[], char *const
 		pam_syslog(pamh, LOG_ERR, "pipe: %m");
 		return -1;
 	}
-	/* blocked first: a pending SIGCHLD is discarded when its action becomes default */
+	/* blocked before the change to default, so that none arriving from here on is lost */
 	if ((errno = pthread_sigmask(SIG_BLOCK, &chld, &old_mask)) != 0) {
 		pam_syslog(pamh, LOG_ERR, "pthread_sigmask: %m");
 		goto out_pipe;

@@ -40,6 +40,10 @@ export function parseCgroup2Mount(mountinfo: string): Cgroup2Mount | undefined {
 
 /** Where this process sees the cgroup2 hierarchy; throws if there is none (a pure cgroup v1 node). */
 export function cgroup2Mount(mountinfoPath = "/proc/self/mountinfo"): string {
+  return readCgroup2Mount(mountinfoPath).mountPoint;
+}
+
+function readCgroup2Mount(mountinfoPath: string): Cgroup2Mount {
   let text: string;
   try {
     text = readFileSync(mountinfoPath, "utf8");
@@ -48,7 +52,7 @@ export function cgroup2Mount(mountinfoPath = "/proc/self/mountinfo"): string {
   }
   const m = parseCgroup2Mount(text);
   if (!m) throw new NodeStateError(mountinfoPath, "no cgroup2 file system is mounted (flux-pam needs cgroup v2)");
-  return m.mountPoint;
+  return m;
 }
 
 /** user-UID.slice's cgroup directory, e.g. /sys/fs/cgroup/user.slice/user-1000.slice. */
@@ -137,7 +141,7 @@ export function cgroupOfPid(pid: number | "self"): string | undefined {
  */
 export function warmCgroupMigration(): void {
   try {
-    const target = ownProcsFile(cgroupOfPid("self"), cgroup2Mount());
+    const target = ownProcsFile(cgroupOfPid("self"), readCgroup2Mount("/proc/self/mountinfo"));
     if (target !== undefined) writeFile(target, `${process.pid}\n`).catch(() => {});
   } catch {
     // no cgroup v2, or /proc unreadable: nothing to warm
@@ -145,11 +149,13 @@ export function warmCgroupMigration(): void {
 }
 
 /**
- * The cgroup.procs file of our own cgroup `own` (as /proc/self/cgroup names it) under `mountPoint`,
- * or undefined when our cgroup is not in our view: "/.." when it is outside our cgroup namespace
- * (nsenter -C), where the path would lead anywhere.
+ * The cgroup.procs file of our own cgroup `own` (as /proc/self/cgroup names it, relative to our
+ * cgroup namespace) under `mount`, or undefined unless the two agree: our cgroup outside our
+ * namespace ("/..", as nsenter -C leaves a process), or a mount of another part of the
+ * hierarchy than our namespace's root (a root other than "/": a host's mount seen from a child
+ * namespace), and the path would name some other cgroup.
  */
-export function ownProcsFile(own: string | undefined, mountPoint: string): string | undefined {
-  if (own === undefined || !own.startsWith("/") || own.split("/").includes("..")) return undefined;
-  return join(mountPoint, own, "cgroup.procs");
+export function ownProcsFile(own: string | undefined, mount: Pick<Cgroup2Mount, "mountPoint" | "root">): string | undefined {
+  if (own === undefined || !own.startsWith("/") || own.split("/").includes("..") || mount.root !== "/") return undefined;
+  return join(mount.mountPoint, own, "cgroup.procs");
 }

@@ -89,11 +89,17 @@ test("this process has a cgroup v2 path", () => {
 
 describe("the warm-up's target: our own cgroup's cgroup.procs, only when it is in our view", () => {
   test("a cgroup of the namespace we see: its cgroup.procs under the mount", () => {
-    expect(ownProcsFile("/system.slice/ssh.service", "/sys/fs/cgroup")).toBe("/sys/fs/cgroup/system.slice/ssh.service/cgroup.procs");
-    expect(ownProcsFile("/", "/sys/fs/cgroup/unified")).toBe("/sys/fs/cgroup/unified/cgroup.procs");
+    const mount = { mountPoint: "/sys/fs/cgroup", root: "/" };
+    expect(ownProcsFile("/system.slice/ssh.service", mount)).toBe("/sys/fs/cgroup/system.slice/ssh.service/cgroup.procs");
+    expect(ownProcsFile("/", { mountPoint: "/sys/fs/cgroup/unified", root: "/" })).toBe("/sys/fs/cgroup/unified/cgroup.procs");
   });
 
   test("outside our cgroup namespace (/.., as nsenter leaves a process), unknown, or not a path: none", () => {
-    for (const own of ["/..", "/../..", "/../../user.slice", "/a/../b", undefined, "", "system.slice"]) expect(ownProcsFile(own, "/sys/fs/cgroup")).toBeUndefined();
+    for (const own of ["/..", "/../..", "/../../user.slice", "/a/../b", undefined, "", "system.slice"])
+      expect(ownProcsFile(own, { mountPoint: "/sys/fs/cgroup", root: "/" })).toBeUndefined();
+  });
+
+  test("a mount of another part of the hierarchy (a host's mount seen from a child namespace): none", () => {
+    for (const root of ["/..", "/machine.slice/c1"]) expect(ownProcsFile("/system.slice/ssh.service", { mountPoint: "/sys/fs/cgroup", root })).toBeUndefined();
   });
 });

@@ -239,17 +239,17 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     expect(calls.length).toBeGreaterThan(0); // it did look (GetUnit), and the monitor saw it
   });
 
-  test("3: an administrator's own runtime property of the slice (set-property --runtime TasksMax) outlives the teardown, which lifts every limit all the same, without a reload", async () => {
+  test("3: an administrator's own runtime property of the slice, of a name no prolog sets (set-property --runtime IPAccounting), outlives the teardown, which lifts every limit all the same, without a reload", async () => {
     await withJobs([JOB102]);
-    await c.run(["systemctl", "set-property", "--runtime", SLICE, "TasksMax=777"]);
+    await c.run(["systemctl", "set-property", "--runtime", SLICE, "IPAccounting=yes"]);
     try {
       const before = await reloads();
       nodeWith([ended(JOB102)]);
       await expectHook("housekeeping", "102");
       expect(await until(async () => !(await held(SLICE)))).toBe(true);
-      expect((await c.run(["ls", DROPINS])).trim().split("\n")).toEqual(["50-TasksMax.conf"]);
+      expect((await c.run(["ls", DROPINS])).trim().split("\n")).toEqual(["50-IPAccounting.conf"]);
       expect(await sliceProps()).toEqual({ AllowedCPUs: "", AllowedMemoryNodes: "", DevicePolicy: "auto", DeviceAllow: "" });
-      expect((await c.run(["systemctl", "show", "-P", "TasksMax", "-P", "NeedDaemonReload", SLICE])).trim().split("\n")).toEqual(["777", "no"]);
+      expect((await c.run(["systemctl", "show", "-P", "IPAccounting", "-P", "NeedDaemonReload", SLICE])).trim().split("\n")).toEqual(["yes", "no"]);
       expect(await reloads()).toBe(before);
       // the administrator's drop-in is nothing of flux-pam's: a second teardown finds nothing to do
       let r: Awaited<ReturnType<typeof hook>> | undefined;
@@ -259,6 +259,19 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     } finally {
       await c.run(["rm", "-rf", DROPINS]);
     }
+  });
+
+  test("3: a property of the mapper's beyond the four limits (MemoryMax) is an ended job's too: the teardown removes its drop-in", async () => {
+    await fromScratch();
+    const mapper = { AllowedCPUs: "0-1", AllowedMemoryNodes: "0", DevicePolicy: "closed", MemoryMax: "1G" };
+    nodeWith([JOB101], { mapper });
+    await expectHook("prolog", "101");
+    expect((await c.run(["ls", DROPINS])).trim().split("\n")).toContain("50-MemoryMax.conf");
+    nodeWith([ended(JOB101)], { mapper });
+    await expectHook("housekeeping", "101");
+    expect(await exists(DROPINS)).toBe(false);
+    expect(await until(async () => !(await held(SLICE)))).toBe(true);
+    expect((await c.run(["systemctl", "show", "-P", "MemoryMax", SLICE])).trim()).toBe("infinity");
   });
 
   /**
