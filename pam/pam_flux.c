@@ -570,9 +570,11 @@ reap(pam_handle_t *pamh, pid_t pid, int pidfd, int64_t deadline, struct run *run
 /*
  * Runs the helper with `argv` and `envp` and collects its reply in `run`. SIGCHLD is default
  * while the child runs, so the caller's handler cannot reap it first, and blocked in this
- * thread, so that a SIGCHLD that arrives meanwhile (of a child of the caller's own, or the
- * helper's) stays pending and reaches the caller's handler once it is back, instead of being
- * discarded as an ignored signal. One already pending on entry is discarded by the change to
+ * thread, so that a SIGCHLD that arrives meanwhile (the helper's, or that of another child this
+ * thread forked: in a single-threaded caller, any child) stays pending and reaches the caller's
+ * handler once it is back, instead of being discarded as an ignored signal. A child of another
+ * thread of the caller's that ends meanwhile signals that thread, where SIGCHLD is not blocked:
+ * that one is discarded. One already pending on entry is discarded by the change to
  * default all the same (POSIX: a pending signal whose default is to ignore it goes when its
  * action becomes SIG_DFL); the caller's handler then finds that child at its next SIGCHLD.
  * Returns 0 when the helper ran (the outcome is in `run`), -1 when it could not be started

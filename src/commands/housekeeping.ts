@@ -5,7 +5,7 @@ import { removeShares } from "../node/job-shares";
 import { writeText } from "../node/libc";
 import { markerExists, removeMarker } from "../node/marker";
 import { DBusCallError, NO_SUCH_UNIT } from "../systemd/errors";
-import { KNOWN_PROPERTIES, liftDevices } from "../systemd/properties";
+import { DROPIN_PROPERTIES, liftDevices } from "../systemd/properties";
 import { openSystemd } from "../systemd/systemd";
 import { AFTER_KILL_MS, applyUnion, HookError, type HookOptions, otherJobs, runHook, sliceName, type UserContext, userServiceFailed, userServiceName } from "./containment";
 import { join } from "node:path";
@@ -105,7 +105,7 @@ export async function tearDown(ctx: UserContext): Promise<void> {
   }
   // Only the drop-ins of properties a prolog may set are ours (the mapper's answer may hold any of
   // them): an administrator's runtime properties of other names stay.
-  const dropins = ctx.sd.runtimeDropins(slice, KNOWN_PROPERTIES);
+  const dropins = ctx.sd.runtimeDropins(slice, DROPIN_PROPERTIES);
   const cgroup = userSliceCgroup(uid);
   const strays = () => pidsInCgroup(cgroup, managerUnits(uid));
   let left = strays();
@@ -178,7 +178,7 @@ export async function tearDown(ctx: UserContext): Promise<void> {
  */
 async function stopSlice(ctx: UserContext, stop: boolean): Promise<void> {
   const slice = sliceName(ctx.user.uid);
-  const removed = ctx.sd.removeRuntimeDropins(slice, KNOWN_PROPERTIES);
+  const removed = ctx.sd.removeRuntimeDropins(slice, DROPIN_PROPERTIES);
   if (removed.length > 0) ctx.debug(`${slice}: removed ${removed.join(" ")}`);
   if (!stop) return;
   try {
@@ -210,7 +210,7 @@ async function revertKeptSlice(ctx: UserContext, userUp: boolean, constrained: b
   if (!constrained) return;
   ctx.debug(`processes remain in ${slice} (pam.kill-user-slice is off): reverting it with a reload`);
   await liftDeviceFilter(ctx);
-  ctx.sd.removeRuntimeDropins(slice, KNOWN_PROPERTIES);
+  ctx.sd.removeRuntimeDropins(slice, DROPIN_PROPERTIES);
   await ctx.sd.reload();
 }
 

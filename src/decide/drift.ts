@@ -177,7 +177,8 @@ export function verdict(u: UserNodeState): Verdict {
     // (the unit's own files' limits: what a teardown cannot and must not lift)
     if (limited.length && fromFiles) notes.push(`limits from ${slice}'s own unit files, not flux-pam's: ${shown}`);
     else if (limited.length) drift.push(`limits left from ended jobs: ${shown}`);
-    // (an administrator's other runtime properties of the slice are theirs: the teardown leaves them)
+    // (only the four limits' drop-ins count as traces here: a runtime property of another name may
+    // be an administrator's, though the teardown removes those a prolog may set too)
     if (u.limitDropins) drift.push(`runtime drop-ins of its limits left: /run/systemd/system.control/${slice}.d`);
     // Without kill-user-slice the site keeps what outlives the last job (uncontained): said, not drift.
     const left = (what: string) => (u.killUserSlice ? drift : notes).push(u.killUserSlice ? what : `${what} (kept: pam.kill-user-slice is off)`);

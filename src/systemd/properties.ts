@@ -214,6 +214,19 @@ const ENCODERS: Record<string, Encoder> = {
 
 export const KNOWN_PROPERTIES: readonly string[] = [...Object.keys(ENCODERS), "DeviceAllow"].sort();
 
+/**
+ * The names of the runtime drop-ins (50-NAME.conf under /run/systemd/system.control/UNIT.d) that
+ * the properties flux-pam sends may leave: each known property's own, and NAMEScale for a memory
+ * limit or TasksMax given as a percentage, which travels as NAMEScale and which systemd files
+ * under that name (observed with systemd 252; CPUQuota's drop-in keeps its own name).
+ */
+export const DROPIN_PROPERTIES: readonly string[] = [
+  ...KNOWN_PROPERTIES,
+  ...Object.entries(ENCODERS)
+    .filter(([, encode]) => encode === memoryProperty || encode === tasksMaxProperty)
+    .map(([name]) => `${name}Scale`),
+].sort();
+
 export interface EncodeOptions {
   /**
    * Start with an empty DeviceAllow even when the mapper sent none, so devices granted to jobs

@@ -261,17 +261,18 @@ describe.skipIf(skip !== undefined)("containment on real systemd", () => {
     }
   });
 
-  test("3: a property of the mapper's beyond the four limits (MemoryMax) is an ended job's too: the teardown removes its drop-in", async () => {
+  test("3: properties of the mapper's beyond the four limits (MemoryMax, and MemoryHigh and TasksMax as percentages, filed as NAMEScale) are an ended job's too: the teardown removes their drop-ins", async () => {
     await fromScratch();
-    const mapper = { AllowedCPUs: "0-1", AllowedMemoryNodes: "0", DevicePolicy: "closed", MemoryMax: "1G" };
+    const mapper = { AllowedCPUs: "0-1", AllowedMemoryNodes: "0", DevicePolicy: "closed", MemoryMax: "1G", MemoryHigh: "50%", TasksMax: "20%" };
     nodeWith([JOB101], { mapper });
     await expectHook("prolog", "101");
-    expect((await c.run(["ls", DROPINS])).trim().split("\n")).toContain("50-MemoryMax.conf");
+    const files = (await c.run(["ls", DROPINS])).trim().split("\n");
+    for (const f of ["50-MemoryMax.conf", "50-MemoryHighScale.conf", "50-TasksMaxScale.conf"]) expect(files).toContain(f);
     nodeWith([ended(JOB101)], { mapper });
     await expectHook("housekeeping", "101");
     expect(await exists(DROPINS)).toBe(false);
     expect(await until(async () => !(await held(SLICE)))).toBe(true);
-    expect((await c.run(["systemctl", "show", "-P", "MemoryMax", SLICE])).trim()).toBe("infinity");
+    expect((await c.run(["systemctl", "show", "-P", "MemoryMax", "-P", "MemoryHigh", "-P", "NeedDaemonReload", SLICE])).trim().split("\n")).toEqual(["infinity", "infinity", "no"]);
   });
 
   /**

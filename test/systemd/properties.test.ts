@@ -6,9 +6,11 @@ import { PropertyError } from "../../src/systemd/errors";
 import {
   decodeProperties,
   DEVICE_ALLOW_RESET,
+  DROPIN_PROPERTIES,
   encodeProperties,
   formatProperty,
   idsetToMask,
+  KNOWN_PROPERTIES,
   liftDevices,
   maskToIdset,
   parseDeviceAllow,
@@ -154,6 +156,18 @@ describe("sizes, quotas, weights, booleans", () => {
   test("MemoryMax=50% travels as MemoryMaxScale (u), a fraction of 2^32-1", () => {
     expect(encodeProperties({ MemoryMax: "50%" })[1]).toMatchObject({ name: "MemoryMaxScale", signature: "u", value: 2147483648, text: "MemoryMax=50%" });
     expect(encodeProperties({ MemoryHigh: "100%" })[1]).toMatchObject({ name: "MemoryHighScale", value: 0xffffffff });
+  });
+
+  test("every NAMEScale a percentage travels as is among the drop-in names a teardown removes (systemd files it as 50-NAMEScale.conf)", () => {
+    const scaled = KNOWN_PROPERTIES.flatMap((name) => {
+      try {
+        return encodeProperties({ [name]: "50%" }).map((p) => p.name).filter((n) => n.endsWith("Scale"));
+      } catch {
+        return []; // no percentage form
+      }
+    });
+    expect(scaled.sort()).toEqual(["MemoryHighScale", "MemoryLowScale", "MemoryMaxScale", "MemoryMinScale", "MemorySwapMaxScale", "TasksMaxScale"]);
+    expect(DROPIN_PROPERTIES).toEqual([...KNOWN_PROPERTIES, ...scaled].sort());
   });
 
   test("CPUQuota=150% travels as CPUQuotaPerSecUSec=1500000 (t)", () => {
