@@ -8,7 +8,7 @@
 import type { Scenario } from "../test/broker/scenario";
 import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
 import { join } from "node:path";
-import { buildFloor } from "./floor";
+import { buildFloor, compileFloor } from "./floor";
 import { evictFromPageCache } from "./page-cache";
 import { median, medianInterval } from "./stats";
 import { MODULE, driverArgs, ensureBuilt, installHelper, pamConfDir, realHelper, standIn } from "../test/pam/harness";
@@ -60,8 +60,11 @@ async function main() {
     // The target's yardstick: a program of the same Bun, compiled as flux-pam is, that only answers.
     const floor = await buildFloor(join(dir.path, "floor"), "answer", 'require("node:fs").writeSync(3, "result owner\\n");\n');
     const bunFloor = installHelper(dir.path, { source: floor, name: "bun-floor" });
+    // What the protocol alone costs such a program: connect, attr.get, job-list.list (bench/protocol-only.ts).
+    const protocol = await compileFloor(join(import.meta.dir, "protocol-only.ts"), join(dir.path, "floor", "protocol-only"));
+    const protocolOnly = installHelper(dir.path, { source: protocol, name: "protocol-only" });
     // The copies were just written, BINARY may not have been: all of them from disk (bench/page-cache.ts).
-    await evictFromPageCache(helper, bunFloor, BINARY);
+    await evictFromPageCache(helper, bunFloor, protocolOnly, BINARY);
     const rows: [string, string, string][] = [
       ["pam_flux.so + flux-pam, owner admitted", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "daemon"],
       ["pam_flux.so + flux-pam, denied, no job anywhere", `account required ${MODULE} helper=${helper} uri=${broker.uri}`, "sys"],
@@ -70,6 +73,7 @@ async function main() {
       ["pam_exec.so + flux-pam, owner admitted", `account required pam_exec.so quiet stdout ${BINARY} account uri=${broker.uri}`, "daemon"],
       ["pam_exec.so + flux-pam, denied, no job anywhere", `account required pam_exec.so quiet stdout ${BINARY} account uri=${broker.uri}`, "sys"],
       ["pam_flux.so + /bin/sh stand-in (wrapper floor)", `account required ${MODULE} helper=${stub}`, "daemon"],
+      ["pam_flux.so + a Bun program that only asks", `account required ${MODULE} helper=${protocolOnly} uri=${broker.uri}`, "daemon"],
       ["pam_flux.so + a Bun program that only answers", `account required ${MODULE} helper=${bunFloor}`, "daemon"],
     ];
     const medians = new Map<string, number>();
@@ -89,19 +93,28 @@ async function main() {
     const ratio = medians.get(rows[0]![0])! / medians.get(rows.at(-1)![0])!;
     console.log(`owner admitted / a Bun program that only answers, the rows above: ${ratio.toFixed(2)}x`);
     // Paired: each round times both sides back to back, so drift moves both; the ratio of their medians per round.
+    const paired = async (a: string, b: string): Promise<number[]> => {
+      const ratios: number[] = [];
+      for (let round = 0; round < Math.max(5, Math.round(N / PAIR_RUNS)); round++) {
+        const order = round % 2 === 0 ? [a, b] : [b, a];
+        const m = new Map<string, number>();
+        for (const service of order) m.set(service, median((await timeAccount(pam.path, service, "daemon", PAIR_RUNS)).ms));
+        ratios.push(m.get(a)! / m.get(b)!);
+      }
+      return ratios;
+    };
+    const say = (what: string, ratios: number[], target = "") => {
+      const iv = medianInterval(ratios);
+      const interval = iv ? iv.map((x) => x.toFixed(2)).join("-") : "-";
+      console.log(`${what}, paired: ${median(ratios).toFixed(2)}x (90% interval ${interval}, ${ratios.length} rounds of ${PAIR_RUNS}${target})`);
+    };
     const owner = serviceOf(0);
     const answer = serviceOf(rows.length - 1);
-    const ratios: number[] = [];
-    for (let round = 0; round < Math.max(5, Math.round(N / PAIR_RUNS)); round++) {
-      const order = round % 2 === 0 ? [owner, answer] : [answer, owner];
-      const m = new Map<string, number>();
-      for (const service of order) m.set(service, median((await timeAccount(pam.path, service, "daemon", PAIR_RUNS)).ms));
-      ratios.push(m.get(owner)! / m.get(answer)!);
-    }
-    const iv = medianInterval(ratios);
-    console.log(
-      `owner admitted / a Bun program that only answers, paired: ${median(ratios).toFixed(2)}x (90% interval ${iv ? iv.map((x) => x.toFixed(2)).join("-") : "-"}, ${ratios.length} rounds of ${PAIR_RUNS}; target: within 1.2x)`,
-    );
+    const asks = serviceOf(rows.length - 2);
+    say("owner admitted / a Bun program that only answers", await paired(owner, answer), "; target: within 1.2x");
+    // The target's budget split: the protocol's part (the broker's answers included), and ours above it.
+    say("a Bun program that only asks / one that only answers", await paired(asks, answer));
+    say("owner admitted / a Bun program that only asks", await paired(owner, asks));
   } finally {
     await broker.stop();
     dir.remove();

@@ -11,10 +11,14 @@ const ROOT = join(import.meta.dir, "..");
 /** Compiles `source` (the program's whole text) to DIR/NAME and returns its path. */
 export async function buildFloor(dir: string, name: string, source: string): Promise<string> {
   mkdirSync(dir, { recursive: true });
-  const flags = (await Bun.$`make -s -C ${ROOT} compile-flags`.text()).trim().split(/\s+/);
   const ts = join(dir, `${name}.ts`);
-  const out = join(dir, name);
   writeFileSync(ts, source);
-  await Bun.$`${process.execPath} ${join(ROOT, "build/compile.ts")} ${flags} ${ts} ${out}`.quiet();
+  return compileFloor(ts, join(dir, name));
+}
+
+/** Compiles the program `entry` (a file, which may import the project's own) to `out`. */
+export async function compileFloor(entry: string, out: string): Promise<string> {
+  const flags = (await Bun.$`make -s -C ${ROOT} compile-flags`.text()).trim().split(/\s+/);
+  await Bun.$`${process.execPath} ${join(ROOT, "build/compile.ts")} ${flags} ${entry} ${out}`.quiet();
   return out;
 }
