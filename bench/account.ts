@@ -4,6 +4,9 @@
 // the two interleaved in rounds of PAIR_RUNS, their order alternating: rows timed one after the
 // other drift with the machine (the same two rows said 1.82x and 1.91x on one idle machine).
 // Usage: bun bench/account.ts [N]   (make bench builds what it needs first)
+// FLUX_PAM_BENCH_URI=local:///PATH: against that broker instead (a real one, run by daemon, uid
+// 1, with a job running on its rank 0: bin and sys then have no job anywhere, so the rows that
+// name a job elsewhere are denials without a hint).
 
 import type { Scenario } from "../test/broker/scenario";
 import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
@@ -14,6 +17,7 @@ import { median, medianInterval } from "./stats";
 import { MODULE, driverArgs, ensureBuilt, installHelper, pamConfDir, realHelper, standIn } from "../test/pam/harness";
 
 const N = Number(process.argv[2] ?? 200);
+const URI = process.env.FLUX_PAM_BENCH_URI;
 /** runs of each side per round of the paired ratio; N / PAIR_RUNS rounds (at least 5) */
 const PAIR_RUNS = 10;
 // daemon (1) has a job here; bin (2) has one on another node (the denial's job hint names it); sys (3) none.
@@ -52,7 +56,7 @@ async function timeAccount(confdir: string, service: string, user: string, n: nu
 async function main() {
   await ensureBuilt();
   const dir = tempDir("flux-pam-bench-");
-  const broker = await startBrokerProcess(JOB, dir.path);
+  const broker = URI === undefined ? await startBrokerProcess(JOB, dir.path) : { uri: URI, stop: async () => {} };
   try {
     const pam = pamConfDir(dir.path);
     const helper = realHelper(dir.path);
@@ -77,7 +81,7 @@ async function main() {
       ["pam_flux.so + a Bun program that only answers", `account required ${MODULE} helper=${bunFloor}`, "daemon"],
     ];
     const medians = new Map<string, number>();
-    console.log(`account decision through libpam, ${N} runs each (ms)`);
+    console.log(`account decision through libpam, ${N} runs each (ms), against ${URI === undefined ? "the test broker" : `the broker at ${URI}`}`);
     console.log(`${"".padEnd(48)} ${"median".padStart(7)} ${"p95".padStart(7)} ${"min".padStart(7)} ${"max".padStart(7)}  result`);
     const serviceOf = (i: number) => `bench-${i}`;
     for (const [i, [name, line, user]] of rows.entries()) {

@@ -1,5 +1,6 @@
 // flux-pam account: may PAM_USER log in here? pam_exec-compatible; pam_flux.so reads the reply.
 
+import { denialMessage } from "./denial";
 import { decideAdmission } from "../decide/admission";
 import { jobHint } from "../decide/job-hint";
 import { FluxClient } from "../flux/client";
@@ -24,10 +25,6 @@ export interface AccountOptions {
 
 export const EXIT_ADMIT = 0;
 export const EXIT_DENY = 1;
-
-export function denialMessage(user: string): string {
-  return `Access denied: user ${user} has no active jobs on this node`;
-}
 
 /** The hint's share of the decision's budget: the denial never waits on it for longer. */
 export const HINT_SHARE = 0.2;

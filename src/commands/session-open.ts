@@ -1,6 +1,6 @@
 // flux-pam session-open: put the login into PREFIX-PID.scope under user-UID.slice, if containment is up.
 
-import { denialMessage } from "./account";
+import { denialMessage } from "./denial";
 import { FluxClient } from "../flux/client";
 import { pamConfig } from "../flux/config";
 import { Deadline } from "../flux/deadline";
