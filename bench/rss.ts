@@ -8,12 +8,16 @@ import { BINARY, startBrokerProcess, tempDir } from "../test/e2e/harness";
 
 const RUNS = 5;
 
+// daemon (1) has the jobs here; bin (2) has one on another node, which a denial's job hint names.
 function node(jobs: number): Scenario {
   return {
     rank: 0,
     owner: 64999,
     config: { pam: { "manage-user-slice": true }, exec: { "sdexec-constrain-resources": true } },
-    jobs: Array.from({ length: jobs }, (_, i) => ({ id: String(1000 + i), userid: 1, cores: String(i % 2) })),
+    jobs: [
+      ...Array.from({ length: jobs }, (_, i) => ({ id: String(1000 + i), userid: 1, cores: String(i % 2) })),
+      { id: "999", userid: 2, ranks: "1" },
+    ],
   };
 }
 
@@ -37,17 +41,19 @@ async function main() {
     const rows: [string, string[], Record<string, string>][] = [
       ["--version", ["--version"], {}],
       ["account (admitted)", ["account", `uri=${one.uri}`], { PAM_USER: "daemon" }],
+      ["account (denied, with a job hint)", ["account", `uri=${one.uri}`], { PAM_USER: "bin" }],
       ["check-user", ["check-user", "daemon", "--uri", one.uri], {}],
       ["prolog --dry-run, 1 job", ["prolog", "--dry-run"], { FLUX_URI: one.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
       ["prolog --dry-run, 1000 jobs (every R)", ["prolog", "--dry-run"], { FLUX_URI: many.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
       ["housekeeping --dry-run, 1000 jobs", ["housekeeping", "--dry-run"], { FLUX_URI: many.uri, FLUX_JOB_USERID: "1", FLUX_JOB_ID: "1000" }],
       ["status, 1000 jobs", ["status", "daemon", "--uri", many.uri], {}],
       ["reconcile --dry-run, 1000 jobs", ["reconcile", "daemon", "--dry-run", "--uri", many.uri], {}],
+      ["doctor", ["doctor", "--uri", one.uri], {}],
     ];
     console.log(`peak RSS of build/flux-pam (its page cache dropped first), max of ${RUNS} runs (MiB)`);
     for (const [name, args, env] of rows) {
       const kib = Math.max(...(await Promise.all(Array.from({ length: RUNS }, () => peakKiB(args, env)))));
-      console.log(`${name.padEnd(32)} ${(kib / 1024).toFixed(1).padStart(6)}`);
+      console.log(`${name.padEnd(38)} ${(kib / 1024).toFixed(1).padStart(6)}`);
     }
   } finally {
     await one.stop();

@@ -164,6 +164,34 @@ describe.skipIf(skip !== undefined)("the hooks under flux-core's units, with the
     expect(shown).toBe("AllowedCPUs=");
   });
 
+  test("a user@ that failed to start: the next prolog under flux-prolog@JOB.service warns in the unit's journal and succeeds", async () => {
+    const dropin = "/run/systemd/system/user@1000.service.d";
+    await c.run(["mkdir", "-p", dropin]);
+    await write(`${dropin}/fail.conf`, "[Service]\nExecStartPre=/bin/false\n");
+    await c.run(["systemctl", "daemon-reload"]);
+    const failed = async () => (await c.run(["systemctl", "show", "-P", "ActiveState,Job", "user@1000.service"])).trim() === "failed";
+    try {
+      node([{ id: "1227286904832", userid: ALICE, cores: "1" }]);
+      expect((await runUnit("prolog", "fZEr9Bmq", "Finished flux-prolog@fZEr9Bmq.service")).code).toBe(0);
+      let settled = false;
+      for (const end = Date.now() + 10_000; !settled && Date.now() < end; await Bun.sleep(50)) settled = await failed();
+      expect(settled).toBe(true);
+      node([{ id: "1227286904832", userid: ALICE, cores: "1" }, { id: "1261646643200", userid: ALICE, cores: "2" }]);
+      const line =
+        "flux-pam-prolog[fa9CPpv3]: warning: user@1000.service is failed: an earlier start did not succeed (journalctl -u user@1000.service; slice containment still applies); starting it again\n";
+      const r = await runUnit("prolog", "fa9CPpv3", line);
+      expect(r.code).toBe(0);
+      expect(r.journal).toContain(line);
+      expect(r.journal).toContain("Finished flux-prolog@fa9CPpv3.service");
+    } finally {
+      await c.run(["rm", "-rf", dropin]);
+      await c.run(["systemctl", "daemon-reload"]);
+      await c.exec(["systemctl", "reset-failed", "user@1000.service"]);
+      node([{ id: "1227286904832", userid: ALICE, cores: "1", state: 64 }, { id: "1261646643200", userid: ALICE, cores: "2", state: 64 }]);
+      await runUnit("housekeeping", "fa9CPpv3", "flux-housekeeping@fa9CPpv3.service");
+    }
+  });
+
   test("FLUX_JOB_ID left empty by a runner that found no flux: the hook says so", async () => {
     node([]);
     const line = "flux-pam-prolog[?]: FLUX_JOB_ID is empty (flux-run-prolog and flux-run-housekeeping could not convert it: is flux on the IMP's PATH? flux-pam doctor)\n";
