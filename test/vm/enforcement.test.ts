@@ -48,7 +48,9 @@ const RESTRICTED = {
   "/dev/vda:r": EPERM,
 };
 
-const config = { pam: { "manage-user-slice": true, "kill-user-slice": false }, exec: { "sdexec-constrain-resources": true } };
+/** kill-user-slice off until the last test: a process left in the slice shows what the kernel keeps. */
+let killUserSlice = false;
+const config = () => ({ pam: { "manage-user-slice": true, "kill-user-slice": killUserSlice }, exec: { "sdexec-constrain-resources": true } });
 
 describe.skipIf(!wanted)("limits enforced by the kernel (QEMU VM, cgroup v2)", () => {
   let vm: Vm;
@@ -58,7 +60,7 @@ describe.skipIf(!wanted)("limits enforced by the kernel (QEMU VM, cgroup v2)", (
   let hog = 0;
 
   function nodeWith(jobs: ScenarioJob[]): void {
-    const s: Scenario = { rank: 0, owner: OWNER, config, jobs, mapper: "auto" };
+    const s: Scenario = { rank: 0, owner: OWNER, config: config(), jobs, mapper: "auto" };
     // The size changes with gen, so the broker's mtime+size cache sees every rewrite.
     const file = join(dir.path, "scenario.json");
     writeFileSync(`${file}.tmp`, stringifyJson({ ...(s as Json as object), _gen: ++gen } as Json) + " ".repeat(gen % 2));
@@ -269,5 +271,32 @@ describe.skipIf(!wanted)("limits enforced by the kernel (QEMU VM, cgroup v2)", (
     } finally {
       await vm.run("echo 1 > /sys/devices/system/cpu/cpu1/online");
     }
+  });
+
+  // The teardown a site runs by default: the slice stopped (its processes with it), no revert and no reload.
+  test("with kill-user-slice on, the last job's teardown stops the slice without a reload: its process ends, its cgroup and device program go, a new one gets every CPU, node and device", async () => {
+    killUserSlice = true;
+    const reloads = async () => Number((await vm.run("journalctl --sync; journalctl -b -o cat _PID=1 --no-pager | grep -c '^Reloading' || true")).trim());
+    nodeWith([{ id: "105", userid: ALICE, cores: "1", gpus: "1" }]);
+    await hook("prolog", "105");
+    await vm.run(`systemd-run -q --unit=stray --slice=${SLICE} --uid=${ALICE} sleep 600`);
+    const pid = Number((await vm.run("systemctl show -P MainPID stray")).trim());
+    expect(pid).toBeGreaterThan(0);
+    expect((await task(pid)).cpus).toBe("1");
+    expect(devices(await probe())).toEqual({ ...RESTRICTED, "/dev/nvidia0:r": EPERM, "/dev/nvidia1:r": ENXIO });
+    const before = await reloads();
+
+    nodeWith([{ id: "105", userid: ALICE, cores: "1", gpus: "1", state: 64 }]);
+    await hook("housekeeping", "105");
+    expect(await exists(MARKER)).toBe(false);
+    await vm.run(`for i in $(seq 300); do [ "$(systemctl show -P ActiveState ${SLICE})" = inactive ] && exit 0; sleep 0.1; done; exit 1`);
+    expect(await exists(`/proc/${pid}`)).toBe(false);
+    expect(await exists(SLICE_DIR)).toBe(false);
+    expect(await exists(`/run/systemd/system.control/${SLICE}.d`)).toBe(false);
+    expect(await sliceProp("NeedDaemonReload")).toBe("no");
+    expect(await reloads()).toBe(before);
+    const p = await probe(ALICE);
+    expect([p.cpus, p.mems, p["pin-cpu1"]]).toEqual(["0-1", "0-1", "ok"]);
+    expect(devices(await probe())).toEqual(OPEN);
   });
 });
