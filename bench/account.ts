@@ -3,6 +3,8 @@
 // The target's ratio (owner admitted against a Bun program that only answers) is timed apart,
 // the two interleaved in rounds of PAIR_RUNS, their order alternating: rows timed one after the
 // other drift with the machine (the same two rows said 1.82x and 1.91x on one idle machine).
+// Two more pairs split that ratio: a Bun program that only asks the broker what account asks
+// (bench/protocol-only.ts) against the one that only answers, and flux-pam against it.
 // Usage: bun bench/account.ts [N]   (make bench builds what it needs first)
 // FLUX_PAM_BENCH_URI=local:///PATH: against that broker instead (a real one, run by daemon, uid
 // 1, with a job running on its rank 0: bin and sys then have no job anywhere, so the rows that
