@@ -128,7 +128,8 @@ async function main() {
     await timedRow("housekeeping, jobs remain, 1000 jobs", `timed manyRemain housekeeping 999`);
 
     let cold: number | undefined;
-    let checkUser: number | undefined;
+    /** commands timed for their peak RSS only, on this node as the hooks left it */
+    const rssOnly: [string, number][] = [];
     if (ONLY === undefined) {
       // Peak RSS, one run of each (GNU time's %M, KiB), the binary read from disk again.
       await evictFromPageCache(...binaries);
@@ -148,7 +149,11 @@ async function main() {
       set("housekeeping, jobs remain, 1000 jobs", await rss(`rss manyRemain housekeeping 999`));
       set("housekeeping, the last job", await rss(`rss ended housekeeping 1000`));
       await sh(`hook run prolog 1000 >/dev/null; settle_up`);
-      checkUser = await rss(`gtime -f %M ${BIN} check-user alice --uri $(uri run) 2>&1 >/dev/null | tail -1`);
+      const peak = (args: string) => rss(`gtime -f %M ${BIN} ${args} 2>&1 >/dev/null | tail -1`);
+      rssOnly.push(["check-user (peak RSS only)", await peak("check-user alice --uri $(uri run)")]);
+      rssOnly.push(["status, 1000 jobs (peak RSS only)", await peak("status alice --uri $(uri many)")]);
+      rssOnly.push(["reconcile dry run, 1000 jobs (peak RSS only)", await peak("reconcile alice --dry-run --uri $(uri many)")]);
+      rssOnly.push(["doctor (peak RSS only)", await peak("doctor --uri $(uri run)")]);
     }
 
     console.log(`flux-pam hooks on real systemd 252 (nspawn container), ${BIN}, median of ${RUNS} runs${VS ? `, each paired with ${VS}` : ""}`);
@@ -172,7 +177,7 @@ async function main() {
     }
     const rssRow = (name: string, mib: number) => console.log(`${name.padEnd(44)} ${"".padStart(8)} ${"".padStart(10)} ${"".padStart(10)} ${"".padStart(5)} ${"".padStart(7)} ${mib.toFixed(1).padStart(7)}`);
     if (cold !== undefined) rssRow("prolog, 1000 jobs, no record of shares (RSS)", cold);
-    if (checkUser !== undefined) rssRow("check-user (peak RSS only)", checkUser);
+    for (const [name, mib] of rssOnly) rssRow(name, mib);
     console.log("systemd ms: time with a call to systemd or a job of its outstanding (the hook's debug line); own+broker: the rest of the wall time (process start, broker, our code); over floor: wall time less the bare Bun exec's; cpu ms: the process's own CPU time (user + system, getrusage, whole ms), which the machine's other load moves less than wall time");
     if (VS)
       console.log(
